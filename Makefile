@@ -1,0 +1,44 @@
+# The two commands of the README: `make serve` and `make test`. Each does its
+# own set-up on a fresh Debian machine with Python 3.11.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+CONFIG ?= config.example.toml
+
+.PHONY: serve test lint typecheck unit bench system-deps clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "cocmail needs Python 3.11 or newer"'
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv && \
+	    $(PYTHON) -m venv $(VENV); \
+	  else echo "make: $(PYTHON) cannot create a venv: install python3-venv" >&2; exit 1; fi; }
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+serve: $(STAMP)
+	$(BIN)/cocmail db upgrade --config $(CONFIG)
+	exec $(BIN)/cocmail serve --config $(CONFIG)
+
+# Debian packages the integration tests drive as real peers: swaks (an outside
+# SMTP client), postfix (in front of the LMTP listener), dovecot (IMAP).
+system-deps:
+	@sh tests/system-deps.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check cocmail tests bench migrations
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: $(STAMP) system-deps lint typecheck
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

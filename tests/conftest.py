@@ -1,0 +1,289 @@
+"""Fixtures: real servers on loopback, a PostgreSQL database per test run, config files.
+
+Fixtures are factories (aiosmtpd's style): a test asks for a daemon with the
+settings it needs and gets a real ``cocmail serve`` process on free ports.
+A test that needs a real peer (PostgreSQL, swaks, Postfix) is skipped when the
+peer is missing on a developer's machine, and fails in CI (CI=true).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT.parent / "shared" / "corpus"
+COCMAIL = [sys.executable, "-m", "cocmail"]
+DOMAIN = "conduct.example.org"
+CONDUCT = f"conduct@{DOMAIN}"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+TOKEN_KEY = "test-token-key-0123456789abcdef"
+
+MEMBERS = [
+    ("alice", "Alice A", "alice@members.example", "Acme", ["chair"]),
+    ("bob", "Bob B", "bob@members.example", "Globex", []),
+    ("carol", "Carol C", "carol@members.example", "Initech", []),
+    ("dave", "Dave D", "dave@members.example", "Umbrella", []),
+]
+
+
+def missing(what: str) -> None:
+    """A real peer is missing: fail in CI, skip elsewhere."""
+    if IN_CI:
+        pytest.fail(f"{what} is missing, and CI must run these tests")
+    pytest.skip(f"{what} is missing")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None,
+                  timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on port {port}")
+
+
+# --- PostgreSQL -----------------------------------------------------------------
+
+def _pg_admin_url() -> str:
+    return os.environ.get("COCMAIL_TEST_POSTGRES_URL", DEFAULT_PG)
+
+
+def _pg_connect(url: str) -> Any:
+    import psycopg
+
+    return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"),
+                           autocommit=True, connect_timeout=5)
+
+
+@dataclass
+class Postgres:
+    admin_url: str
+    created: list[str] = field(default_factory=list)
+
+    def new_database(self) -> str:
+        """A fresh, empty database; returns its SQLAlchemy URL."""
+        import psycopg.conninfo
+
+        name = f"cocmail_test_{uuid.uuid4().hex[:12]}"
+        with _pg_connect(self.admin_url) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        self.created.append(name)
+        params = psycopg.conninfo.conninfo_to_dict(self.admin_url)
+        params["dbname"] = name
+        user = params.get("user", "postgres")
+        host = params.get("host", "127.0.0.1")
+        port = params.get("port", 5432)
+        return f"postgresql+psycopg://{user}@{host}:{port}/{name}"
+
+    def execute(self, sql: str) -> None:
+        with _pg_connect(self.admin_url) as conn:
+            conn.execute(sql)
+
+    def drop_all(self) -> None:
+        with _pg_connect(self.admin_url) as conn:
+            for name in self.created:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    url = _pg_admin_url()
+    try:
+        with _pg_connect(url) as conn:
+            conn.execute("SELECT 1")
+    except Exception as exc:
+        missing(f"PostgreSQL at {url} ({type(exc).__name__})")
+    pg = Postgres(url)
+    yield pg
+    pg.drop_all()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'cocmail.db'}"
+    pg: Postgres = request.getfixturevalue("postgres")
+    return pg.new_database()
+
+
+# --- config files -------------------------------------------------------------
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(value)
+
+
+def write_config(directory: Path, db_url: str, sections: dict[str, dict[str, Any]] | None = None,
+                 members: list[tuple[str, str, str, str, list[str]]] | None = None) -> Path:
+    """A complete config file for tests; ``sections`` overrides keys per table."""
+    base: dict[str, dict[str, Any]] = {
+        "committee": {"name": "Test Committee", "short_name": "conduct", "address": CONDUCT,
+                      "mediator": "mediator@outside.example"},
+        "rotation": {"timezone": "UTC", "handoff": "monday 09:00"},
+        "sla": {"first_response": "3d"},
+        "database": {"url": db_url, "busy_timeout": "2s"},
+        "smtp": {"listen": [], "lmtp_listen": [], "max_message_size": "1MB"},
+        "delivery": {"method": "maildir", "maildir": str(directory / "outbox")},
+        "secrets": {"token_key_file": str(directory / "token.key")},
+        "http": {},
+        "logging": {"level": "info"},
+    }
+    for name, values in (sections or {}).items():
+        base.setdefault(name, {}).update(values)
+    lines = []
+    for name, values in base.items():
+        lines.append(f"[{name}]")
+        lines += [f"{k} = {toml_value(v)}" for k, v in values.items()]
+        lines.append("")
+    for handle, name, email, employer, roles in (members if members is not None else MEMBERS):
+        lines += ["[[committee.members]]", f"handle = {toml_value(handle)}",
+                  f"name = {toml_value(name)}", f"email = {toml_value(email)}",
+                  f"employer = {toml_value(employer)}", f"roles = {toml_value(roles)}", ""]
+    path = directory / "config.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+@pytest.fixture
+def config_for(tmp_path: Path) -> Callable[..., Path]:
+    def make(db_url: str, **sections: dict[str, Any]) -> Path:
+        return write_config(tmp_path, db_url, sections)
+
+    return make
+
+
+# --- the CLI and the daemon ---------------------------------------------------
+
+def run_cli(config: Path, *args: str, stdin: bytes | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [*COCMAIL, *args, "--config", str(config)], input=stdin, capture_output=True,
+        timeout=60, env={**os.environ, "COCMAIL_TOKEN_KEY": TOKEN_KEY, **(env or {})},
+        cwd=ROOT,
+    )
+
+
+def cli_json(config: Path, *args: str) -> Any:
+    result = run_cli(config, *args, "--json")
+    assert result.returncode == 0, result.stderr.decode()
+    return json.loads(result.stdout)
+
+
+@dataclass
+class Server:
+    config: Path
+    proc: subprocess.Popen[bytes]
+    smtp_port: int
+    lmtp_port: int
+    http_port: int
+    log_path: Path
+
+    def cli(self, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+        return run_cli(self.config, *args, stdin=stdin)
+
+    def json(self, *args: str) -> Any:
+        return cli_json(self.config, *args)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Start ``cocmail serve`` on free loopback ports: ``serve(db_url, **sections)``."""
+    started: list[Server] = []
+
+    def start(db_url: str, **sections: dict[str, Any]) -> Server:
+        directory = tmp_path / f"server{len(started)}"
+        directory.mkdir()
+        smtp_port, lmtp_port, http_port = free_port(), free_port(), free_port()
+        merged = {
+            "smtp": {"listen": [f"127.0.0.1:{smtp_port}"],
+                     "lmtp_listen": [f"127.0.0.1:{lmtp_port}"]},
+            "http": {"listen": f"127.0.0.1:{http_port}"},
+        }
+        for name, values in sections.items():
+            merged.setdefault(name, {}).update(values)
+        config = write_config(directory, db_url, merged)
+        log_path = directory / "serve.log"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                [*COCMAIL, "serve", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, "COCMAIL_TOKEN_KEY": TOKEN_KEY}, cwd=ROOT,
+            )
+        server = Server(config, proc, smtp_port, lmtp_port, http_port, log_path)
+        started.append(server)
+        try:
+            wait_for_port(smtp_port, proc)
+            wait_for_port(http_port, proc)
+        except Exception:
+            print(server.log())
+            raise
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def swaks() -> str:
+    path = shutil.which("swaks")
+    if path is None:
+        missing("swaks (Debian package swaks)")
+    assert path is not None
+    return path
+
+
+def corpus_files(folder: str) -> list[Path]:
+    return sorted((CORPUS / folder).iterdir())
+
+
+def stdlib_email_messages() -> list[Path]:
+    import test
+
+    return sorted((Path(test.__file__).parent / "test_email" / "data").glob("msg_*.txt"))
