@@ -100,10 +100,10 @@ class CocmailSMTP(SMTP):
             content += chunk
 
         if too_big:
-            self._set_post_data_state()
             await self.push_data_reply(
                 f"{TOO_BIG} Message too big: the limit here is {self.max_message_size} bytes"
             )
+            self._set_post_data_state()
             return
         raw = bytes(content)
         del content

@@ -1,0 +1,93 @@
+"""Intake benchmark: cocmail against a bare aiosmtpd listener, in the same run.
+
+    python bench/ingest.py [--messages N]
+
+Sends N 4 KB reports over 4 concurrent SMTP connections (4 client processes)
+to (a) a bare aiosmtpd listener whose handler does nothing and (b) cocmail on
+SQLite, and prints messages/s for each and the ratio (target: cocmail at least
+0.5 x the bare listener). Then it sends one 20 MB message to a fresh cocmail and
+prints the daemon's peak RSS growth while accepting it (target: at most 4 x the
+message size). All traffic is on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import smtplib
+import tempfile
+import time
+from multiprocessing import Pool
+from pathlib import Path
+
+from common import (
+    CONDUCT,
+    Process,
+    reset_peak_rss,
+    send_batch,
+    start_bare,
+    start_cocmail,
+    status_kib,
+)
+
+CONNECTIONS = 4
+
+
+def throughput(server: Process, messages: int) -> float:
+    per_connection = messages // CONNECTIONS
+    # Warm up (imports, first connections, SQLite pages) outside the measurement.
+    with Pool(CONNECTIONS) as pool:
+        pool.map(send_batch, [(server.port, 5, 4096)] * CONNECTIONS)
+        start = time.perf_counter()
+        pool.map(send_batch, [(server.port, per_connection, 4096)] * CONNECTIONS)
+        elapsed = time.perf_counter() - start
+    return per_connection * CONNECTIONS / elapsed
+
+
+def big_message_rss(directory: Path, size: int) -> tuple[float, float]:
+    """Peak RSS growth (MiB) of a fresh daemon while it accepts one message of ``size``."""
+    server = start_cocmail(directory)
+    try:
+        send_batch((server.port, 3, 4096))  # warm: imports and first writes done
+        body_line = b"x" * 76 + b"\r\n"
+        head = (f"From: rita@reporter.example\r\nTo: {CONDUCT}\r\nSubject: big\r\n"
+                "Content-Type: text/plain\r\n\r\n").encode()
+        raw = head + body_line * ((size - len(head)) // len(body_line))
+        before = status_kib(server.pid, "VmRSS")
+        reset_peak_rss(server.pid)
+        with smtplib.SMTP("127.0.0.1", server.port, timeout=300) as smtp:
+            smtp.sendmail("rita@reporter.example", [CONDUCT], raw)
+        peak = status_kib(server.pid, "VmHWM")
+        return (peak - before) / 1024, len(raw) / 1024 / 1024
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=2000)
+    args = parser.parse_args()
+
+    print(f"intake: {args.messages} reports of 4 KB over {CONNECTIONS} SMTP connections")
+    bare = start_bare()
+    try:
+        bare_rate = throughput(bare, args.messages)
+    finally:
+        bare.stop()
+    with tempfile.TemporaryDirectory(prefix="cocmail-bench-") as tmp:
+        server = start_cocmail(Path(tmp))
+        try:
+            cocmail_rate = throughput(server, args.messages)
+        finally:
+            server.stop()
+    print(f"  bare aiosmtpd listener : {bare_rate:8.0f} msg/s")
+    print(f"  cocmail (SQLite)       : {cocmail_rate:8.0f} msg/s")
+    print(f"  ratio                  : {cocmail_rate / bare_rate:8.2f}  (target >= 0.50)")
+
+    with tempfile.TemporaryDirectory(prefix="cocmail-bench-") as tmp:
+        growth, size = big_message_rss(Path(tmp), 20 * 1024 * 1024)
+    print(f"one {size:.1f} MiB message: peak RSS growth {growth:.1f} MiB = "
+          f"{growth / size:.2f} x the message  (target <= 4.00)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""The CLI's --json contract and the quarantine/replay round trip, against a running daemon."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import Server, run_cli, write_config
+from tests.mail import message, send
+
+
+def test_case_show_and_quarantine_json_shapes(serve, db_url: str) -> None:
+    server: Server = serve(db_url)
+    send(server.smtp_port, message())
+    send(server.smtp_port, message(headers={"Auto-Submitted": "auto-replied"}))
+    case = server.json("case", "show", "1")
+    for key in ("id", "state", "severity", "opened_at", "acknowledged_at", "message_count",
+                "recused", "decision", "messages", "events", "participants"):
+        assert key in case, key
+    [m] = case["messages"]
+    assert {"message_id", "direction", "sender_role", "verified"} <= set(m)
+    assert (m["direction"], m["sender_role"], m["verified"]) == ("in", "reporter", False)
+    [p] = case["participants"]
+    assert {"role", "email", "reply_address"} <= set(p)
+    assert [e["kind"] for e in case["events"]] == ["opened"]
+
+    [q] = server.json("quarantine", "list")
+    assert {"id", "reason", "received_at"} <= set(q)
+    assert q["reason"] == "automatic"
+
+    # The operator decides it was a real report after all.
+    result = server.cli("replay", str(q["id"]), "--open-case")
+    assert result.returncode == 0, result.stderr
+    assert b"opened case #2" in result.stdout
+    assert server.json("quarantine", "list") == []
+    assert len(server.json("quarantine", "list", "--all")) == 1
+    assert len(server.json("cases", "list", "--open")) == 2
+
+
+def test_text_output_carries_no_content(serve, tmp_path: Path) -> None:
+    """The operator's listings show metadata, never a subject or a body."""
+    server: Server = serve(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    send(server.smtp_port, message(subject="SECRET-SUBJECT", body="SECRET-BODY\n"))
+    for args in (["cases", "list"], ["case", "show", "1"], ["case", "show", "1", "--json"],
+                 ["quarantine", "list"]):
+        out = server.cli(*args).stdout
+        assert b"SECRET" not in out
+    assert "SECRET" not in server.log()
+
+
+def test_unknown_case_is_exit_1(serve, tmp_path: Path) -> None:
+    server: Server = serve(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    result = server.cli("case", "show", "42")
+    assert result.returncode == 1 and b"no case #42" in result.stderr
+
+
+def test_listing_an_unmigrated_database_says_what_to_do(tmp_path: Path) -> None:
+    config = write_config(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}")
+    result = run_cli(config, "cases", "list")
+    assert result.returncode == 1 and b"cocmail db upgrade" in result.stderr
+    assert run_cli(config, "db", "upgrade").returncode == 0
+    assert run_cli(config, "cases", "list").stdout == b"no cases\n"
+
+
+def test_limit(serve, tmp_path: Path) -> None:
+    server: Server = serve(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    for i in range(3):
+        send(server.smtp_port, message(subject=f"r{i}"))
+    assert [c["id"] for c in server.json("cases", "list", "--limit", "2")] == [1, 2]
+    assert len(server.json("cases", "list")) == 3

@@ -1,0 +1,232 @@
+"""The intake service in process, on SQLite and PostgreSQL: routing, threading,
+quarantine and replay, with a fixed clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
+
+from cocmail.addresses import reply_address, split_recipient
+from cocmail.clock import FixedClock
+from cocmail.config import Committee
+from cocmail.intake import Delivery, Intake
+from cocmail.store import migrate
+from cocmail.store.db import Store
+from cocmail.store.models import Case, Event, Message, Participant, Quarantine
+from cocmail.tokens import make_token
+from tests.conftest import CONDUCT
+from tests.mail import message
+
+KEY = b"k" * 32
+COMMITTEE = Committee("Test", "conduct", CONDUCT, "+", None, None, ())
+GROUP = Committee("Test", "conduct", CONDUCT, "+", None, "conduct.conduct.example.org", ())
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    s = Store(db_url)
+    migrate.upgrade(s)
+    yield s
+    s.dispose()
+
+
+def intake_for(store: Store, committee: Committee = COMMITTEE) -> Intake:
+    return Intake(store, committee, KEY, FixedClock(dt.datetime(2026, 11, 25, 10, tzinfo=dt.UTC)))
+
+
+def deliver(intake: Intake, raw: bytes, to: str = CONDUCT,
+            envelope_from: str | None = "rita@reporter.example"):
+    return intake.accept(Delivery(raw, envelope_from, (split_recipient(to, intake.committee),),
+                                  "smtp"))
+
+
+def reporter_address(store: Store, case_id: int) -> str:
+    with store.unit_of_work() as s:
+        p = s.scalars(select(Participant).where(Participant.case_id == case_id,
+                                                Participant.role == "reporter")).one()
+        return reply_address(COMMITTEE, case_id, make_token(KEY, case_id, p.id))
+
+
+class TestRouting:
+    def test_new_report_opens_case_with_reporter_and_event(self, store: Store) -> None:
+        result = deliver(intake_for(store), message())
+        assert result.opened and result.case_id == 1
+        with store.unit_of_work() as s:
+            case = s.get(Case, 1)
+            assert case is not None and case.state == "new"
+            assert [(p.role, p.email) for p in case.participants] == [
+                ("reporter", "rita@reporter.example")]
+            assert [e.kind for e in case.events] == ["opened"]
+            assert case.opened_at == dt.datetime(2026, 11, 25, 10, tzinfo=dt.UTC)
+
+    @pytest.mark.parametrize("headers, sender, envelope_from", [
+        ({"Auto-Submitted": "auto-replied"}, "rita@reporter.example", "rita@reporter.example"),
+        ({"Precedence": "bulk"}, "rita@reporter.example", "rita@reporter.example"),
+        ({"List-Id": "<devs.lists.example>"}, "rita@reporter.example", "rita@reporter.example"),
+        ({"X-Autoreply": "yes"}, "rita@reporter.example", "rita@reporter.example"),
+        ({}, "MAILER-DAEMON@mx.example", ""),
+        ({"Content-Type": 'multipart/report; report-type=delivery-status; boundary="b"'},
+         "postmaster@mx.example", "postmaster@mx.example"),
+        ({"X-Cocmail-Loop": "conduct@conduct.example.org"}, "x@y.example", "x@y.example"),
+    ])
+    def test_automatic_mail_to_bare_address_opens_no_case(
+            self, store: Store, headers: dict[str, str], sender: str,
+            envelope_from: str) -> None:
+        result = deliver(intake_for(store), message(sender=sender, headers=headers),
+                         envelope_from=envelope_from)
+        assert result.case_id is None and result.quarantine_reason == "automatic"
+
+    def test_auto_submitted_no_is_a_person(self, store: Store) -> None:
+        result = deliver(intake_for(store), message(headers={"Auto-Submitted": "no"}))
+        assert result.opened
+
+    def test_committee_group_report_belongs_to_original_sender(self, store: Store) -> None:
+        """Through the committee's own group (List-Id matches committee.list_id, From
+        rewritten for DMARC), the report opens a case for the original sender."""
+        raw = message(sender=CONDUCT, headers={
+            "List-Id": "<conduct.conduct.example.org>", "Precedence": "list",
+            "Reply-To": "Rita <rita@reporter.example>"}).replace(
+            b"From: Rita Reporter <" + CONDUCT.encode() + b">",
+            b"From: 'Rita' via conduct <" + CONDUCT.encode() + b">")
+        result = deliver(intake_for(store, GROUP), raw, envelope_from="bounces@groups.example")
+        assert result.opened
+        with store.unit_of_work() as s:
+            assert s.scalars(select(Participant.email)).all() == ["rita@reporter.example"]
+
+    def test_follow_up_by_token_is_verified(self, store: Store) -> None:
+        intake = intake_for(store)
+        deliver(intake, message())
+        to = reporter_address(store, 1)
+        result = deliver(intake, message(subject="Re: more", to=to), to=to)
+        assert result.case_id == 1 and not result.opened
+        with store.unit_of_work() as s:
+            m = s.get(Message, result.message_id)
+            assert m is not None and m.verified and m.participant_id is not None
+
+    def test_auto_reply_to_token_address_threads_but_is_marked(self, store: Store) -> None:
+        """A reporter's out-of-office answer to our mail joins the case, marked automatic
+        so that nothing answers it."""
+        intake = intake_for(store)
+        deliver(intake, message())
+        to = reporter_address(store, 1)
+        result = deliver(intake, message(to=to, headers={"Auto-Submitted": "auto-replied"}),
+                         to=to)
+        assert result.case_id == 1
+        with store.unit_of_work() as s:
+            m = s.get(Message, result.message_id)
+            assert m is not None and m.automatic == "Auto-Submitted: auto-replied"
+
+    def test_forged_token_is_quarantined(self, store: Store) -> None:
+        intake = intake_for(store)
+        deliver(intake, message())
+        forged = f"conduct+1.{'a' * 16}@conduct.example.org"
+        result = deliver(intake, message(to=forged), to=forged)
+        assert result.quarantine_reason == "bad-token"
+        with store.unit_of_work() as s:
+            q = s.scalars(select(Quarantine)).one()
+            assert q.claimed_case_id == 1
+
+    def test_token_of_another_case_does_not_move(self, store: Store) -> None:
+        """A token made for case 1 pasted onto case 2's number does not verify."""
+        intake = intake_for(store)
+        deliver(intake, message())
+        deliver(intake, message(sender="sam@reporter.example"),
+                envelope_from="sam@reporter.example")
+        token = reporter_address(store, 1).split(".", 1)[1].split("@")[0]
+        moved = f"conduct+2.{token}@conduct.example.org"
+        result = deliver(intake, message(sender="sam@reporter.example", to=moved), to=moved,
+                         envelope_from="sam@reporter.example")
+        assert result.quarantine_reason == "bad-token"
+
+    def test_unknown_case_is_quarantined(self, store: Store) -> None:
+        to = f"conduct+99.{'a' * 16}@conduct.example.org"
+        result = deliver(intake_for(store), message(to=to), to=to)
+        assert result.quarantine_reason == "unknown-case"
+
+    def test_unparseable_is_stored_raw_and_quarantined(self, store: Store) -> None:
+        raw = b"\x00\x01\x02 this is not mail\r\nat all\r\n"
+        result = deliver(intake_for(store), raw)
+        assert result.quarantine_reason == "unparseable"
+        with store.unit_of_work() as s:
+            m = s.get(Message, result.message_id)
+            assert m is not None and m.raw == raw
+
+    def test_concurrent_duplicate_is_stored_once(self, store: Store) -> None:
+        """Two deliveries of the same bytes racing each other: one row, both accepted."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        intake = intake_for(store)
+        raw = message()
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda _: deliver(intake, raw), range(8)))
+        assert len({r.message_id for r in results}) == 1
+        assert sum(not r.duplicate for r in results) == 1
+
+
+class TestReplay:
+    def test_replay_after_open_case_decision(self, store: Store) -> None:
+        """A real report taken for an auto-reply is opened as a case by `replay --open-case`;
+        the quarantine entry records how it was released."""
+        intake = intake_for(store)
+        result = deliver(intake, message(headers={"Precedence": "bulk"}))
+        with store.unit_of_work() as s:
+            entry = s.scalars(select(Quarantine)).one()
+            again = intake.replay(s, entry)
+            assert again.quarantine_reason == "automatic"
+            opened = intake.replay(s, entry, open_case=True)
+            assert opened.opened and opened.message_id == result.message_id
+            assert entry.released_at is not None
+            assert entry.resolution == f"opened case #{opened.case_id}"
+
+    def test_replay_routes_again(self, store: Store) -> None:
+        """A reply that arrived before its case existed is quarantined (unknown case);
+        replayed once the case exists, it joins it."""
+        intake = intake_for(store)
+        deliver(intake, message())  # case 1, participant 1
+        early = f"conduct+2.{make_token(KEY, 2, 2)}@conduct.example.org"
+        first = deliver(intake, message(subject="early", to=early), to=early)
+        assert first.quarantine_reason == "unknown-case"
+        deliver(intake, message(subject="second report"))  # case 2, participant 2
+        with store.unit_of_work() as s:
+            entry = s.scalars(select(Quarantine)).one()
+            again = intake.replay(s, entry)
+        assert (again.case_id, again.quarantine_reason) == (2, None)
+        with store.unit_of_work() as s:
+            m = s.get(Message, first.message_id)
+            assert m is not None and m.case_id == 2 and m.verified
+
+
+class TestEvents:
+    def test_events_are_append_only(self, store: Store) -> None:
+        deliver(intake_for(store), message())
+        with pytest.raises(DBAPIError), store.unit_of_work() as s:
+            s.execute(text("UPDATE events SET kind = 'x'"))
+        with pytest.raises(DBAPIError), store.unit_of_work() as s:
+            s.execute(text("DELETE FROM events"))
+        with store.unit_of_work() as s:
+            assert s.scalars(select(Event.kind)).all() == ["opened"]
+
+
+def test_migrations_walk_down_and_up(db_url: str, tmp_path: Path) -> None:
+    """Every migration goes down and up again, on SQLite and PostgreSQL."""
+    store = Store(db_url)
+    migrate.upgrade(store)
+    head = migrate.current_revision(store)
+    migrate.downgrade(store, "base")
+    assert migrate.current_revision(store) is None
+    assert migrate.is_empty(store) or _only_alembic_table(store)
+    migrate.upgrade(store)
+    assert migrate.current_revision(store) == head
+    store.dispose()
+
+
+def _only_alembic_table(store: Store) -> bool:
+    from sqlalchemy import inspect
+
+    with store.engine.connect() as conn:
+        return inspect(conn).get_table_names() == ["alembic_version"]

@@ -1,0 +1,96 @@
+"""Parsing: encoded headers, charsets, HTML-only mail, attachments, missing fields."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from cocmail.parse import ParseError, decode_header, parse
+from tests.conftest import corpus_files, stdlib_email_messages
+
+
+class TestHeaders:
+    def test_rfc2047_subject_and_name(self) -> None:
+        raw = (b"From: =?utf-8?q?Ren=C3=A9e_M=C3=BCller?= <renee@x.example>\r\n"
+               b"Subject: =?iso-8859-1?q?=C4rger_im_Chat?=\r\n\r\nhi\r\n")
+        m = parse(raw)
+        assert m.subject == "\u00c4rger im Chat"
+        assert m.from_name == "Ren\u00e9e M\u00fcller"
+        assert m.from_address == "renee@x.example"
+
+    def test_folded_and_control_characters_become_one_clean_line(self) -> None:
+        assert decode_header("a\r\n b\x00c\x07") == "a bc"
+
+    def test_unknown_charset_does_not_fail(self) -> None:
+        m = parse(b"Subject: =?x-unknown?q?abc?=\r\n\r\nhi\r\n")
+        assert m.subject is not None
+
+    def test_missing_date_and_message_id(self) -> None:
+        m = parse(b"From: a@b.example\r\nSubject: bare\r\n\r\nbody\r\n")
+        assert m.message_id is None and m.date is None
+        assert m.text.strip() == "body"
+
+    def test_bad_date_is_none(self) -> None:
+        assert parse(b"Date: yesterday-ish\r\nSubject: x\r\n\r\n.\r\n").date is None
+
+    def test_thread_ids_nearest_first(self) -> None:
+        m = parse(b"In-Reply-To: <c@x>\r\nReferences: <a@x> <b@x> <c@x>\r\n\r\nx\r\n")
+        assert m.thread_ids == ("c@x", "b@x", "a@x")
+
+
+class TestBodies:
+    def test_latin1_body(self) -> None:
+        raw = (b"Content-Type: text/plain; charset=iso-8859-1\r\n"
+               b"Content-Transfer-Encoding: 8bit\r\n\r\nGr\xfc\xdfe\r\n")
+        assert parse(raw).text.strip() == "Gr\u00fc\u00dfe"
+
+    def test_wrong_charset_label_keeps_the_text(self) -> None:
+        raw = (b"Content-Type: text/plain; charset=utf-8\r\n\r\n"
+               b"caf\xe9 \x00 ok\r\n")
+        text = parse(raw).text
+        assert "ok" in text and "\x00" not in text
+        text.encode("utf-8")  # storable
+
+    def test_html_only_is_rendered_to_text(self) -> None:
+        raw = (b"Content-Type: text/html; charset=utf-8\r\n\r\n"
+               b"<html><body><p>He said <b>that</b>.</p><script>x()</script></body></html>\r\n")
+        m = parse(raw)
+        assert m.text == "He said that."
+        assert m.html is not None and "<b>that</b>" in m.html
+
+    def test_attachment_metadata(self) -> None:
+        payload = bytes(range(256)) * 4
+        import base64
+
+        encoded = base64.encodebytes(payload)
+        raw = (b"Content-Type: multipart/mixed; boundary=XX\r\n\r\n--XX\r\n"
+               b"Content-Type: text/plain\r\n\r\nsee attached\r\n--XX\r\n"
+               b"Content-Type: application/octet-stream\r\n"
+               b"Content-Disposition: attachment; filename=\"../../etc/evil.bin\"\r\n"
+               b"Content-Transfer-Encoding: base64\r\n\r\n" + encoded + b"--XX--\r\n")
+        m = parse(raw)
+        assert m.text.strip() == "see attached"
+        [a] = m.attachments
+        assert (a.part, a.filename, a.content_type, a.size) == (
+            "2", "evil.bin", "application/octet-stream", 1024)
+        assert a.sha256 == hashlib.sha256(payload).hexdigest()
+
+
+class TestNotMail:
+    @pytest.mark.parametrize("raw", [b"", b"just some words\r\n", b"\x00\x01\x02"])
+    def test_no_header_block_is_a_parse_error(self, raw: bytes) -> None:
+        with pytest.raises(ParseError):
+            parse(raw)
+
+
+@pytest.mark.parametrize("path", corpus_files("replies") + stdlib_email_messages(),
+                         ids=lambda p: p.name)
+def test_corpus_parses_or_fails_cleanly(path) -> None:
+    try:
+        m = parse(path.read_bytes())
+    except ParseError:
+        return
+    for value in (m.text, m.subject or "", *[v for _, v in m.headers]):
+        value.encode("utf-8")
+        assert "\x00" not in value
