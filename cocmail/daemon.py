@@ -20,6 +20,7 @@ from cocmail.intake import Intake
 from cocmail.metrics import Metrics
 from cocmail.store import migrate
 from cocmail.store.db import Store
+from cocmail.writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,9 @@ class Daemon:
         self.clock = clock or SystemClock()
         self.metrics = Metrics()
         self.store = Store(config.database.url, config.database.busy_timeout)
-        # Intake does blocking database work; it runs here, off the event loop.
-        self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="intake")
+        # Blocking database work (the health probe) runs here, off the event loop.
+        self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cocmail")
+        self.writer: BatchWriter | None = None
         self._servers: list[asyncio.Server] = []
         self._stop = asyncio.Event()
 
@@ -69,11 +71,14 @@ class Daemon:
         prepare_database(self.store)
         key = tokens.load_key(self.config)
         intake = Intake(self.store, self.config.committee, key, self.clock)
+        # SQLite takes one writer at a time: more threads would only queue on its
+        # lock (sleeping in its busy handler), so SQLite gets a single writer.
+        self.writer = BatchWriter(intake, threads=1 if self.store.is_sqlite else 4)
         smtp = self.config.smtp
         context = tls_context(self.config)
         loop = asyncio.get_running_loop()
         for endpoints, lmtp in ((smtp.listen, False), (smtp.lmtp_listen, True)):
-            handler = SmtpHandler(intake, self.config.committee, self.executor, self.metrics,
+            handler = SmtpHandler(self.writer, self.config.committee, self.metrics,
                                   max_message_size=smtp.max_message_size, lmtp=lmtp)
             factory = server_factory(handler, hostname=smtp.hostname,
                                      timeout=smtp.timeout.total_seconds(),
@@ -122,5 +127,8 @@ class Daemon:
         for server in self._servers:
             await server.wait_closed()
         # Let messages being stored finish their commit before the process ends.
-        await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown, True)
+        loop = asyncio.get_running_loop()
+        if self.writer is not None:
+            await loop.run_in_executor(None, self.writer.close)
+        await loop.run_in_executor(None, self.executor.shutdown, True)
         self.store.dispose()

@@ -33,6 +33,7 @@ class Route:
     case_id: int | None = None
     participant_id: int | None = None
     verified: bool = False
+    role: str | None = None  # the sender's seat in the case, when it joins one
     reason: str | None = None
     detail: str | None = None
     claimed_case_id: int | None = None
@@ -86,7 +87,8 @@ def _by_token(session: Session, recipient: Recipient, sender: str | None, key: b
             "but not from that participant's address",
             claimed_case_id=case.id,
         )
-    return Route("join", case_id=case.id, participant_id=participant.id, verified=True)
+    return Route("join", case_id=case.id, participant_id=participant.id, verified=True,
+                 role=participant.role)
 
 
 def _by_headers(session: Session, message: ParsedMessage, sender: str | None) -> Route | None:
@@ -109,5 +111,6 @@ def _by_headers(session: Session, message: ParsedMessage, sender: str | None) ->
             ).order_by(Participant.id)
         ).first()
         if participant is not None:
-            return Route("join", case_id=case_id, participant_id=participant.id)
+            return Route("join", case_id=case_id, participant_id=participant.id,
+                         role=participant.role)
     return None

@@ -18,7 +18,6 @@ import asyncio
 import logging
 import re
 import ssl
-from concurrent.futures import Executor
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
@@ -26,8 +25,9 @@ from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 from cocmail.addresses import split_recipient
 from cocmail.config import Committee
 from cocmail.errors import AddressError, StoreUnavailable
-from cocmail.intake import Delivery, Intake
+from cocmail.intake import Delivery
 from cocmail.metrics import Metrics
+from cocmail.writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
@@ -140,17 +140,15 @@ class SmtpHandler:
 
     def __init__(
         self,
-        intake: Intake,
+        writer: BatchWriter,
         committee: Committee,
-        executor: Executor,
         metrics: Metrics,
         *,
         max_message_size: int,
         lmtp: bool = False,
     ) -> None:
-        self.intake = intake
+        self.writer = writer
         self.committee = committee
-        self.executor = executor
         self.metrics = metrics
         self.max_message_size = max_message_size
         self.lmtp = lmtp
@@ -205,9 +203,8 @@ class SmtpHandler:
             recipients=tuple(split_recipient(r, self.committee) for r in envelope.rcpt_tos),
             channel=self.channel,
         )
-        loop = asyncio.get_running_loop()
         try:
-            accepted = await loop.run_in_executor(self.executor, self.intake.accept, delivery)
+            accepted = await asyncio.wrap_future(self.writer.submit(delivery))
         except StoreUnavailable as exc:
             log.error("store unavailable, answered 451: %s", exc)
             self.metrics.inc("cocmail_intake_total", outcome="store-unavailable")

@@ -203,3 +203,5 @@ class Event(Base):
     actor: Mapped[str] = mapped_column(String(320))
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    message: Mapped[Message | None] = relationship()
