@@ -30,6 +30,7 @@ system-deps:
 
 lint: $(STAMP)
 	$(BIN)/ruff check cocmail tests bench migrations
+	$(BIN)/hadolint --failure-threshold warning Dockerfile
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -73,7 +73,8 @@ class Daemon:
         intake = Intake(self.store, self.config.committee, key, self.clock)
         # SQLite takes one writer at a time: more threads would only queue on its
         # lock (sleeping in its busy handler), so SQLite gets a single writer.
-        self.writer = BatchWriter(intake, threads=1 if self.store.is_sqlite else 4)
+        self.writer = BatchWriter(intake, threads=1 if self.store.is_sqlite else 4,
+                                  metrics=self.metrics)
         smtp = self.config.smtp
         context = tls_context(self.config)
         loop = asyncio.get_running_loop()

@@ -150,19 +150,40 @@ class Intake:
 
     def _store_all(self, session: Session, batch: list[_Prepared]) -> list[Accepted]:
         stored = writes.find_messages(session, [item.key for item in batch])
-        results = []
-        for item in batch:
+        results: dict[int, Accepted] = {}
+        first_of: dict[str, int] = {}  # key -> index of its first copy in this batch
+        pending: list[tuple[int, _Write]] = []
+
+        def write_pending() -> None:
+            written = self._write(session, [w for _, w in pending])
+            results.update(zip([i for i, _ in pending], written, strict=True))
+            pending.clear()
+
+        for index, item in enumerate(batch):
             if item.key in stored:
                 message_id, case_id, reason = stored[item.key]
-                results.append(Accepted(message_id, case_id, False, reason, True))
+                results[index] = Accepted(message_id, case_id, False, reason, True)
                 continue
+            if item.key in first_of:
+                continue  # a second copy within the batch: answered below
+            first_of[item.key] = index
+            if pending and _looks_up(item):
+                # Its routing reads the store: write what is pending first, so a
+                # reply to a message of this same batch finds it.
+                write_pending()
             decision = self._decide(session, item.parsed, item.parse_error,
                                     item.delivery.envelope_from, list(item.delivery.recipients))
-            result = self._apply(session, decision, item.parsed, item.delivery.envelope_from,
-                                 self._message_values(item.delivery, item.key, item.parsed))
-            stored[item.key] = (result.message_id, result.case_id, result.quarantine_reason)
-            results.append(result)
-        return results
+            values = self._message_values(item.delivery, item.key, item.parsed)
+            pending.append((index, _Write(decision, item.parsed, item.delivery.envelope_from,
+                                          values)))
+        if pending:
+            write_pending()
+        for index, item in enumerate(batch):
+            if index not in results:
+                first = results[first_of[item.key]]
+                results[index] = Accepted(first.message_id, first.case_id, False,
+                                          first.quarantine_reason, True)
+        return [results[i] for i in range(len(batch))]
 
     def _store_alone(self, item: _Prepared) -> Accepted | StoreUnavailable:
         try:
@@ -199,7 +220,8 @@ class Intake:
             # It failed to parse before and parses now: keep what it says.
             for name, value in _parsed_values(parsed).items():
                 setattr(message, name, value)
-            writes.insert_attachments(session, message.id, _attachment_rows(parsed))
+            writes.insert_attachments(
+                session, [{**row, "message_id": message.id} for row in _attachment_rows(parsed)])
         recipients = []
         for address in message.recipients:
             try:
@@ -245,48 +267,83 @@ class Intake:
         envelope_from: str | None,
         message: dict[str, object] | int,
     ) -> Accepted:
-        """Record ``decision``. ``message`` is the new message's column values (it is
-        inserted here, already pointing at its case) or the id of a stored message."""
-        now = self.clock.now()
-        case_id = decision.case_id
-        participant_id = decision.participant_id
-        opened = decision.action == "open"
-        if opened:
-            assert parsed is not None
-            case_id = writes.insert_case(session, now)
-            sender = original_sender(parsed, self.committee.list_id) or _address(envelope_from)
-            if sender:
-                name = parsed.from_name if sender == parsed.from_address else None
-                participant_id = writes.insert_participant(
-                    session, case_id, "reporter", sender, name, now)
-        if isinstance(message, int):
-            message_id = message
-            if case_id is not None:
-                writes.set_message_case(session, message_id, case_id, participant_id,
-                                        decision.verified)
-        else:
-            values = {**message, "case_id": case_id, "participant_id": participant_id,
-                      "verified": decision.verified}
-            message_id = writes.insert_message(session, values)
-            if parsed is not None:
-                writes.insert_attachments(session, message_id, _attachment_rows(parsed))
+        """Record ``decision`` for one message (see ``_write``)."""
+        return self._write(session, [_Write(decision, parsed, envelope_from, message)])[0]
 
-        if decision.action == "quarantine":
-            assert decision.reason is not None
-            writes.insert_quarantine(session, message_id, decision.reason,
-                                     clean(decision.detail or ""), decision.claimed_case_id, now)
-            log.info("message %d quarantined: %s", message_id, decision.reason)
-            return Accepted(message_id, None, False, decision.reason, False)
-        assert case_id is not None
-        if opened:
-            writes.insert_event(session, case_id, now, "opened", "reporter", message_id,
-                                {"channel": "email"})
-            log.info("case #%d opened by message %d", case_id, message_id)
-        else:
-            writes.insert_event(session, case_id, now, "message", decision.role or "unknown",
-                                message_id, {"verified": decision.verified})
-            log.info("message %d joined case #%d", message_id, case_id)
-        return Accepted(message_id, case_id, opened, None, False)
+    def _write(self, session: Session, entries: list[_Write]) -> list[Accepted]:
+        """Record routing decisions. Each entry's ``message`` is the new message's column
+        values (inserted here, already pointing at its case) or the id of a stored
+        message. Rows of one kind are written by one statement for the whole list."""
+        now = self.clock.now()
+        opens = [e for e in entries if e.decision.action == "open"]
+        case_ids = dict(zip(map(id, opens), writes.insert_cases(session, len(opens), now),
+                            strict=True))
+        reporters = []
+        for entry in opens:
+            assert entry.parsed is not None
+            sender = (original_sender(entry.parsed, self.committee.list_id)
+                      or _address(entry.envelope_from))
+            if sender:
+                name = entry.parsed.from_name if sender == entry.parsed.from_address else None
+                reporters.append((entry, {"case_id": case_ids[id(entry)], "role": "reporter",
+                                          "email": sender, "name": name, "created_at": now}))
+        participant_ids = dict(zip(
+            [id(e) for e, _ in reporters],
+            writes.insert_participants(session, [row for _, row in reporters]), strict=True))
+
+        def seat(entry: _Write) -> tuple[int | None, int | None]:
+            if entry.decision.action == "open":
+                return case_ids[id(entry)], participant_ids.get(id(entry))
+            return entry.decision.case_id, entry.decision.participant_id
+
+        new = [e for e in entries if not isinstance(e.message, int)]
+        rows = []
+        for entry in new:
+            assert isinstance(entry.message, dict)
+            case_id, participant_id = seat(entry)
+            rows.append({**entry.message, "case_id": case_id, "participant_id": participant_id,
+                         "verified": entry.decision.verified})
+        message_ids = dict(zip(map(id, new), writes.insert_messages(session, rows), strict=True))
+        for entry in entries:
+            if isinstance(entry.message, int):
+                message_ids[id(entry)] = entry.message
+                case_id, participant_id = seat(entry)
+                if case_id is not None:
+                    writes.set_message_case(session, entry.message, case_id, participant_id,
+                                            entry.decision.verified)
+        writes.insert_attachments(session, [
+            {**row, "message_id": message_ids[id(e)]}
+            for e in new if e.parsed is not None for row in _attachment_rows(e.parsed)
+        ])
+
+        results, events, quarantined = [], [], []
+        for entry in entries:
+            message_id = message_ids[id(entry)]
+            decision = entry.decision
+            if decision.action == "quarantine":
+                assert decision.reason is not None
+                quarantined.append({
+                    "message_id": message_id, "reason": decision.reason,
+                    "detail": clean(decision.detail or ""),
+                    "claimed_case_id": decision.claimed_case_id, "received_at": now})
+                log.info("message %d quarantined: %s", message_id, decision.reason)
+                results.append(Accepted(message_id, None, False, decision.reason, False))
+                continue
+            case_id, _ = seat(entry)
+            assert case_id is not None
+            opened = decision.action == "open"
+            events.append({
+                "case_id": case_id, "at": now, "message_id": message_id,
+                "kind": "opened" if opened else "message",
+                "actor": "reporter" if opened else decision.role or "unknown",
+                "data": {"channel": "email"} if opened else {"verified": decision.verified},
+            })
+            log.info("message %d %s case #%d", message_id, "opened" if opened else "joined",
+                     case_id)
+            results.append(Accepted(message_id, case_id, opened, None, False))
+        writes.insert_events(session, events)
+        writes.insert_quarantines(session, quarantined)
+        return results
 
     def _message_values(
         self, delivery: Delivery, key: str, parsed: ParsedMessage | None
@@ -319,6 +376,24 @@ class _Prepared:
     key: str
     parsed: ParsedMessage | None
     parse_error: str | None
+
+
+@dataclass(frozen=True, eq=False)
+class _Write:
+    """One routing decision waiting to be written (compared by identity)."""
+
+    decision: route.Route
+    parsed: ParsedMessage | None
+    envelope_from: str | None
+    message: dict[str, object] | int
+
+
+def _looks_up(item: _Prepared) -> bool:
+    """Does routing ``item`` read the store (reply addresses, threading headers)?"""
+    if item.parsed is None:
+        return False
+    return bool(item.parsed.thread_ids) or any(
+        r.kind == "reply" for r in item.delivery.recipients)
 
 
 def _parse(raw: bytes) -> tuple[ParsedMessage | None, str | None]:

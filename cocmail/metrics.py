@@ -10,6 +10,8 @@ _HELP = {
     "cocmail_intake_total": "Inbound messages by outcome (stored, duplicate, quarantined, "
                             "store-unavailable, error).",
     "cocmail_smtp_rejected_total": "SMTP/LMTP commands refused, by reason.",
+    "cocmail_intake_batches_total": "Transactions the intake writers committed (group commit).",
+    "cocmail_intake_batched_messages_total": "Messages those transactions carried.",
     "cocmail_smtp_errors_total": "Unexpected errors in SMTP/LMTP sessions (answered 451).",
 }
 

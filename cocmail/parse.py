@@ -238,7 +238,9 @@ def _decode_bodies(msg: Message) -> tuple[list[str], list[str]] | None:
     for part in msg.walk():
         if part.is_multipart() or part.get_content_type() not in ("text/plain", "text/html"):
             continue
-        if (part.get_content_disposition() or "").lower() == "attachment" or part.get_filename():
+        disposition = (part.get_content_disposition() or "").lower()
+        # As mail-parser does: named text is a body only when marked inline.
+        if disposition == "attachment" or (part.get_filename() and disposition != "inline"):
             continue
         payload = part.get_payload(decode=True)
         if not isinstance(payload, bytes) or not payload:

@@ -16,6 +16,7 @@ from concurrent.futures import Future
 
 from cocmail.errors import StoreUnavailable
 from cocmail.intake import Accepted, Delivery, Intake
+from cocmail.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +26,9 @@ _Item = tuple[Delivery, "Future[Accepted]"]
 
 
 class BatchWriter:
-    def __init__(self, intake: Intake, threads: int) -> None:
+    def __init__(self, intake: Intake, threads: int, metrics: Metrics) -> None:
         self.intake = intake
+        self.metrics = metrics
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._threads = [
             threading.Thread(target=self._run, name=f"intake-writer-{i}", daemon=True)
@@ -68,6 +70,8 @@ class BatchWriter:
                 return
 
     def _store(self, batch: list[_Item]) -> None:
+        self.metrics.inc("cocmail_intake_batches_total")
+        self.metrics.inc("cocmail_intake_batched_messages_total", len(batch))
         try:
             results = self.intake.accept_batch([delivery for delivery, _ in batch])
         except Exception as exc:  # a bug outside any one message: fail the batch, keep going

@@ -168,6 +168,58 @@ class TestRouting:
         assert sum(not r.duplicate for r in results) == 1
 
 
+class TestBatches:
+    def test_one_batch_with_copies_and_a_reply_to_itself(self, store: Store) -> None:
+        """Group commit: a batch holding a report, a copy of it, a reply to it and another
+        report stores three messages, threads the reply, and answers the copy as a
+        duplicate of the first."""
+        intake = intake_for(store)
+        first = message(message_id="a@reporter.example")
+        reply = message(subject="Re: more", headers={"In-Reply-To": "<a@reporter.example>"})
+        other = message(sender="sam@reporter.example")
+
+        def d(raw: bytes, sender: str = "rita@reporter.example") -> Delivery:
+            return Delivery(raw, sender, (split_recipient(CONDUCT, COMMITTEE),), "smtp")
+
+        results = intake.accept_batch([d(first), d(first), d(reply),
+                                       d(other, "sam@reporter.example")])
+        assert all(not isinstance(r, Exception) for r in results)
+        a, copy, threaded, b = results
+        assert a.opened and not a.duplicate
+        assert copy.duplicate and copy.message_id == a.message_id
+        assert threaded.case_id == a.case_id and not threaded.opened
+        assert b.opened and b.case_id != a.case_id
+        with store.unit_of_work() as s:
+            assert s.scalar(text("SELECT count(*) FROM messages")) == 3
+            assert s.scalars(select(Participant.email).order_by(Participant.id)).all() == [
+                "rita@reporter.example", "sam@reporter.example"]
+
+    def test_store_failure_fails_the_whole_batch(self, tmp_path: Path) -> None:
+        """With the database locked, every message of the batch gets StoreUnavailable
+        and none of them is kept."""
+        import sqlite3
+
+        from cocmail.errors import StoreUnavailable
+
+        db = tmp_path / "locked.db"
+        store = Store(f"sqlite:///{db}", dt.timedelta(seconds=0.5))
+        migrate.upgrade(store)
+        intake = intake_for(store)
+        blocker = sqlite3.connect(db, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            results = intake.accept_batch([
+                Delivery(message(), "r@x.example", (split_recipient(CONDUCT, COMMITTEE),),
+                         "smtp") for _ in range(3)])
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert all(isinstance(r, StoreUnavailable) for r in results)
+        with store.unit_of_work() as s:
+            assert s.scalar(text("SELECT count(*) FROM messages")) == 0
+        store.dispose()
+
+
 class TestReplay:
     def test_replay_after_open_case_decision(self, store: Store) -> None:
         """A real report taken for an auto-reply is opened as a case by `replay --open-case`;

@@ -94,3 +94,22 @@ def test_corpus_parses_or_fails_cleanly(path) -> None:
     for value in (m.text, m.subject or "", *[v for _, v in m.headers]):
         value.encode("utf-8")
         assert "\x00" not in value
+
+
+@pytest.mark.parametrize("path", corpus_files("replies") + stdlib_email_messages(),
+                         ids=lambda p: p.name)
+def test_fast_body_path_agrees_with_mail_parser(path) -> None:
+    """For well-formed mail, the direct decode gives the bodies mail-parser gives."""
+    import email
+    import email.policy
+
+    from cocmail.parse import _Bodies, _decode_bodies
+
+    msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.compat32)
+    if any(part.defects for part in msg.walk()):
+        return  # such mail always goes through mail-parser
+    fast = _decode_bodies(msg)
+    if fast is None:
+        return  # undecodable with its declared charset: mail-parser's recovery is used
+    reference = _Bodies(msg)
+    assert fast == (list(reference.text_plain), list(reference.text_html))

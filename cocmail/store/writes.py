@@ -9,7 +9,6 @@ return the new ids. They take plain values: the store still knows no mail.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -19,13 +18,6 @@ from cocmail.store.models import Attachment, Case, Event, Message, Participant, 
 
 _MESSAGES = Message.__table__
 _ATTACHMENTS = Attachment.__table__
-
-
-def _insert(session: Session, table: Any, values: Mapping[str, Any]) -> int:
-    result = session.connection().execute(insert(table), [dict(values)])
-    key = result.inserted_primary_key
-    assert key is not None
-    return int(key[0])
 
 
 def find_messages(
@@ -40,22 +32,27 @@ def find_messages(
     return {str(row[0]): (row[1], row[2], row[3]) for row in rows}
 
 
-def insert_case(session: Session, opened_at: dt.datetime, channel: str = "email") -> int:
-    return _insert(session, Case.__table__,
-                   {"state": "new", "channel": channel, "opened_at": opened_at})
+def _insert_many(session: Session, table: Any, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert ``rows`` with one statement; their new ids, in the order given."""
+    if not rows:
+        return []
+    result = session.connection().execute(
+        insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
+    return [int(row[0]) for row in result]
 
 
-def insert_participant(session: Session, case_id: int, role: str, email: str,
-                       name: str | None, created_at: dt.datetime,
-                       handle: str | None = None) -> int:
-    return _insert(session, Participant.__table__, {
-        "case_id": case_id, "role": role, "email": email, "name": name, "handle": handle,
-        "created_at": created_at,
-    })
+def insert_cases(session: Session, count: int, opened_at: dt.datetime,
+                 channel: str = "email") -> list[int]:
+    return _insert_many(session, Case.__table__,
+                        [{"state": "new", "channel": channel, "opened_at": opened_at}] * count)
 
 
-def insert_message(session: Session, values: Mapping[str, Any]) -> int:
-    return _insert(session, Message.__table__, values)
+def insert_participants(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    return _insert_many(session, Participant.__table__, [{"handle": None, **r} for r in rows])
+
+
+def insert_messages(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    return _insert_many(session, _MESSAGES, rows)
 
 
 def set_message_case(session: Session, message_id: int, case_id: int,
@@ -66,24 +63,16 @@ def set_message_case(session: Session, message_id: int, case_id: int,
     )
 
 
-def insert_attachments(session: Session, message_id: int,
-                       rows: Iterable[Mapping[str, Any]]) -> None:
-    values = [{**row, "message_id": message_id} for row in rows]
-    if values:
-        session.connection().execute(insert(_ATTACHMENTS), values)  # type: ignore[arg-type]
+def insert_attachments(session: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        session.connection().execute(insert(_ATTACHMENTS), rows)  # type: ignore[arg-type]
 
 
-def insert_event(session: Session, case_id: int, at: dt.datetime, kind: str, actor: str,
-                 message_id: int | None, data: Mapping[str, Any]) -> int:
-    return _insert(session, Event.__table__, {
-        "case_id": case_id, "at": at, "kind": kind, "actor": actor,
-        "message_id": message_id, "data": dict(data),
-    })
+def insert_events(session: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        session.connection().execute(insert(Event.__table__), rows)  # type: ignore[arg-type]
 
 
-def insert_quarantine(session: Session, message_id: int, reason: str, detail: str,
-                      claimed_case_id: int | None, received_at: dt.datetime) -> int:
-    return _insert(session, Quarantine.__table__, {
-        "message_id": message_id, "reason": reason, "detail": detail,
-        "claimed_case_id": claimed_case_id, "received_at": received_at,
-    })
+def insert_quarantines(session: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        session.connection().execute(insert(Quarantine.__table__), rows)  # type: ignore[arg-type]

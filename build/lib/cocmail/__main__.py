@@ -1,0 +1,5 @@
+"""Allow ``python -m cocmail``."""
+
+from cocmail.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,102 @@
+"""The address forms cocmail answers to, and how an address is split into one of them.
+
+Forms, for a conduct address ``conduct@example.org`` and separator ``+``:
+
+    conduct@example.org               intake: a new report (or a reply threaded by headers)
+    conduct+<case>.<token>@example.org   reply: a participant's private reply address
+
+Anything else is refused at RCPT time with a sentence a person understands.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.utils import getaddresses, parseaddr
+
+from cocmail.config import Committee
+from cocmail.errors import AddressError
+from cocmail.tokens import TOKEN_ALPHABET, TOKEN_LENGTH
+
+
+@dataclass(frozen=True)
+class Recipient:
+    kind: str  # "intake" | "reply"
+    address: str
+    case_id: int | None = None
+    token: str | None = None
+
+
+def _reply(match: re.Match[str], address: str) -> Recipient:
+    return Recipient("reply", address, case_id=int(match.group(1)), token=match.group(2))
+
+
+# The sub-address forms after the separator, tried in order (STYLE.md §2).
+_DETAIL_FORMS: list[tuple[re.Pattern[str], Callable[[re.Match[str], str], Recipient]]] = [
+    (re.compile(rf"([1-9][0-9]{{0,17}})\.([{TOKEN_ALPHABET}]{{{TOKEN_LENGTH}}})"), _reply),
+]
+
+
+def split_recipient(address: str, committee: Committee) -> Recipient:
+    """Classify one envelope recipient, or raise ``AddressError`` with the reason.
+
+    >>> from cocmail.config import Committee
+    >>> c = Committee("C", "conduct", "conduct@example.org", "+", None, None, ())
+    >>> split_recipient("Conduct@Example.org", c).kind
+    'intake'
+    >>> r = split_recipient("conduct+42.abcdefghijklmnop@example.org", c)
+    >>> (r.kind, r.case_id, r.token)
+    ('reply', 42, 'abcdefghijklmnop')
+    """
+    address = address.strip().strip("<>").strip()
+    if address.count("@") != 1:
+        raise AddressError(f"{address!r} is not an email address")
+    local, domain = address.rsplit("@", 1)
+    local, domain = local.lower(), domain.lower()
+    if domain != committee.domain:
+        raise AddressError(
+            f"this server only accepts mail for {committee.address}; it does not relay"
+        )
+    normalized = f"{local}@{domain}"
+    if local == committee.local_part:
+        return Recipient("intake", normalized)
+    prefix = committee.local_part + committee.plus_separator
+    if local.startswith(prefix):
+        detail = local[len(prefix):]
+        for pattern, build in _DETAIL_FORMS:
+            match = pattern.fullmatch(detail)
+            if match:
+                return build(match, normalized)
+        raise AddressError(
+            f"{address} is not a valid reply address of {committee.address}; "
+            "check it was copied whole, or write to the address itself"
+        )
+    raise AddressError(f"there is no mailbox {address}; reports go to {committee.address}")
+
+
+def reply_address(committee: Committee, case_id: int, token: str) -> str:
+    return f"{committee.local_part}{committee.plus_separator}{case_id}.{token}@{committee.domain}"
+
+
+def address_of(header_value: str | None) -> str | None:
+    """The lower-cased address in a From-like header value, or None.
+
+    >>> address_of('"Rita R." <Rita@Example.NET>')
+    'rita@example.net'
+    """
+    if not header_value:
+        return None
+    _, addr = parseaddr(header_value)
+    addr = addr.strip().lower()
+    return addr if "@" in addr else None
+
+
+def addresses_of(*header_values: str | None) -> list[str]:
+    """All lower-cased addresses in To/Cc-like header values."""
+    found = []
+    for _, addr in getaddresses([v for v in header_values if v]):
+        addr = addr.strip().lower()
+        if "@" in addr:
+            found.append(addr)
+    return found

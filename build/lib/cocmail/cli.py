@@ -1,0 +1,275 @@
+"""The ``cocmail`` command: argument parsing and one function per subcommand.
+
+Exit codes: 0 success, 2 bad usage or bad config (one line naming the key and
+the reason), 1 anything else. ``deliver`` uses sysexits codes instead, for MTAs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from cocmail import config as config_module
+from cocmail import tokens
+from cocmail.clock import SystemClock
+from cocmail.config import Config
+from cocmail.errors import ConfigError, NotFound, StoreUnavailable
+from cocmail.store import migrate
+from cocmail.store.db import Store
+from cocmail.store.models import Case, Quarantine
+
+DEFAULT_CONFIG = "/etc/cocmail/config.toml"
+
+CASE_COLUMNS = [("id", "ID"), ("state", "STATE"), ("severity", "SEVERITY"),
+                ("opened_at", "OPENED"), ("acknowledged_at", "ACKNOWLEDGED"),
+                ("message_count", "MESSAGES"), ("recused", "RECUSED"), ("decision", "DECISION")]
+QUARANTINE_COLUMNS = [("id", "ID"), ("received_at", "RECEIVED"), ("reason", "REASON"),
+                      ("size", "BYTES"), ("claimed_case", "CASE"), ("detail", "DETAIL")]
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # mail-parser logs a warning for every MIME type it does not render;
+    # those are expected and say nothing an operator can act on.
+    logging.getLogger("mailparser").setLevel(logging.ERROR)
+    # aiosmtpd logs every envelope address at INFO; cocmail's logs carry ids
+    # and counts, never reporters' addresses (DESIGN.md rule 4).
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+
+
+def _print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def open_store(config: Config) -> Store:
+    """The store, checked to be at the schema this cocmail expects."""
+    store = Store(config.database.url, config.database.busy_timeout)
+    current, head = migrate.current_revision(store), migrate.head_revision(store)
+    if current != head:
+        store.dispose()
+        raise NotMigrated(
+            f"the database is at revision {current or 'none (empty)'}, this cocmail needs "
+            f"{head}: run `cocmail db upgrade`"
+        )
+    return store
+
+
+class NotMigrated(Exception):
+    pass
+
+
+def cmd_serve(config: Config, args: argparse.Namespace) -> int:
+    from cocmail.daemon import Daemon, OutdatedDatabase
+
+    _setup_logging(config.logging.level)
+    try:
+        asyncio.run(Daemon(config).run())
+    except OutdatedDatabase as exc:
+        print(f"cocmail: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"cocmail: cannot listen: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_db_upgrade(config: Config, args: argparse.Namespace) -> int:
+    store = Store(config.database.url, config.database.busy_timeout)
+    try:
+        before = migrate.current_revision(store)
+        migrate.upgrade(store)
+        after = migrate.current_revision(store)
+    finally:
+        store.dispose()
+    if before == after:
+        print(f"database is up to date (revision {after})")
+    else:
+        print(f"database upgraded from {before or 'empty'} to revision {after}")
+    return 0
+
+
+def cmd_cases_list(config: Config, args: argparse.Namespace) -> int:
+    from cocmail.views import list_cases, table
+
+    store = open_store(config)
+    with store.unit_of_work() as session:
+        rows = list_cases(session, open_only=args.open, limit=args.limit)
+    if args.json:
+        _print_json(rows)
+    elif rows:
+        print(table(rows, CASE_COLUMNS))
+    else:
+        print("no cases")
+    return 0
+
+
+def cmd_case_show(config: Config, args: argparse.Namespace) -> int:
+    from cocmail.views import case_detail
+
+    store = open_store(config)
+    key = tokens.load_key(config)
+    with store.unit_of_work() as session:
+        case = session.get(Case, args.id)
+        if case is None:
+            raise NotFound(f"no case #{args.id}")
+        detail = case_detail(case, config.committee, key)
+    if args.json:
+        _print_json(detail)
+        return 0
+    print(f"Case #{detail['id']}: {detail['state']}, severity {detail['severity'] or 'not set'}")
+    print(f"  opened {detail['opened_at']}, acknowledged {detail['acknowledged_at'] or 'no'}")
+    print(f"  recused: {', '.join(detail['recused']) or 'nobody'}; "
+          f"decision: {detail['decision'] or 'none'}")
+    print("Participants:")
+    for p in detail["participants"]:
+        print(f"  {p['role']:<10} {p['email']}  reply to {p['reply_address']}")
+    print("Messages:")
+    for m in detail["messages"]:
+        who = m["sender_role"] or "unknown"
+        mark = "verified" if m["verified"] else "unverified"
+        print(f"  {m['id']:>6} {m['received_at']} {m['direction']:<3} {who:<10} {mark:<10} "
+              f"{m['size']} bytes, {m['attachments']} attachment(s)")
+    print("History:")
+    for e in detail["events"]:
+        print(f"  {e['at']} {e['kind']:<12} by {e['actor']}")
+    return 0
+
+
+def cmd_quarantine_list(config: Config, args: argparse.Namespace) -> int:
+    from cocmail.views import list_quarantine, table
+
+    store = open_store(config)
+    with store.unit_of_work() as session:
+        rows = list_quarantine(session, include_released=args.all, limit=args.limit)
+    if args.json:
+        _print_json(rows)
+    elif rows:
+        print(table(rows, QUARANTINE_COLUMNS))
+    else:
+        print("the quarantine is empty")
+    return 0
+
+
+def cmd_replay(config: Config, args: argparse.Namespace) -> int:
+    from cocmail.intake import Intake
+
+    store = open_store(config)
+    intake = Intake(store, config.committee, tokens.load_key(config), SystemClock())
+    with store.unit_of_work() as session:
+        entry = session.scalars(
+            select(Quarantine).where(Quarantine.id == args.id).with_for_update()
+        ).first()
+        if entry is None:
+            raise NotFound(f"no quarantine entry {args.id}")
+        if entry.released_at is not None:
+            print(f"quarantine entry {args.id} was already released: {entry.resolution}")
+            return 0
+        result = intake.replay(session, entry, open_case=args.open_case)
+    if result.quarantine_reason:
+        print(f"still quarantined: {result.quarantine_reason}")
+        return 1
+    print(f"message {result.message_id} {'opened' if result.opened else 'joined'} "
+          f"case #{result.case_id}")
+    return 0
+
+
+def cmd_deliver(config: Config, args: argparse.Namespace) -> int:
+    from cocmail.ingest.pipe import deliver
+
+    _setup_logging("warning")
+    return deliver(config, args.recipient, args.sender, sys.stdin.buffer)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", type=Path, default=Path(os.environ.get("COCMAIL_CONFIG", DEFAULT_CONFIG)),
+        help=f"the TOML config file (default: $COCMAIL_CONFIG or {DEFAULT_CONFIG})",
+    )
+    parser = argparse.ArgumentParser(
+        prog="cocmail", description="Mail service for Code of Conduct committees."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(parent: Any, name: str, func: Callable[..., int], help: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = parent.add_parser(name, parents=[common], help=help,
+                                                       description=help)
+        p.set_defaults(func=func)
+        return p
+
+    add(sub, "serve", cmd_serve, "run the daemon: SMTP/LMTP listeners and the HTTP port")
+
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command",
+                                                                     required=True)
+    add(db, "upgrade", cmd_db_upgrade, "apply the migrations the database does not have yet")
+
+    cases = sub.add_parser("cases", help="list cases").add_subparsers(dest="cases_command",
+                                                                      required=True)
+    p = add(cases, "list", cmd_cases_list, "list cases (metadata only)")
+    p.add_argument("--open", action="store_true", help="only cases that are not closed")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--limit", type=int, help="at most N cases")
+
+    case = sub.add_parser("case", help="one case").add_subparsers(dest="case_command",
+                                                                  required=True)
+    p = add(case, "show", cmd_case_show, "show one case: participants, messages, history")
+    p.add_argument("id", type=int)
+    p.add_argument("--json", action="store_true")
+
+    quarantine = sub.add_parser("quarantine", help="messages that opened no case").add_subparsers(
+        dest="quarantine_command", required=True)
+    p = add(quarantine, "list", cmd_quarantine_list, "list quarantined messages")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--all", action="store_true", help="include entries already released")
+    p.add_argument("--limit", type=int, help="at most N entries")
+
+    p = add(sub, "replay", cmd_replay, "route a quarantined message again")
+    p.add_argument("id", type=int, metavar="QUARANTINE_ID")
+    p.add_argument("--open-case", action="store_true",
+                   help="open a new case with it whatever routing says (a real report "
+                        "that was taken for an automatic message)")
+
+    p = add(sub, "deliver", cmd_deliver,
+            "store one message from standard input (for an MTA pipe transport)")
+    p.add_argument("--recipient", required=True, help="the envelope recipient")
+    p.add_argument("--sender", default=None,
+                   help="the envelope sender ('' for the null sender of a bounce)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    is_deliver = args.func is cmd_deliver
+    try:
+        config = config_module.load(args.config)
+        return int(args.func(config, args))
+    except ConfigError as exc:
+        print(f"cocmail: config: {exc}", file=sys.stderr)
+        # An MTA must keep the message while the operator fixes the config.
+        return 75 if is_deliver else 2
+    except (NotFound, NotMigrated) as exc:
+        print(f"cocmail: {exc}", file=sys.stderr)
+        return 1
+    except StoreUnavailable as exc:
+        print(f"cocmail: store unavailable: {exc}", file=sys.stderr)
+        return 75 if is_deliver else 1
+    except Exception as exc:
+        if not is_deliver:
+            raise
+        print(f"cocmail: internal error ({type(exc).__name__}); try again later", file=sys.stderr)
+        return 75

@@ -1,0 +1,456 @@
+"""Loading and validating the one TOML file an operator writes.
+
+Every key is checked once, here; the rest of cocmail receives typed, frozen
+dataclasses and never looks at raw TOML. A bad value raises ``ConfigError``
+naming the dotted key and the reason, which the CLI prints on one line before
+exiting with status 2. Unknown keys are errors too: a misspelt key that is
+silently ignored is a setting the operator believes in and does not have.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import tomllib
+import zoneinfo
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from cocmail.errors import ConfigError
+from cocmail.units import Endpoint, parse_duration, parse_endpoint, parse_size
+
+T = TypeVar("T")
+
+_EMAIL = re.compile(r"[^@\s<>(),;:\"\[\]]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+")
+_HANDLE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+NOTIFY_TARGETS = ("on-duty", "committee", "chair")
+
+
+@dataclass(frozen=True)
+class Member:
+    handle: str
+    name: str
+    email: str
+    employer: str
+    timezone: str
+    roles: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Committee:
+    name: str
+    short_name: str
+    address: str
+    plus_separator: str
+    mediator: str | None
+    list_id: str | None
+    members: tuple[Member, ...]
+
+    @property
+    def local_part(self) -> str:
+        return self.address.rsplit("@", 1)[0].lower()
+
+    @property
+    def domain(self) -> str:
+        return self.address.rsplit("@", 1)[1].lower()
+
+
+@dataclass(frozen=True)
+class Rotation:
+    timezone: str
+    handoff_weekday: int  # Monday is 0
+    handoff_time: dt.time
+    order: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EscalationStep:
+    after: dt.timedelta
+    notify: str
+
+
+@dataclass(frozen=True)
+class Sla:
+    first_response: dt.timedelta
+    escalation: tuple[EscalationStep, ...]
+
+
+@dataclass(frozen=True)
+class Database:
+    url: str
+    busy_timeout: dt.timedelta
+
+
+@dataclass(frozen=True)
+class Smtp:
+    listen: tuple[Endpoint, ...]
+    lmtp_listen: tuple[Endpoint, ...]
+    max_message_size: int
+    hostname: str
+    tls_cert: Path | None
+    tls_key: Path | None
+    timeout: dt.timedelta
+
+
+@dataclass(frozen=True)
+class Delivery:
+    method: str
+    maildir: Path | None
+    relay_host: str | None
+    relay_port: int
+    security: str
+    username: str | None
+    password_file: Path | None
+    password_env: str | None
+
+
+@dataclass(frozen=True)
+class Secrets:
+    token_key_file: Path | None
+    token_key_env: str
+
+
+@dataclass(frozen=True)
+class Http:
+    listen: Endpoint | None
+
+
+@dataclass(frozen=True)
+class Scheduler:
+    tick: dt.timedelta
+
+
+@dataclass(frozen=True)
+class Logging:
+    level: str
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    committee: Committee
+    rotation: Rotation
+    sla: Sla
+    database: Database
+    smtp: Smtp
+    delivery: Delivery
+    secrets: Secrets
+    http: Http
+    scheduler: Scheduler
+    logging: Logging = field(default_factory=lambda: Logging("info"))
+
+    def member(self, handle: str) -> Member | None:
+        return next((m for m in self.committee.members if m.handle == handle), None)
+
+
+_MISSING: Any = object()
+
+
+class _Table:
+    """One TOML table being read: typed getters that name the dotted key on error,
+    and a final check that no key was left unread."""
+
+    def __init__(self, data: object, key: str) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(key, "must be a table")
+        self.data: dict[str, Any] = data
+        self.key = key
+        self._read: set[str] = set()
+
+    def _path(self, name: str) -> str:
+        return f"{self.key}.{name}" if self.key else name
+
+    def get(self, name: str, kind: type[T], default: Any = _MISSING) -> T:
+        self._read.add(name)
+        if name not in self.data:
+            if default is _MISSING:
+                raise ConfigError(self._path(name), "missing")
+            return default  # type: ignore[no-any-return]
+        value = self.data[name]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ConfigError(self._path(name), f"must be a {kind.__name__}")
+        return value
+
+    def convert(self, name: str, parse: Callable[[Any], T], default: Any = _MISSING) -> T:
+        self._read.add(name)
+        if name not in self.data:
+            if default is _MISSING:
+                raise ConfigError(self._path(name), "missing")
+            return default  # type: ignore[no-any-return]
+        try:
+            return parse(self.data[name])
+        except ValueError as exc:
+            raise ConfigError(self._path(name), str(exc)) from None
+
+    def table(self, name: str, required: bool = True) -> _Table:
+        self._read.add(name)
+        if name not in self.data:
+            if required:
+                raise ConfigError(self._path(name), "missing section")
+            return _Table({}, self._path(name))
+        return _Table(self.data[name], self._path(name))
+
+    def tables(self, name: str) -> Iterator[_Table]:
+        self._read.add(name)
+        items = self.data.get(name, [])
+        if not isinstance(items, list):
+            raise ConfigError(self._path(name), "must be a list of tables")
+        for index, item in enumerate(items):
+            yield _Table(item, f"{self._path(name)}[{index}]")
+
+    def done(self) -> None:
+        for name in self.data:
+            if name not in self._read:
+                raise ConfigError(self._path(name), "unknown key")
+
+
+def _email(value: object) -> str:
+    if not isinstance(value, str) or not _EMAIL.fullmatch(value.strip()):
+        raise ValueError("not an email address")
+    return value.strip()
+
+
+def _timezone(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}") from None
+    return value
+
+
+def _handoff(value: object) -> tuple[int, dt.time]:
+    if not isinstance(value, str):
+        raise ValueError('must be like "monday 09:00"')
+    match = re.fullmatch(r"\s*([a-z]+)\s+(\d{1,2}):(\d{2})\s*", value.lower())
+    if match is None or match.group(1) not in _WEEKDAYS:
+        raise ValueError('must be a weekday and a time, like "monday 09:00"')
+    hour, minute = int(match.group(2)), int(match.group(3))
+    if hour > 23 or minute > 59:
+        raise ValueError("time out of range")
+    return _WEEKDAYS.index(match.group(1)), dt.time(hour, minute)
+
+
+def _listen_list(value: object) -> tuple[Endpoint, ...]:
+    if not isinstance(value, list):
+        raise ValueError("must be a list of host:port strings")
+    return tuple(parse_endpoint(item) for item in value)
+
+
+def _path_under(base: Path) -> Callable[[object], Path]:
+    def parse(value: object) -> Path:
+        if not isinstance(value, str) or not value:
+            raise ValueError("must be a path")
+        path = Path(value)
+        return path if path.is_absolute() else base / path
+
+    return parse
+
+
+def _database_url(base: Path) -> Callable[[object], str]:
+    def parse(value: object) -> str:
+        if not isinstance(value, str):
+            raise ValueError("must be a string")
+        if value.startswith("sqlite:///") and not value.startswith("sqlite:////"):
+            relative = value[len("sqlite:///"):]
+            if relative and relative != ":memory:":
+                return f"sqlite:///{base / relative}"
+            return value
+        if value.startswith("sqlite:"):
+            return value
+        if value.startswith("postgresql://"):
+            # SQLAlchemy's bare postgresql:// means psycopg2; cocmail ships psycopg 3.
+            return "postgresql+psycopg://" + value[len("postgresql://"):]
+        if value.startswith("postgresql+psycopg://"):
+            return value
+        raise ValueError("must start with sqlite:/// or postgresql://")
+
+    return parse
+
+
+def _committee(t: _Table) -> Committee:
+    address = t.convert("address", _email)
+    separator = t.get("plus_separator", str, "+")
+    if len(separator) != 1 or separator.isalnum() or separator in "@.\"\\ ":
+        raise ConfigError("committee.plus_separator", "must be one punctuation character")
+    if separator in address.split("@")[0]:
+        raise ConfigError("committee.address", f"local part must not contain {separator!r}")
+    short_name = t.get("short_name", str)
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,32}", short_name):
+        raise ConfigError("committee.short_name", "must be 1-32 letters, digits, '.', '_' or '-'")
+    members = []
+    for mt in t.tables("members"):
+        handle = mt.get("handle", str)
+        if not _HANDLE.fullmatch(handle):
+            raise ConfigError(f"{mt.key}.handle", "must be lower-case letters, digits, _ or -")
+        members.append(
+            Member(
+                handle=handle,
+                name=mt.get("name", str),
+                email=mt.convert("email", _email),
+                employer=mt.get("employer", str, ""),
+                timezone=mt.convert("timezone", _timezone, "UTC"),
+                roles=tuple(mt.get("roles", list, [])),
+            )
+        )
+        mt.done()
+    handles = [m.handle for m in members]
+    for handle in handles:
+        if handles.count(handle) > 1:
+            raise ConfigError("committee.members", f"handle {handle!r} appears twice")
+    committee = Committee(
+        name=t.get("name", str),
+        short_name=short_name,
+        address=address,
+        plus_separator=separator,
+        mediator=t.convert("mediator", _email, None),
+        list_id=t.get("list_id", str, None),
+        members=tuple(members),
+    )
+    t.done()
+    return committee
+
+
+def _rotation(t: _Table, committee: Committee) -> Rotation:
+    weekday, time = t.convert("handoff", _handoff, (0, dt.time(9, 0)))
+    order = tuple(t.get("order", list, [m.handle for m in committee.members]))
+    known = {m.handle for m in committee.members}
+    for handle in order:
+        if handle not in known:
+            raise ConfigError("rotation.order", f"{handle!r} is not a committee member")
+    rotation = Rotation(
+        timezone=t.convert("timezone", _timezone, "UTC"),
+        handoff_weekday=weekday,
+        handoff_time=time,
+        order=order,
+    )
+    t.done()
+    return rotation
+
+
+def _sla(t: _Table) -> Sla:
+    steps = []
+    for st in t.tables("escalation"):
+        notify = st.get("notify", str)
+        if notify not in NOTIFY_TARGETS:
+            raise ConfigError(f"{st.key}.notify", f"must be one of {', '.join(NOTIFY_TARGETS)}")
+        steps.append(EscalationStep(after=st.convert("after", parse_duration), notify=notify))
+        st.done()
+    sla = Sla(
+        first_response=t.convert("first_response", parse_duration, dt.timedelta(days=3)),
+        escalation=tuple(sorted(steps, key=lambda s: s.after)),
+    )
+    t.done()
+    return sla
+
+
+def _smtp(t: _Table, base: Path) -> Smtp:
+    smtp = Smtp(
+        listen=t.convert("listen", _listen_list, ()),
+        lmtp_listen=t.convert("lmtp_listen", _listen_list, ()),
+        max_message_size=t.convert("max_message_size", parse_size, 25 * 1024**2),
+        hostname=t.get("hostname", str, "localhost"),
+        tls_cert=t.convert("tls_cert", _path_under(base), None),
+        tls_key=t.convert("tls_key", _path_under(base), None),
+        timeout=t.convert("timeout", parse_duration, dt.timedelta(minutes=5)),
+    )
+    if (smtp.tls_cert is None) != (smtp.tls_key is None):
+        raise ConfigError("smtp.tls_key", "tls_cert and tls_key go together")
+    t.done()
+    return smtp
+
+
+def _delivery(t: _Table, base: Path) -> Delivery:
+    method = t.get("method", str, "maildir")
+    if method not in ("maildir", "smtp"):
+        raise ConfigError("delivery.method", 'must be "maildir" or "smtp"')
+    security = t.get("security", str, "starttls")
+    if security not in ("tls", "starttls", "none"):
+        raise ConfigError("delivery.security", 'must be "tls", "starttls" or "none"')
+    delivery = Delivery(
+        method=method,
+        maildir=t.convert("maildir", _path_under(base), base / "var" / "outbox"),
+        relay_host=t.get("relay_host", str, None),
+        relay_port=t.get("relay_port", int, 587),
+        security=security,
+        username=t.get("username", str, None),
+        password_file=t.convert("password_file", _path_under(base), None),
+        password_env=t.get("password_env", str, None),
+    )
+    if method == "smtp" and not delivery.relay_host:
+        raise ConfigError("delivery.relay_host", 'needed when method is "smtp"')
+    t.done()
+    return delivery
+
+
+def load(path: Path) -> Config:
+    """Read and validate the config file at ``path``."""
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(str(path), exc.strerror or "cannot be read") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), f"not valid TOML ({exc})") from None
+    return from_dict(raw, path.resolve())
+
+
+def from_dict(raw: dict[str, Any], path: Path) -> Config:
+    """Validate an already-parsed TOML document; relative paths are taken from ``path``'s folder."""
+    base = path.parent
+    top = _Table(raw, "")
+    committee = _committee(top.table("committee"))
+    rotation = _rotation(top.table("rotation", required=False), committee)
+    sla = _sla(top.table("sla", required=False))
+
+    dbt = top.table("database", required=False)
+    database = Database(
+        url=dbt.convert("url", _database_url(base), f"sqlite:///{base / 'var' / 'cocmail.db'}"),
+        busy_timeout=dbt.convert("busy_timeout", parse_duration, dt.timedelta(seconds=10)),
+    )
+    dbt.done()
+
+    smtp = _smtp(top.table("smtp", required=False), base)
+    delivery = _delivery(top.table("delivery", required=False), base)
+
+    st = top.table("secrets", required=False)
+    secrets = Secrets(
+        token_key_file=st.convert("token_key_file", _path_under(base), base / "var" / "token.key"),
+        token_key_env=st.get("token_key_env", str, "COCMAIL_TOKEN_KEY"),
+    )
+    st.done()
+
+    ht = top.table("http", required=False)
+    http = Http(listen=ht.convert("listen", parse_endpoint, None))
+    ht.done()
+
+    sct = top.table("scheduler", required=False)
+    scheduler = Scheduler(tick=sct.convert("tick", parse_duration, dt.timedelta(seconds=5)))
+    sct.done()
+
+    lt = top.table("logging", required=False)
+    level = lt.get("level", str, "info").lower()
+    if level not in ("debug", "info", "warning", "error"):
+        raise ConfigError("logging.level", "must be debug, info, warning or error")
+    lt.done()
+
+    top.done()
+    return Config(
+        path=path,
+        committee=committee,
+        rotation=rotation,
+        sla=sla,
+        database=database,
+        smtp=smtp,
+        delivery=delivery,
+        secrets=secrets,
+        http=http,
+        scheduler=scheduler,
+        logging=Logging(level),
+    )

@@ -1,0 +1,134 @@
+"""``cocmail serve``: the listeners, the HTTP port, all on one asyncio loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy import text
+
+from cocmail import tokens
+from cocmail.clock import Clock, SystemClock
+from cocmail.config import Config
+from cocmail.errors import ConfigError, StoreUnavailable
+from cocmail.http import HttpServer
+from cocmail.ingest.smtp import SmtpHandler, server_factory
+from cocmail.intake import Intake
+from cocmail.metrics import Metrics
+from cocmail.store import migrate
+from cocmail.store.db import Store
+from cocmail.writer import BatchWriter
+
+log = logging.getLogger(__name__)
+
+
+class OutdatedDatabase(Exception):
+    """The database is behind this cocmail's schema; ``cocmail db upgrade`` is needed."""
+
+
+def prepare_database(store: Store) -> None:
+    """Migrate an empty database; refuse one at an older revision (an upgrade of a
+    database that holds reports is the operator's decision, after a backup)."""
+    if migrate.is_empty(store):
+        log.info("empty database: applying migrations")
+        migrate.upgrade(store)
+        return
+    current, head = migrate.current_revision(store), migrate.head_revision(store)
+    if current != head:
+        raise OutdatedDatabase(
+            f"database is at revision {current}, this cocmail needs {head}: "
+            "run `cocmail db upgrade`"
+        )
+
+
+def tls_context(config: Config) -> ssl.SSLContext | None:
+    if config.smtp.tls_cert is None or config.smtp.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(config.smtp.tls_cert, config.smtp.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError("smtp.tls_cert", f"cannot load certificate and key: {exc}") from None
+    return context
+
+
+class Daemon:
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.metrics = Metrics()
+        self.store = Store(config.database.url, config.database.busy_timeout)
+        # Blocking database work (the health probe) runs here, off the event loop.
+        self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cocmail")
+        self.writer: BatchWriter | None = None
+        self._servers: list[asyncio.Server] = []
+        self._stop = asyncio.Event()
+
+    async def start(self) -> None:
+        prepare_database(self.store)
+        key = tokens.load_key(self.config)
+        intake = Intake(self.store, self.config.committee, key, self.clock)
+        # SQLite takes one writer at a time: more threads would only queue on its
+        # lock (sleeping in its busy handler), so SQLite gets a single writer.
+        self.writer = BatchWriter(intake, threads=1 if self.store.is_sqlite else 4)
+        smtp = self.config.smtp
+        context = tls_context(self.config)
+        loop = asyncio.get_running_loop()
+        for endpoints, lmtp in ((smtp.listen, False), (smtp.lmtp_listen, True)):
+            handler = SmtpHandler(self.writer, self.config.committee, self.metrics,
+                                  max_message_size=smtp.max_message_size, lmtp=lmtp)
+            factory = server_factory(handler, hostname=smtp.hostname,
+                                     timeout=smtp.timeout.total_seconds(),
+                                     tls_context=context, max_message_size=smtp.max_message_size)
+            for endpoint in endpoints:
+                server = await loop.create_server(factory, endpoint.host, endpoint.port)
+                self._servers.append(server)
+                log.info("listening for %s on %s", "LMTP" if lmtp else "SMTP", endpoint)
+        if self.config.http.listen is not None:
+            http = HttpServer(self.health, self.render_metrics)
+            ep = self.config.http.listen
+            self._servers.append(await asyncio.start_server(http.handle, ep.host, ep.port))
+            log.info("listening for HTTP (/healthz, /metrics) on %s", ep)
+
+    async def health(self) -> tuple[bool, str]:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self.executor, self._ping)
+        except StoreUnavailable as exc:
+            return False, f"store unavailable: {exc}"
+        return True, "ok"
+
+    def _ping(self) -> None:
+        with self.store.unit_of_work() as session:
+            session.execute(text("SELECT 1"))
+
+    async def render_metrics(self) -> str:
+        return self.metrics.render()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        await self.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        log.info("cocmail is running")
+        await self._stop.wait()
+        log.info("stopping")
+        await self.close()
+
+    async def close(self) -> None:
+        for server in self._servers:
+            server.close()
+        for server in self._servers:
+            await server.wait_closed()
+        # Let messages being stored finish their commit before the process ends.
+        loop = asyncio.get_running_loop()
+        if self.writer is not None:
+            await loop.run_in_executor(None, self.writer.close)
+        await loop.run_in_executor(None, self.executor.shutdown, True)
+        self.store.dispose()

@@ -1,0 +1,1 @@
+"""The protocol edges: SMTP and LMTP listeners, and the MTA pipe command."""

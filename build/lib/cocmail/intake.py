@@ -1,0 +1,360 @@
+"""The intake service: one inbound message, one transaction.
+
+Every way in (SMTP, LMTP, the pipe command, later IMAP) hands raw bytes here.
+``Intake.accept`` parses, routes and stores the message, its case changes and
+its events in one unit of work, and returns only after the commit: the caller
+may then say "250". If the database fails, ``StoreUnavailable`` propagates and
+nothing of the message was kept; the caller says "try again later". If anything
+else fails (a bug in parsing or routing), the raw bytes are still stored and
+quarantined, so no report is ever lost to a bug.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from cocmail import route
+from cocmail.addresses import Recipient, split_recipient
+from cocmail.automatic import original_sender, why_automatic
+from cocmail.clock import Clock
+from cocmail.config import Committee
+from cocmail.errors import AddressError, StoreUnavailable
+from cocmail.parse import ParsedMessage, ParseError, clean, parse
+from cocmail.store import writes
+from cocmail.store.db import Store
+from cocmail.store.models import Quarantine
+
+log = logging.getLogger(__name__)
+
+# Header fields a transport adds on the way in. They differ between two
+# deliveries of the same message (a retry, or SMTP and IMAP), so the dedupe key
+# leaves them out.
+_TRACE_FIELDS = frozenset({
+    b"received", b"return-path", b"delivered-to", b"x-original-to", b"x-delivered-to",
+    b"x-envelope-to", b"x-envelope-from", b"authentication-results", b"received-spf",
+    b"arc-seal", b"arc-message-signature", b"arc-authentication-results",
+})
+_FIELD_NAME = re.compile(rb"([!-9;-~]+)[ \t]*:")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message as a protocol edge received it."""
+
+    raw: bytes
+    envelope_from: str | None  # '' is the null sender; None when unknown (IMAP)
+    recipients: tuple[Recipient, ...]
+    channel: str  # smtp | lmtp | pipe | imap
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """What became of a message. ``duplicate`` is True when it was already stored."""
+
+    message_id: int
+    case_id: int | None
+    opened: bool
+    quarantine_reason: str | None
+    duplicate: bool
+
+
+def dedupe_key(raw: bytes) -> str:
+    """sha256 of the message without trace header fields, line endings made LF.
+
+    >>> a = b"Received: by a\\r\\nSubject: x\\r\\n\\r\\nhi\\r\\n"
+    >>> b = b"Received: by b\\nReceived: by c\\nSubject: x\\n\\nhi\\n"
+    >>> dedupe_key(a) == dedupe_key(b)
+    True
+    """
+    end = _end_of_header(raw)
+    head = raw[:end].replace(b"\r\n", b"\n")
+    kept: list[bytes] = []
+    skipping = False
+    for line in head.split(b"\n"):
+        if line[:1] in (b" ", b"\t"):
+            if not skipping:
+                kept.append(line)
+            continue
+        match = _FIELD_NAME.match(line)
+        skipping = bool(match and match.group(1).lower() in _TRACE_FIELDS)
+        if not skipping:
+            kept.append(line)
+    digest = hashlib.sha256(b"\n".join(kept))
+    # The body is hashed in pieces that end at a line feed, so a large message is
+    # never copied whole.
+    view = memoryview(raw)
+    pos = end
+    while pos < len(raw):
+        stop = raw.find(b"\n", pos + _CHUNK)
+        stop = len(raw) if stop < 0 else stop + 1
+        digest.update(bytes(view[pos:stop]).replace(b"\r\n", b"\n"))
+        pos = stop
+    return digest.hexdigest()
+
+
+_CHUNK = 1 << 20
+
+
+def _end_of_header(raw: bytes) -> int:
+    """Where the header block ends: at its blank line (which stays with the header)."""
+    ends = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
+    return min(ends) if ends else len(raw)
+
+
+class Intake:
+    def __init__(self, store: Store, committee: Committee, key: bytes, clock: Clock) -> None:
+        self.store = store
+        self.committee = committee
+        self.key = key
+        self.clock = clock
+
+    def accept(self, delivery: Delivery) -> Accepted:
+        """Store ``delivery``; return only once it is committed.
+
+        Raises ``StoreUnavailable`` when the database cannot take it.
+        """
+        [result] = self.accept_batch([delivery])
+        if isinstance(result, StoreUnavailable):
+            raise result
+        return result
+
+    def accept_batch(
+        self, deliveries: Sequence[Delivery]
+    ) -> list[Accepted | StoreUnavailable]:
+        """Store several deliveries with one commit (group commit); return once it is done.
+
+        If the database fails, nothing of the batch is kept and every delivery gets
+        the ``StoreUnavailable``. If anything else fails (a bug, or a duplicate
+        committed by another writer meanwhile), the batch is rolled back and each
+        message is stored again in a transaction of its own, where a bug leaves the
+        message stored raw and quarantined.
+        """
+        prepared = [_Prepared(d, dedupe_key(d.raw), *_parse(d.raw)) for d in deliveries]
+        try:
+            with self.store.unit_of_work() as session:
+                return list(self._store_all(session, prepared))
+        except StoreUnavailable as exc:
+            return [exc] * len(prepared)
+        except Exception:
+            if len(prepared) > 1:
+                log.warning("a batch of %d failed; storing its messages one by one",
+                            len(prepared))
+            return [self._store_alone(item) for item in prepared]
+
+    def _store_all(self, session: Session, batch: list[_Prepared]) -> list[Accepted]:
+        stored = writes.find_messages(session, [item.key for item in batch])
+        results = []
+        for item in batch:
+            if item.key in stored:
+                message_id, case_id, reason = stored[item.key]
+                results.append(Accepted(message_id, case_id, False, reason, True))
+                continue
+            decision = self._decide(session, item.parsed, item.parse_error,
+                                    item.delivery.envelope_from, list(item.delivery.recipients))
+            result = self._apply(session, decision, item.parsed, item.delivery.envelope_from,
+                                 self._message_values(item.delivery, item.key, item.parsed))
+            stored[item.key] = (result.message_id, result.case_id, result.quarantine_reason)
+            results.append(result)
+        return results
+
+    def _store_alone(self, item: _Prepared) -> Accepted | StoreUnavailable:
+        try:
+            with self.store.unit_of_work() as session:
+                return self._store_all(session, [item])[0]
+        except StoreUnavailable as exc:
+            return exc
+        except IntegrityError:
+            pass  # committed by another writer between our look-up and our insert
+        except Exception as exc:
+            log.exception("routing failed; quarantining the message")
+            error = route.quarantine(route.INTERNAL_ERROR, f"routing failed: {type(exc).__name__}")
+        else:
+            raise AssertionError("unreachable")
+        try:
+            with self.store.unit_of_work() as session:
+                found = writes.find_messages(session, [item.key]).get(item.key)
+                if found is not None:
+                    return Accepted(found[0], found[1], False, found[2], True)
+                values = self._message_values(item.delivery, item.key, None)
+                return self._apply(session, error, None, item.delivery.envelope_from, values)
+        except StoreUnavailable as exc:
+            return exc
+
+    def replay(self, session: Session, entry: Quarantine, *, open_case: bool = False) -> Accepted:
+        """Route a quarantined message again (after a fix, or by an operator's decision
+        with ``open_case``). Success releases ``entry``; otherwise ``entry`` is
+        updated with the new reason."""
+        message = entry.message
+        if message.raw is None:
+            raise ValueError(f"message {message.id} has no raw bytes left (purged)")
+        parsed, parse_error = _parse(message.raw)
+        if parsed is not None and message.headers is None:
+            # It failed to parse before and parses now: keep what it says.
+            for name, value in _parsed_values(parsed).items():
+                setattr(message, name, value)
+            writes.insert_attachments(session, message.id, _attachment_rows(parsed))
+        recipients = []
+        for address in message.recipients:
+            try:
+                recipients.append(split_recipient(address, self.committee))
+            except AddressError:
+                continue
+        if open_case and parsed is not None:
+            decision = route.Route("open")
+        else:
+            decision = self._decide(session, parsed, parse_error, message.envelope_from,
+                                    recipients)
+        if decision.action == "quarantine":
+            entry.reason = decision.reason or entry.reason
+            entry.detail = clean(decision.detail or "")
+            entry.claimed_case_id = decision.claimed_case_id
+            return Accepted(message.id, None, False, entry.reason, False)
+        entry.released_at = self.clock.now()
+        session.flush()
+        result = self._apply(session, decision, parsed, message.envelope_from, message.id)
+        entry.resolution = (f"opened case #{result.case_id}" if result.opened
+                            else f"joined case #{result.case_id}")
+        return result
+
+    def _decide(
+        self,
+        session: Session,
+        parsed: ParsedMessage | None,
+        parse_error: str | None,
+        envelope_from: str | None,
+        recipients: list[Recipient],
+    ) -> route.Route:
+        if parsed is None:
+            return route.quarantine(route.UNPARSEABLE, parse_error or "unreadable")
+        sender = original_sender(parsed, self.committee.list_id) or _address(envelope_from)
+        automatic = why_automatic(parsed, envelope_from, self.committee.list_id)
+        return route.decide(session, parsed, sender, recipients, self.key, automatic)
+
+    def _apply(
+        self,
+        session: Session,
+        decision: route.Route,
+        parsed: ParsedMessage | None,
+        envelope_from: str | None,
+        message: dict[str, object] | int,
+    ) -> Accepted:
+        """Record ``decision``. ``message`` is the new message's column values (it is
+        inserted here, already pointing at its case) or the id of a stored message."""
+        now = self.clock.now()
+        case_id = decision.case_id
+        participant_id = decision.participant_id
+        opened = decision.action == "open"
+        if opened:
+            assert parsed is not None
+            case_id = writes.insert_case(session, now)
+            sender = original_sender(parsed, self.committee.list_id) or _address(envelope_from)
+            if sender:
+                name = parsed.from_name if sender == parsed.from_address else None
+                participant_id = writes.insert_participant(
+                    session, case_id, "reporter", sender, name, now)
+        if isinstance(message, int):
+            message_id = message
+            if case_id is not None:
+                writes.set_message_case(session, message_id, case_id, participant_id,
+                                        decision.verified)
+        else:
+            values = {**message, "case_id": case_id, "participant_id": participant_id,
+                      "verified": decision.verified}
+            message_id = writes.insert_message(session, values)
+            if parsed is not None:
+                writes.insert_attachments(session, message_id, _attachment_rows(parsed))
+
+        if decision.action == "quarantine":
+            assert decision.reason is not None
+            writes.insert_quarantine(session, message_id, decision.reason,
+                                     clean(decision.detail or ""), decision.claimed_case_id, now)
+            log.info("message %d quarantined: %s", message_id, decision.reason)
+            return Accepted(message_id, None, False, decision.reason, False)
+        assert case_id is not None
+        if opened:
+            writes.insert_event(session, case_id, now, "opened", "reporter", message_id,
+                                {"channel": "email"})
+            log.info("case #%d opened by message %d", case_id, message_id)
+        else:
+            writes.insert_event(session, case_id, now, "message", decision.role or "unknown",
+                                message_id, {"verified": decision.verified})
+            log.info("message %d joined case #%d", message_id, case_id)
+        return Accepted(message_id, case_id, opened, None, False)
+
+    def _message_values(
+        self, delivery: Delivery, key: str, parsed: ParsedMessage | None
+    ) -> dict[str, object]:
+        raw = delivery.raw
+        values: dict[str, object] = {
+            "direction": "in",
+            "channel": delivery.channel,
+            "dedupe_key": key,
+            "raw_sha256": hashlib.sha256(raw).hexdigest(),
+            "raw_size": len(raw),
+            "raw": raw,
+            "envelope_from": delivery.envelope_from,
+            "recipients": [r.address for r in delivery.recipients],
+            "received_at": self.clock.now(),
+            "verified": False,
+        }
+        if parsed is not None:
+            values.update(_parsed_values(parsed))
+            values["automatic"] = why_automatic(parsed, delivery.envelope_from,
+                                                self.committee.list_id)
+        return values
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A delivery with what can be worked out before the transaction begins."""
+
+    delivery: Delivery
+    key: str
+    parsed: ParsedMessage | None
+    parse_error: str | None
+
+
+def _parse(raw: bytes) -> tuple[ParsedMessage | None, str | None]:
+    try:
+        return parse(raw), None
+    except ParseError as exc:
+        return None, str(exc)
+    except Exception as exc:  # a bug or a pathological message: keep it all the same
+        log.exception("parser failed on a message of %d bytes", len(raw))
+        return None, f"parser failed: {type(exc).__name__}"
+
+
+def _parsed_values(parsed: ParsedMessage) -> dict[str, object]:
+    return {
+        "message_id": parsed.message_id,
+        "in_reply_to": parsed.in_reply_to,
+        "references": " ".join(parsed.references) or None,
+        "from_address": parsed.from_address,
+        "subject": parsed.subject,
+        "sent_at": parsed.date,
+        "headers": [[name, value] for name, value in parsed.headers],
+        "text": parsed.text,
+        "html": parsed.html,
+        "defects": list(parsed.defects) or None,
+    }
+
+
+def _attachment_rows(parsed: ParsedMessage) -> list[dict[str, object]]:
+    return [
+        {"part": a.part, "filename": a.filename, "content_type": a.content_type,
+         "size": a.size, "sha256": a.sha256}
+        for a in parsed.attachments
+    ]
+
+
+def _address(envelope_from: str | None) -> str | None:
+    if envelope_from and "@" in envelope_from:
+        return envelope_from.strip().lower()
+    return None

@@ -1,0 +1,323 @@
+"""Raw bytes to a typed ``ParsedMessage``: headers decoded, bodies as text, attachments
+described (name, type, size, sha256), defects listed.
+
+The standard ``email`` package parses the message once. Well-formed bodies are
+decoded with their declared charset directly; a message with MIME defects, or a
+body that does not decode with its declared charset, goes through mail-parser,
+whose charset recovery and defect reports are what such mail needs. (Running
+mail-parser on every message cost more than the rest of accepting it, and for
+well-formed mail it decodes exactly as the fast path does; a test holds the two
+paths to the same result over the corpus.) Attachments are walked here, so each
+keeps its MIME part number and can be found again in the raw bytes.
+Every string leaving this module is safe to store: no NUL, no lone surrogate.
+"""
+
+from __future__ import annotations
+
+import binascii
+import datetime as dt
+import email
+import email.errors
+import email.header
+import email.parser
+import email.policy
+import email.utils
+import hashlib
+import re
+from dataclasses import dataclass, field
+from email.message import Message
+
+import mailparser
+
+from cocmail.htmltext import html_to_text
+
+_MSGID = re.compile(r"<([^<>\s]{1,900})>")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class _Bodies(mailparser.MailParser):  # type: ignore[misc]
+    """mail-parser for what cocmail uses of it: bodies with charset recovery, and
+    defects. Its JSON-ready summaries (built twice, each with a copy of every
+    body) are skipped; they were a third of its time and most of its memory."""
+
+    def _make_mail(self, complete: bool = True) -> dict[str, object]:
+        return {}
+
+
+class ParseError(Exception):
+    """The bytes are not a mail message we can read at all."""
+
+
+@dataclass(frozen=True)
+class AttachmentInfo:
+    part: str
+    filename: str | None
+    content_type: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ParsedMessage:
+    message: Message = field(repr=False)
+    headers: list[tuple[str, str]]
+    message_id: str | None
+    in_reply_to: str | None
+    references: tuple[str, ...]
+    from_address: str | None
+    from_name: str | None
+    subject: str | None
+    date: dt.datetime | None
+    text: str
+    html: str | None
+    attachments: tuple[AttachmentInfo, ...]
+    defects: tuple[str, ...]
+
+    def header(self, name: str) -> str | None:
+        """The first decoded value of header ``name`` (case-insensitive), or None."""
+        lname = name.lower()
+        return next((v for k, v in self.headers if k.lower() == lname), None)
+
+    def header_all(self, name: str) -> list[str]:
+        lname = name.lower()
+        return [v for k, v in self.headers if k.lower() == lname]
+
+    @property
+    def thread_ids(self) -> tuple[str, ...]:
+        """Message-IDs this message answers, nearest first: In-Reply-To, then References
+        from the newest."""
+        ids = [self.in_reply_to] if self.in_reply_to else []
+        ids += [r for r in reversed(self.references) if r not in ids]
+        return tuple(ids)
+
+
+def clean(text: str) -> str:
+    """Make ``text`` storable on every backend: NUL and lone surrogates (from
+    undecodable bytes) become U+FFFD."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def decode_header(value: str | email.header.Header | None) -> str:
+    """An RFC 2047 header value as one clean line of text."""
+    if value is None:
+        return ""
+    raw = str(value)
+    try:
+        decoded = str(email.header.make_header(email.header.decode_header(raw)))
+    except (LookupError, UnicodeError, ValueError, email.errors.HeaderParseError):
+        decoded = raw
+    decoded = re.sub(r"\r?\n[ \t]*", " ", decoded)
+    return clean(_CONTROL.sub("", decoded)).strip()
+
+
+def message_ids(value: str | None) -> list[str]:
+    """The Message-IDs in a header value, without angle brackets.
+
+    >>> message_ids("<a@x> <b@y>\\r\\n <c@z>")
+    ['a@x', 'b@y', 'c@z']
+    >>> message_ids("bare@id")
+    ['bare@id']
+    """
+    if not value:
+        return []
+    found = _MSGID.findall(value)
+    if not found:
+        token = value.strip().strip("<>").split()
+        return [token[0][:900]] if token else []
+    return found
+
+
+def parse(raw: bytes) -> ParsedMessage:
+    """Parse ``raw``; raise ``ParseError`` when it is not a message at all."""
+    try:
+        msg = _parse_bytes(raw)
+    except RecursionError as exc:
+        raise ParseError(f"{type(exc).__name__}: MIME nested too deep") from None
+    if not msg.keys():
+        raise ParseError("no header fields: this is not a mail message")
+    defects = [
+        f"{type(d).__name__}" for part in msg.walk() for d in getattr(part, "defects", [])
+    ]
+    bodies = None if defects else _decode_bodies(msg)
+    if bodies is None:
+        try:
+            recovered = _Bodies(msg)
+        except (RecursionError, mailparser.exceptions.MailParserError) as exc:
+            raise ParseError(f"{type(exc).__name__}: {exc}") from None
+        bodies = (list(recovered.text_plain), list(recovered.text_html))
+        defects += sorted(recovered.defects_categories - set(defects))
+    plain, html_bodies = bodies
+
+    headers = [(clean(name), decode_header(value)) for name, value in msg.raw_items()]
+    first: dict[str, str] = {}
+    for name, value in headers:
+        first.setdefault(name.lower(), value)
+
+    from_name, from_address = email.utils.parseaddr(first.get("from", ""))
+    ids = message_ids(first.get("message-id"))
+    in_reply_to = message_ids(first.get("in-reply-to"))
+
+    text_parts = [_text(t) for t in plain]
+    html_parts = [_text(h) for h in html_bodies]
+    text = "\n\n".join(t for t in text_parts if t.strip())
+    html = "\n".join(html_parts) if html_parts else None
+    if not text.strip() and html:
+        text = html_to_text(html)
+
+    return ParsedMessage(
+        message=msg,
+        headers=headers,
+        message_id=ids[0] if ids else None,
+        in_reply_to=in_reply_to[0] if in_reply_to else None,
+        references=tuple(message_ids(first.get("references"))),
+        from_address=from_address.strip().lower() if "@" in from_address else None,
+        from_name=clean(from_name) or None,
+        subject=first.get("subject"),
+        date=_date(first.get("date")),
+        text=text,
+        html=html,
+        attachments=tuple(_attachments(msg)),
+        defects=tuple(dict.fromkeys(defects)),
+    )
+
+
+def _parse_bytes(raw: bytes) -> Message:
+    """The standard parser, fed in pieces: given the whole of a large message at once
+    it holds the message as text and again as a list of lines, about seven times its
+    size; fed in pieces it holds a fraction of that."""
+    parser = email.parser.BytesFeedParser(policy=email.policy.compat32)
+    view = memoryview(raw)
+    for start in range(0, len(raw), _FEED_CHUNK):
+        parser.feed(bytes(view[start:start + _FEED_CHUNK]))
+    return parser.close()
+
+
+_FEED_CHUNK = 1 << 16
+_NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/=]+")
+
+
+def _measure(part: Message) -> tuple[int, str]:
+    """Size and sha256 of a leaf part's decoded content. Base64 (how nearly every large
+    attachment travels) is decoded piece by piece, never held whole."""
+    payload = part.get_payload()
+    cte = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+    if cte == "base64" and isinstance(payload, str):
+        digest, size, carry, pos = hashlib.sha256(), 0, "", 0
+        try:
+            while pos < len(payload):
+                stop = payload.find("\n", pos + (1 << 20))
+                stop = len(payload) if stop < 0 else stop + 1
+                chunk = carry + _NOT_BASE64.sub("", payload[pos:stop])
+                usable = len(chunk) - len(chunk) % 4
+                data = binascii.a2b_base64(chunk[:usable])
+                carry = chunk[usable:]
+                digest.update(data)
+                size += len(data)
+                pos = stop
+            if not carry.strip("="):
+                return size, digest.hexdigest()
+        except binascii.Error:
+            pass  # malformed base64: let the email package decide what it says
+    content = part.get_payload(decode=True)
+    content = content if isinstance(content, bytes) else b""
+    return len(content), hashlib.sha256(content).hexdigest()
+
+
+def _decode_bodies(msg: Message) -> tuple[list[str], list[str]] | None:
+    """The text/plain and text/html bodies, decoded with their declared charsets; None
+    when one of them does not decode (then mail-parser's recovery takes over)."""
+    plain: list[str] = []
+    html: list[str] = []
+    for part in msg.walk():
+        if part.is_multipart() or part.get_content_type() not in ("text/plain", "text/html"):
+            continue
+        disposition = (part.get_content_disposition() or "").lower()
+        # As mail-parser does: named text is a body only when marked inline.
+        if disposition == "attachment" or (part.get_filename() and disposition != "inline"):
+            continue
+        payload = part.get_payload(decode=True)
+        if not isinstance(payload, bytes) or not payload:
+            continue
+        try:
+            text = payload.decode(part.get_content_charset() or "utf-8")
+        except (LookupError, UnicodeError):
+            return None
+        (html if part.get_content_subtype() == "html" else plain).append(text)
+    return plain, html
+
+
+def _text(value: str) -> str:
+    return clean(value.replace("\r\n", "\n").replace("\r", "\n"))
+
+
+def _date(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed.tzinfo is None:  # "-0000": time given in UTC, zone unknown
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    try:
+        return parsed.astimezone(dt.UTC)
+    except (OverflowError, ValueError):
+        return None
+
+
+def _is_attachment(part: Message) -> bool:
+    disposition = (part.get_content_disposition() or "").lower()
+    if disposition == "attachment" or part.get_filename():
+        return True
+    return part.get_content_type() not in ("text/plain", "text/html")
+
+
+def _attachments(msg: Message) -> list[AttachmentInfo]:
+    found: list[AttachmentInfo] = []
+
+    def walk(part: Message, number: str) -> None:
+        if part.get_content_type() == "message/rfc822" and number != "":
+            payload = part.get_payload()
+            inner = payload[0] if isinstance(payload, list) and payload else None
+            inner_bytes = inner.as_bytes() if isinstance(inner, Message) else b""
+            found.append(_info(part, number, len(inner_bytes),
+                               hashlib.sha256(inner_bytes).hexdigest()))
+        elif part.is_multipart():
+            children = part.get_payload()
+            assert isinstance(children, list)
+            for index, child in enumerate(children, 1):
+                walk(child, f"{number}.{index}" if number else str(index))
+        elif _is_attachment(part):
+            found.append(_info(part, number or "1", *_measure(part)))
+            # The content stays in the raw bytes; the parsed copy is not needed
+            # again, and for a large attachment it is most of the memory held.
+            part.set_payload("")
+
+    walk(msg, "")
+    return found
+
+
+def _info(part: Message, number: str, size: int, sha256: str) -> AttachmentInfo:
+    try:
+        filename = part.get_filename()
+    except (LookupError, UnicodeError, ValueError):
+        filename = None
+    name = decode_header(filename) if filename else None
+    if name:
+        # A name is shown and later attached again: keep only its last path
+        # component, without control characters.
+        name = re.split(r"[/\\]", name)[-1][:255] or None
+    return AttachmentInfo(
+        part=number,
+        filename=name,
+        content_type=clean(part.get_content_type())[:200],
+        size=size,
+        sha256=sha256,
+    )

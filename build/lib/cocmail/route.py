@@ -1,0 +1,116 @@
+"""Where an inbound message belongs: a new case, an existing case, or the quarantine.
+
+The order is fixed by DESIGN.md: a verified token address; then
+In-Reply-To/References that name a stored message of a case, but only when the
+sender is a participant of that case; otherwise a new case. A subject tag alone
+never moves mail into a case. Automatic mail to the bare address opens nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cocmail.addresses import Recipient
+from cocmail.parse import ParsedMessage
+from cocmail.store.models import Case, Message, Participant
+from cocmail.tokens import match_token
+
+# Quarantine reasons: stable codes (they appear in `quarantine list --json`).
+AUTOMATIC = "automatic"
+UNPARSEABLE = "unparseable"
+UNKNOWN_CASE = "unknown-case"
+BAD_TOKEN = "bad-token"
+SENDER_MISMATCH = "sender-mismatch"
+INTERNAL_ERROR = "internal-error"
+
+
+@dataclass(frozen=True)
+class Route:
+    action: str  # "open" | "join" | "quarantine"
+    case_id: int | None = None
+    participant_id: int | None = None
+    verified: bool = False
+    role: str | None = None  # the sender's seat in the case, when it joins one
+    reason: str | None = None
+    detail: str | None = None
+    claimed_case_id: int | None = None
+
+
+def quarantine(reason: str, detail: str, claimed_case_id: int | None = None) -> Route:
+    return Route("quarantine", reason=reason, detail=detail, claimed_case_id=claimed_case_id)
+
+
+def decide(
+    session: Session,
+    message: ParsedMessage,
+    sender: str | None,
+    recipients: list[Recipient],
+    key: bytes,
+    automatic: str | None,
+) -> Route:
+    """Route one parsed message. ``sender`` is who wrote it (see
+    ``automatic.original_sender``), ``automatic`` why it is automatic, if it is."""
+    replies = [r for r in recipients if r.kind == "reply"]
+    if replies:
+        return _by_token(session, replies[0], sender, key)
+    if automatic:
+        return quarantine(AUTOMATIC, f"automatic message to the conduct address: {automatic}")
+    threaded = _by_headers(session, message, sender)
+    return threaded or Route("open")
+
+
+def _by_token(session: Session, recipient: Recipient, sender: str | None, key: bytes) -> Route:
+    assert recipient.case_id is not None and recipient.token is not None
+    case = session.get(Case, recipient.case_id)
+    if case is None:
+        return quarantine(
+            UNKNOWN_CASE, f"reply address names case #{recipient.case_id}, which does not exist"
+        )
+    participants = session.scalars(
+        select(Participant).where(Participant.case_id == case.id)
+    ).all()
+    pid = match_token(key, case.id, recipient.token, [p.id for p in participants])
+    if pid is None:
+        return quarantine(
+            BAD_TOKEN,
+            f"the reply address for case #{case.id} does not verify (forged or mistyped)",
+            claimed_case_id=case.id,
+        )
+    participant = next(p for p in participants if p.id == pid)
+    if sender is None or sender != participant.email.lower():
+        return quarantine(
+            SENDER_MISMATCH,
+            f"sent to the reply address of the case's {participant.role}, "
+            "but not from that participant's address",
+            claimed_case_id=case.id,
+        )
+    return Route("join", case_id=case.id, participant_id=participant.id, verified=True,
+                 role=participant.role)
+
+
+def _by_headers(session: Session, message: ParsedMessage, sender: str | None) -> Route | None:
+    ids = message.thread_ids
+    if not ids or sender is None:
+        return None
+    rows = session.execute(
+        select(Message.message_id, Message.case_id).where(
+            Message.message_id.in_(ids), Message.case_id.is_not(None)
+        )
+    ).all()
+    case_of = {mid: case_id for mid, case_id in rows}
+    for mid in ids:  # nearest first
+        case_id = case_of.get(mid)
+        if case_id is None:
+            continue
+        participant = session.scalars(
+            select(Participant).where(
+                Participant.case_id == case_id, Participant.email == sender
+            ).order_by(Participant.id)
+        ).first()
+        if participant is not None:
+            return Route("join", case_id=case_id, participant_id=participant.id,
+                         role=participant.role)
+    return None

@@ -1,0 +1,101 @@
+"""The database connection and the one unit of work per message, job or command.
+
+``unit_of_work()`` is the only place that commits. A failure of the database
+itself (unreachable, locked past the busy timeout, read-only, full) becomes
+``StoreUnavailable`` after the transaction is rolled back, so callers can answer
+"try again later" knowing nothing was half-written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event, make_url
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.orm import Session, sessionmaker
+
+from cocmail.errors import StoreUnavailable
+
+# Errors that mean "the database did not take this", as opposed to a bug in
+# what we asked of it.
+UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout)
+
+
+class Store:
+    def __init__(self, url: str, busy_timeout: dt.timedelta = dt.timedelta(seconds=10)) -> None:
+        self.url = url
+        self.engine = make_engine(url, busy_timeout)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except UNAVAILABLE as exc:
+            session.rollback()
+            raise StoreUnavailable(_describe(exc)) from exc
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _describe(exc: Exception) -> str:
+    """One line about a database failure, without the SQL or its parameters (which may
+    hold a report's text)."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip().splitlines()
+    return f"{type(orig or exc).__name__}: {text[0] if text else 'database error'}"
+
+
+def make_engine(url: str, busy_timeout: dt.timedelta) -> Engine:
+    if url.startswith("sqlite"):
+        database = make_url(url).database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url,
+            connect_args={"timeout": busy_timeout.total_seconds(), "check_same_thread": False},
+        )
+        _sqlite_setup(engine, busy_timeout)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=4, pool_timeout=10)
+
+
+def _sqlite_setup(engine: Engine, busy_timeout: dt.timedelta) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide where transactions start.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # FULL: a transaction survives power loss once COMMIT returns. We answer
+        # 250 only after that, so the stronger setting is the honest one.
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout.total_seconds() * 1000)}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        # Take the write lock up front: a deferred transaction that reads and
+        # then writes can fail at once with "database is locked" instead of
+        # waiting its turn.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")

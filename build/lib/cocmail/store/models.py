@@ -1,0 +1,207 @@
+"""The tables: cases, their participants, every message with its raw bytes, the
+attachments' metadata, the quarantine, and the append-only event history.
+
+The store knows no mail protocol and no command; it only keeps facts. Times are
+stored as naive UTC and come back as aware UTC on every backend.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """An aware UTC datetime on every backend (SQLite has no time zones)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        return None if value is None else value.replace(tzinfo=dt.UTC)
+
+
+# Names for constraints, so Alembic migrations are the same on SQLite and PostgreSQL.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+
+
+class Case(Base):
+    __tablename__ = "cases"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state: Mapped[str] = mapped_column(String(20), default="new")
+    severity: Mapped[str | None] = mapped_column(String(10))
+    channel: Mapped[str] = mapped_column(String(20), default="email")
+    assignee: Mapped[str | None] = mapped_column(String(32))
+    decision: Mapped[str | None] = mapped_column(String(64))
+    opened_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    acknowledged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    participants: Mapped[list[Participant]] = relationship(
+        back_populates="case", order_by="Participant.id"
+    )
+    messages: Mapped[list[Message]] = relationship(back_populates="case", order_by="Message.id")
+    events: Mapped[list[Event]] = relationship(order_by="Event.id")
+    recusals: Mapped[list[Recusal]] = relationship(order_by="Recusal.id")
+
+    __table_args__ = (Index("ix_cases_state", "state"),)
+
+
+class Participant(Base):
+    """Someone with a seat in a case: the reporter, a member, the mediator, a party."""
+
+    __tablename__ = "participants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    role: Mapped[str] = mapped_column(String(20))
+    email: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str | None] = mapped_column(String(200))
+    handle: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+    case: Mapped[Case] = relationship(back_populates="participants")
+
+    __table_args__ = (UniqueConstraint("case_id", "role", "email"),)
+
+
+class Message(Base):
+    """One message in or out, with its raw bytes exactly as received or sent."""
+
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    participant_id: Mapped[int | None] = mapped_column(ForeignKey("participants.id"))
+    direction: Mapped[str] = mapped_column(String(3))  # "in" | "out"
+    channel: Mapped[str] = mapped_column(String(10))  # smtp | lmtp | pipe | imap | outbox
+    # sha256 of the bytes without the transport's trace headers: a message that
+    # arrives twice (a retried delivery, or by SMTP and by IMAP) is stored once.
+    dedupe_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    raw_sha256: Mapped[str] = mapped_column(String(64))
+    raw_size: Mapped[int] = mapped_column(Integer)
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+    message_id: Mapped[str | None] = mapped_column(String(998), index=True)
+    in_reply_to: Mapped[str | None] = mapped_column(Text)
+    references: Mapped[str | None] = mapped_column(Text)
+    envelope_from: Mapped[str | None] = mapped_column(String(320))
+    recipients: Mapped[list[str]] = mapped_column(JSON)
+    from_address: Mapped[str | None] = mapped_column(String(320))
+    subject: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    headers: Mapped[list[list[str]] | None] = mapped_column(JSON)
+    text: Mapped[str | None] = mapped_column(Text)
+    html: Mapped[str | None] = mapped_column(Text)
+    verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    automatic: Mapped[str | None] = mapped_column(String(200))
+    defects: Mapped[list[str] | None] = mapped_column(JSON)
+
+    case: Mapped[Case | None] = relationship(back_populates="messages")
+    participant: Mapped[Participant | None] = relationship()
+    attachments: Mapped[list[Attachment]] = relationship(order_by="Attachment.id")
+
+
+class Attachment(Base):
+    """What one attachment is. Its content stays inside the message's raw bytes,
+    found again by its MIME part number, so it is kept once and purged with them."""
+
+    __tablename__ = "attachments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    part: Mapped[str] = mapped_column(String(64))
+    filename: Mapped[str | None] = mapped_column(String(500))
+    content_type: Mapped[str] = mapped_column(String(200))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+
+
+class Quarantine(Base):
+    """A stored message that opened no case and joined none, with the reason why."""
+
+    __tablename__ = "quarantine"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), unique=True)
+    reason: Mapped[str] = mapped_column(String(40))
+    detail: Mapped[str] = mapped_column(Text)
+    claimed_case_id: Mapped[int | None] = mapped_column(Integer)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    released_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    resolution: Mapped[str | None] = mapped_column(Text)
+
+    message: Mapped[Message] = relationship()
+
+    __table_args__ = (Index("ix_quarantine_released_at", "released_at"),)
+
+
+class Recusal(Base):
+    """A member who stepped back from a case: "hard" sees nothing more of it,
+    "soft" may read but not vote."""
+
+    __tablename__ = "recusals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    handle: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(4))  # "hard" | "soft"
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("case_id", "handle"),)
+
+
+class Event(Base):
+    """One line of a case's history. Rows are only ever inserted: the migration
+    installs triggers that refuse UPDATE and DELETE on this table."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    kind: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(320))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    message: Mapped[Message | None] = relationship()

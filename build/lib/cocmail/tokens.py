@@ -1,0 +1,74 @@
+"""Signed reply tokens: which case and which participant a reply address belongs to.
+
+A token is an HMAC over (case id, participant id) with the operator's key,
+base32, lower case, 16 characters (80 bits). It cannot be guessed, and it
+cannot be moved to another case: the case id is part of the address *and* of
+what is signed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
+
+from cocmail.config import Config
+from cocmail.errors import ConfigError
+
+TOKEN_LENGTH = 16
+TOKEN_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
+
+
+def make_token(key: bytes, case_id: int, participant_id: int) -> str:
+    mac = hmac.new(key, f"cocmail-reply:{case_id}:{participant_id}".encode(), hashlib.sha256)
+    return base64.b32encode(mac.digest()).decode("ascii").lower()[:TOKEN_LENGTH]
+
+
+def match_token(
+    key: bytes, case_id: int, token: str, participant_ids: Iterable[int]
+) -> int | None:
+    """Return the participant of ``case_id`` that ``token`` was made for, or None."""
+    found = None
+    for participant_id in participant_ids:
+        # Compare against every participant, not stopping early, so timing says nothing.
+        if hmac.compare_digest(make_token(key, case_id, participant_id), token.lower()):
+            found = participant_id
+    return found
+
+
+def load_key(config: Config) -> bytes:
+    """The token key: from the environment variable named in config, else from the key
+    file, which is created (mode 0600, 32 random bytes, hex) when it does not exist."""
+    from_env = os.environ.get(config.secrets.token_key_env)
+    if from_env:
+        return from_env.strip().encode()
+    path = config.secrets.token_key_file
+    if path is None:
+        raise ConfigError(
+            "secrets.token_key_file", f"missing, and ${config.secrets.token_key_env} is unset"
+        )
+    try:
+        return _read_or_create(path)
+    except OSError as exc:
+        raise ConfigError("secrets.token_key_file", f"{path}: {exc.strerror}") from None
+
+
+def _read_or_create(path: Path) -> bytes:
+    try:
+        key = path.read_bytes().strip()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process created it first: use theirs
+            return path.read_bytes().strip()
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32) + "\n")
+        key = path.read_bytes().strip()
+    if len(key) < 16:
+        raise ConfigError("secrets.token_key_file", f"{path}: key shorter than 16 bytes")
+    return key

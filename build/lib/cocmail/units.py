@@ -1,0 +1,115 @@
+"""Parsing of the small value types config files use: durations, sizes, host:port."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+_DURATION = re.compile(r"(\d+)\s*([smhdw])")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_SIZE = re.compile(r"(\d+)\s*(b|kb|kib|mb|mib|gb|gib)?", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "kb": 1024, "kib": 1024, "mb": 1024**2, "mib": 1024**2,
+               "gb": 1024**3, "gib": 1024**3}
+
+
+def parse_duration(value: object) -> dt.timedelta:
+    """Read ``"30s"``, ``"15m"``, ``"4h"``, ``"3d"``, ``"1d12h"`` or a number of seconds.
+
+    >>> parse_duration("1d12h")
+    datetime.timedelta(days=1, seconds=43200)
+    >>> parse_duration(90)
+    datetime.timedelta(seconds=90)
+    """
+    if isinstance(value, bool):
+        raise ValueError("not a duration")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("must not be negative")
+        return dt.timedelta(seconds=value)
+    if not isinstance(value, str):
+        raise ValueError("not a duration")
+    text = value.strip().lower()
+    pos, seconds = 0, 0
+    while pos < len(text):
+        match = _DURATION.match(text, pos)
+        if match is None:
+            raise ValueError(f"not a duration like 30s, 15m, 4h or 3d: {value!r}")
+        seconds += int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        pos = match.end()
+        while pos < len(text) and text[pos] == " ":
+            pos += 1
+    if not text:
+        raise ValueError("empty duration")
+    return dt.timedelta(seconds=seconds)
+
+
+def format_duration(delta: dt.timedelta) -> str:
+    """The shortest exact spelling of a duration, for people.
+
+    >>> format_duration(dt.timedelta(days=3))
+    '3d'
+    >>> format_duration(dt.timedelta(hours=4, minutes=30))
+    '4h30m'
+    """
+    seconds = int(delta.total_seconds())
+    if seconds == 0:
+        return "0s"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+def parse_size(value: object) -> int:
+    """Read ``"25MB"`` (binary units: 1 MB = 1,048,576 bytes) or a number of bytes.
+
+    >>> parse_size("25MB")
+    26214400
+    >>> parse_size(1000)
+    1000
+    """
+    if isinstance(value, bool):
+        raise ValueError("not a size")
+    if isinstance(value, int):
+        if value <= 0:
+            raise ValueError("must be positive")
+        return value
+    if not isinstance(value, str):
+        raise ValueError("not a size")
+    match = _SIZE.fullmatch(value.strip())
+    if match is None:
+        raise ValueError(f"not a size like 25MB or 512KB: {value!r}")
+    size = int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()]
+    if size <= 0:
+        raise ValueError("must be positive")
+    return size
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_endpoint(value: object) -> Endpoint:
+    """Read ``"127.0.0.1:8025"`` or ``"[::1]:8025"``.
+
+    >>> parse_endpoint("[::1]:25")
+    Endpoint(host='::1', port=25)
+    """
+    if not isinstance(value, str):
+        raise ValueError("not a host:port string")
+    match = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d+)|([^:\[\]]+):(\d+)", value.strip())
+    if match is None:
+        raise ValueError(f"not host:port (use [::1]:25 for IPv6): {value!r}")
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port out of range: {port}")
+    return Endpoint(host, port)

@@ -1,0 +1,143 @@
+"""Cases, messages and quarantine entries as the plain dicts the CLI prints.
+
+The ``--json`` shapes are a contract (DESIGN.md, "Interface contract"): keys
+may be added, never renamed. Nothing here prints message content: the CLI is
+an operator's tool, and report content goes only to committee members.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from cocmail.addresses import reply_address
+from cocmail.config import Committee
+from cocmail.store.models import Case, Message, Quarantine
+from cocmail.tokens import make_token
+
+
+def _time(value: dt.datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def list_cases(session: Session, *, open_only: bool, limit: int | None) -> list[dict[str, Any]]:
+    counts = (
+        select(Message.case_id, func.count(Message.id).label("n"))
+        .where(Message.case_id.is_not(None))
+        .group_by(Message.case_id)
+        .subquery()
+    )
+    query = (
+        select(Case, func.coalesce(counts.c.n, 0))
+        .outerjoin(counts, counts.c.case_id == Case.id)
+        .order_by(Case.id)
+    )
+    if open_only:
+        query = query.where(Case.state != "closed")
+    if limit is not None:
+        query = query.limit(limit)
+    return [case_summary(case, count) for case, count in session.execute(query).all()]
+
+
+def case_summary(case: Case, message_count: int) -> dict[str, Any]:
+    return {
+        "id": case.id,
+        "state": case.state,
+        "severity": case.severity,
+        "channel": case.channel,
+        "assignee": case.assignee,
+        "opened_at": _time(case.opened_at),
+        "acknowledged_at": _time(case.acknowledged_at),
+        "closed_at": _time(case.closed_at),
+        "message_count": message_count,
+        "recused": [r.handle for r in case.recusals],
+        "decision": case.decision,
+    }
+
+
+def case_detail(case: Case, committee: Committee, key: bytes) -> dict[str, Any]:
+    roles = {p.id: p.role for p in case.participants}
+    detail = case_summary(case, len(case.messages))
+    detail["participants"] = [
+        {
+            "id": p.id,
+            "role": p.role,
+            "email": p.email,
+            "handle": p.handle,
+            "reply_address": reply_address(committee, case.id, make_token(key, case.id, p.id)),
+        }
+        for p in case.participants
+    ]
+    detail["messages"] = [
+        {
+            "id": m.id,
+            "message_id": m.message_id,
+            "direction": m.direction,
+            "channel": m.channel,
+            "sender_role": roles.get(m.participant_id) if m.participant_id else None,
+            "verified": m.verified,
+            "automatic": m.automatic,
+            "received_at": _time(m.received_at),
+            "size": m.raw_size,
+            "attachments": len(m.attachments),
+        }
+        for m in case.messages
+    ]
+    detail["events"] = [
+        {
+            "id": e.id,
+            "at": _time(e.at),
+            "kind": e.kind,
+            "actor": e.actor,
+            "message": e.message_id,
+            "data": e.data,
+        }
+        for e in case.events
+    ]
+    return detail
+
+
+def list_quarantine(
+    session: Session, *, include_released: bool, limit: int | None
+) -> list[dict[str, Any]]:
+    query = select(Quarantine).order_by(Quarantine.id)
+    if not include_released:
+        query = query.where(Quarantine.released_at.is_(None))
+    if limit is not None:
+        query = query.limit(limit)
+    return [
+        {
+            "id": q.id,
+            "reason": q.reason,
+            "detail": q.detail,
+            "received_at": _time(q.received_at),
+            "message": q.message_id,
+            "size": q.message.raw_size,
+            "claimed_case": q.claimed_case_id,
+            "released_at": _time(q.released_at),
+            "resolution": q.resolution,
+        }
+        for q in session.scalars(query).all()
+    ]
+
+
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
+    """Rows as an aligned text table; ``columns`` are (key, heading) pairs."""
+
+    def cell(value: Any) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, list):
+            return ",".join(str(v) for v in value) or "-"
+        return str(value)
+
+    grid = [[heading for _, heading in columns]]
+    grid += [[cell(row.get(key)) for key, _ in columns] for row in rows]
+    widths = [max(len(r[i]) for r in grid) for i in range(len(columns))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in grid
+    )

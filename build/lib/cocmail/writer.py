@@ -1,0 +1,82 @@
+"""The intake's writer threads: deliveries queue up, and each writer stores what has
+queued in one transaction (group commit).
+
+Under load, several SMTP sessions finish DATA at once; their messages share one
+commit instead of each waiting for its own. Nobody's reply waits for a batch to
+fill: a writer takes whatever is queued the moment it is free. SQLite gets one
+writer (it has one write lock); PostgreSQL several.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from concurrent.futures import Future
+
+from cocmail.errors import StoreUnavailable
+from cocmail.intake import Accepted, Delivery, Intake
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 32
+
+_Item = tuple[Delivery, "Future[Accepted]"]
+
+
+class BatchWriter:
+    def __init__(self, intake: Intake, threads: int) -> None:
+        self.intake = intake
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"intake-writer-{i}", daemon=True)
+            for i in range(threads)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, delivery: Delivery) -> Future[Accepted]:
+        future: Future[Accepted] = Future()
+        self._queue.put((delivery, future))
+        return future
+
+    def close(self) -> None:
+        """Store what is queued, then stop the threads."""
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            stop = False
+            while len(batch) < MAX_BATCH:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+            self._store(batch)
+            if stop:
+                return
+
+    def _store(self, batch: list[_Item]) -> None:
+        try:
+            results = self.intake.accept_batch([delivery for delivery, _ in batch])
+        except Exception as exc:  # a bug outside any one message: fail the batch, keep going
+            log.exception("intake batch of %d failed", len(batch))
+            for _, future in batch:
+                future.set_exception(exc)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if isinstance(result, StoreUnavailable):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
