@@ -1,5 +1,0 @@
-"""Allow ``python -m cocmail``."""
-
-from cocmail.cli import main
-
-raise SystemExit(main())

@@ -1,1 +1,0 @@
-"""The protocol edges: SMTP and LMTP listeners, and the MTA pipe command."""
