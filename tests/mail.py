@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import smtplib
 import uuid
+from typing import BinaryIO
 
 from tests.conftest import CONDUCT
 
@@ -43,3 +44,13 @@ def send(port: int, raw: bytes, sender: str = "rita@reporter.example",
             code, text = smtp.rcpt(rcpt)
             assert code == 250, text
         return smtp.data(raw)
+
+
+def read_reply(f: BinaryIO) -> bytes:
+    """One SMTP/LMTP reply, all its lines ("250-..." continues, "250 ..." ends it)."""
+    out = b""
+    while True:
+        line = f.readline()
+        out += line
+        if line[3:4] != b"-":
+            return out

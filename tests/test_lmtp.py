@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CONDUCT, DOMAIN, Server, missing
-from tests.mail import message
+from tests.mail import message, read_reply
 from tests.postfix import POSTFIX, Postfix, start_postfix
 
 
@@ -20,21 +20,12 @@ def _lmtp(port: int, commands: list[bytes], replies_after_data: int) -> list[byt
     """Speak LMTP; return every reply line after DATA's payload."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         f = sock.makefile("rb")
-
-        def reply() -> bytes:
-            out = b""
-            while True:
-                line = f.readline()
-                out += line
-                if line[3:4] != b"-":
-                    return out
-
-        reply()  # greeting
+        read_reply(f)  # greeting
         for command in commands:
             sock.sendall(command)
-            reply()
+            read_reply(f)
         sock.sendall(message() + b".\r\n")
-        return [reply() for _ in range(replies_after_data)]
+        return [read_reply(f) for _ in range(replies_after_data)]
 
 
 class TestLmtp:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CONDUCT, DOMAIN, Server
-from tests.mail import message, send
+from tests.mail import message, read_reply, send
 
 
 def _raw_dialogue(port: int, lines: list[bytes]) -> list[bytes]:
@@ -18,23 +18,12 @@ def _raw_dialogue(port: int, lines: list[bytes]) -> list[bytes]:
     replies: list[bytes] = []
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         f = sock.makefile("rb")
-
-        def reply() -> bytes:
-            out = b""
-            while True:
-                line = f.readline()
-                out += line
-                if line[3:4] != b"-":
-                    return out
-
-        replies.append(reply())
+        replies.append(read_reply(f))
         for line in lines:
             sock.sendall(line)
-            if (line.endswith(b"\r\n") and not line.startswith(b"\r\n")) or line == b".\r\n":
-                pass
-        # read all remaining replies until QUIT's
+        # Read every reply, up to QUIT's.
         while True:
-            r = reply()
+            r = read_reply(f)
             if not r:
                 break
             replies.append(r)
