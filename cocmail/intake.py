@@ -136,7 +136,7 @@ class Intake:
         message is stored again in a transaction of its own, where a bug leaves the
         message stored raw and quarantined.
         """
-        prepared = [_Prepared(d, dedupe_key(d.raw), *_parse(d.raw)) for d in deliveries]
+        prepared = [self._prepare(d) for d in deliveries]
         try:
             with self.store.unit_of_work() as session:
                 return list(self._store_all(session, prepared))
@@ -171,9 +171,9 @@ class Intake:
                 # Its routing reads the store: write what is pending first, so a
                 # reply to a message of this same batch finds it.
                 write_pending()
-            decision = self._decide(session, item.parsed, item.parse_error,
+            decision = self._decide(session, item.parsed, item.parse_error, item.automatic,
                                     item.delivery.envelope_from, list(item.delivery.recipients))
-            values = self._message_values(item.delivery, item.key, item.parsed)
+            values = self._message_values(item.delivery, item.key, item.parsed, item.automatic)
             pending.append((index, _Write(decision, item.parsed, item.delivery.envelope_from,
                                           values)))
         if pending:
@@ -203,7 +203,7 @@ class Intake:
                 found = writes.find_messages(session, [item.key]).get(item.key)
                 if found is not None:
                     return Accepted(found[0], found[1], False, found[2], True)
-                values = self._message_values(item.delivery, item.key, None)
+                values = self._message_values(item.delivery, item.key, None, None)
                 return self._apply(session, error, None, item.delivery.envelope_from, values)
         except StoreUnavailable as exc:
             return exc
@@ -231,8 +231,10 @@ class Intake:
         if open_case and parsed is not None:
             decision = route.Route("open")
         else:
-            decision = self._decide(session, parsed, parse_error, message.envelope_from,
-                                    recipients)
+            automatic = (why_automatic(parsed, message.envelope_from, self.committee.list_id)
+                         if parsed is not None else None)
+            decision = self._decide(session, parsed, parse_error, automatic,
+                                    message.envelope_from, recipients)
         if decision.action == "quarantine":
             entry.reason = decision.reason or entry.reason
             entry.detail = clean(decision.detail or "")
@@ -250,13 +252,13 @@ class Intake:
         session: Session,
         parsed: ParsedMessage | None,
         parse_error: str | None,
+        automatic: str | None,
         envelope_from: str | None,
         recipients: list[Recipient],
     ) -> route.Route:
         if parsed is None:
             return route.quarantine(route.UNPARSEABLE, parse_error or "unreadable")
         sender = original_sender(parsed, self.committee.list_id) or _address(envelope_from)
-        automatic = why_automatic(parsed, envelope_from, self.committee.list_id)
         return route.decide(session, parsed, sender, recipients, self.key, automatic)
 
     def _apply(
@@ -345,8 +347,15 @@ class Intake:
         writes.insert_quarantines(session, quarantined)
         return results
 
+    def _prepare(self, delivery: Delivery) -> _Prepared:
+        """What can be worked out before the transaction begins."""
+        parsed, parse_error = _parse(delivery.raw)
+        automatic = (why_automatic(parsed, delivery.envelope_from, self.committee.list_id)
+                     if parsed is not None else None)
+        return _Prepared(delivery, dedupe_key(delivery.raw), parsed, parse_error, automatic)
+
     def _message_values(
-        self, delivery: Delivery, key: str, parsed: ParsedMessage | None
+        self, delivery: Delivery, key: str, parsed: ParsedMessage | None, automatic: str | None
     ) -> dict[str, object]:
         raw = delivery.raw
         values: dict[str, object] = {
@@ -363,8 +372,7 @@ class Intake:
         }
         if parsed is not None:
             values.update(_parsed_values(parsed))
-            values["automatic"] = why_automatic(parsed, delivery.envelope_from,
-                                                self.committee.list_id)
+            values["automatic"] = automatic
         return values
 
 
@@ -376,6 +384,7 @@ class _Prepared:
     key: str
     parsed: ParsedMessage | None
     parse_error: str | None
+    automatic: str | None  # why it is automatic (RFC 3834), if it is
 
 
 @dataclass(frozen=True, eq=False)
