@@ -109,6 +109,9 @@ def decode_header(value: str | email.header.Header | None) -> str:
     if value is None:
         return ""
     raw = str(value)
+    if "=?" not in raw:  # nothing encoded: skip the (slow) RFC 2047 machinery
+        unfolded = re.sub(r"\r?\n[ \t]*", " ", raw)
+        return clean(_CONTROL.sub("", unfolded)).strip()
     try:
         decoded = str(email.header.make_header(email.header.decode_header(raw)))
     except (LookupError, UnicodeError, ValueError, email.errors.HeaderParseError):
