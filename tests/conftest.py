@@ -248,6 +248,9 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         }
         for name, values in sections.items():
             merged.setdefault(name, {}).update(values)
+        listen = merged["smtp"]["listen"]
+        if listen and listen[0].startswith("127.0.0.1:"):
+            smtp_port = int(listen[0].rsplit(":", 1)[1])
         config = write_config(directory, db_url, merged)
         log_path = directory / "serve.log"
         with open(log_path, "wb") as log:

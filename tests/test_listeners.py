@@ -1,0 +1,102 @@
+"""Listener options: several addresses (IPv4 and IPv6), STARTTLS from a cert/key in the
+config, a bad certificate at start-up, and the HTTP port."""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import ssl
+import subprocess
+from pathlib import Path
+
+from tests.conftest import COCMAIL, CONDUCT, Server, free_port, run_cli, write_config
+from tests.mail import message
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    cert, key = directory / "tls.crt", directory / "tls.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+def _free_port_v6() -> int:
+    with socket.socket(socket.AF_INET6) as s:
+        s.bind(("::1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_listens_on_several_addresses(serve, tmp_path: Path) -> None:
+    v4, v6 = free_port(), _free_port_v6()
+    server: Server = serve(f"sqlite:///{tmp_path / 'db.sqlite'}",
+                           smtp={"listen": [f"127.0.0.1:{v4}", f"[::1]:{v6}"]})
+    with smtplib.SMTP("127.0.0.1", v4, timeout=10) as smtp:
+        assert smtp.sendmail("rita@reporter.example", [CONDUCT], message()) == {}
+    with smtplib.SMTP("::1", v6, timeout=10) as smtp:
+        assert smtp.sendmail("sam@reporter.example", [CONDUCT],
+                             message(sender="sam@reporter.example")) == {}
+    assert len(server.json("cases", "list")) == 2
+
+
+def test_starttls(serve, tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    server: Server = serve(f"sqlite:///{tmp_path / 'db.sqlite'}",
+                           smtp={"tls_cert": str(cert), "tls_key": str(key)})
+    context = ssl.create_default_context(cafile=str(cert))
+    context.check_hostname = False
+    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=10) as smtp:
+        code, text = smtp.ehlo()
+        assert b"STARTTLS" in text
+        smtp.starttls(context=context)
+        code, text = smtp.ehlo()
+        assert code == 250 and b"STARTTLS" not in text
+        assert smtp.sendmail("rita@reporter.example", [CONDUCT], message()) == {}
+    assert len(server.json("cases", "list")) == 1
+
+
+def test_unreadable_certificate_is_a_config_error(tmp_path: Path) -> None:
+    bogus = tmp_path / "bogus.pem"
+    bogus.write_text("not a certificate\n")
+    config = write_config(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", {
+        "smtp": {"listen": [f"127.0.0.1:{free_port()}"], "tls_cert": str(bogus),
+                 "tls_key": str(bogus)}})
+    result = subprocess.run([*COCMAIL, "serve", "--config", str(config)], capture_output=True,
+                            timeout=60)
+    assert result.returncode == 2
+    assert b"cocmail: config: smtp.tls_cert: cannot load certificate and key" in result.stderr
+
+
+def test_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write_config(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}",
+                              {"smtp": {"listen": [f"127.0.0.1:{port}"]}})
+        result = subprocess.run([*COCMAIL, "serve", "--config", str(config)],
+                                capture_output=True, timeout=60)
+    assert result.returncode == 1
+    assert b"cocmail: cannot listen" in result.stderr
+
+
+def test_metrics_count_outcomes(serve, tmp_path: Path) -> None:
+    server: Server = serve(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=10) as smtp:
+        smtp.sendmail("rita@reporter.example", [CONDUCT], message())
+        smtp.sendmail("rita@reporter.example", [CONDUCT],
+                      message(headers={"Auto-Submitted": "auto-replied"}))
+        smtp.ehlo()
+        smtp.mail("x@y.example")
+        assert smtp.rcpt("nobody@conduct.example.org")[0] == 550
+    import urllib.request
+
+    body = urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/metrics",
+                                  timeout=10).read().decode()
+    assert 'cocmail_intake_total{outcome="stored"} 1' in body
+    assert 'cocmail_intake_total{outcome="quarantined"} 1' in body
+    assert 'cocmail_smtp_rejected_total{reason="recipient"} 1' in body
+    health = urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/healthz", timeout=10)
+    assert health.status == 200
+    assert run_cli(server.config, "cases", "list").returncode == 0
