@@ -17,6 +17,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -138,8 +139,8 @@ class Intake:
         """
         prepared = [self._prepare(d) for d in deliveries]
         try:
-            with self.store.unit_of_work() as session:
-                return list(self._store_all(session, prepared))
+            with self.store.transaction() as db:
+                return list(self._store_all(db, prepared))
         except StoreUnavailable as exc:
             return [exc] * len(prepared)
         except Exception:
@@ -148,14 +149,14 @@ class Intake:
                             len(prepared))
             return [self._store_alone(item) for item in prepared]
 
-    def _store_all(self, session: Session, batch: list[_Prepared]) -> list[Accepted]:
-        stored = writes.find_messages(session, [item.key for item in batch])
+    def _store_all(self, db: Connection, batch: list[_Prepared]) -> list[Accepted]:
+        stored = writes.find_messages(db, [item.key for item in batch])
         results: dict[int, Accepted] = {}
         first_of: dict[str, int] = {}  # key -> index of its first copy in this batch
         pending: list[tuple[int, _Write]] = []
 
         def write_pending() -> None:
-            written = self._write(session, [w for _, w in pending])
+            written = self._write(db, [w for _, w in pending])
             results.update(zip([i for i, _ in pending], written, strict=True))
             pending.clear()
 
@@ -171,7 +172,7 @@ class Intake:
                 # Its routing reads the store: write what is pending first, so a
                 # reply to a message of this same batch finds it.
                 write_pending()
-            decision = self._decide(session, item.parsed, item.parse_error, item.automatic,
+            decision = self._decide(db, item.parsed, item.parse_error, item.automatic,
                                     item.delivery.envelope_from, list(item.delivery.recipients))
             values = self._message_values(item.delivery, item.key, item.parsed, item.automatic)
             pending.append((index, _Write(decision, item.parsed, item.delivery.envelope_from,
@@ -187,8 +188,8 @@ class Intake:
 
     def _store_alone(self, item: _Prepared) -> Accepted | StoreUnavailable:
         try:
-            with self.store.unit_of_work() as session:
-                return self._store_all(session, [item])[0]
+            with self.store.transaction() as db:
+                return self._store_all(db, [item])[0]
         except StoreUnavailable as exc:
             return exc
         except IntegrityError:
@@ -199,12 +200,12 @@ class Intake:
         else:
             raise AssertionError("unreachable")
         try:
-            with self.store.unit_of_work() as session:
-                found = writes.find_messages(session, [item.key]).get(item.key)
+            with self.store.transaction() as db:
+                found = writes.find_messages(db, [item.key]).get(item.key)
                 if found is not None:
                     return Accepted(found[0], found[1], False, found[2], True)
                 values = self._message_values(item.delivery, item.key, None, None)
-                return self._apply(session, error, None, item.delivery.envelope_from, values)
+                return self._apply(db, error, None, item.delivery.envelope_from, values)
         except StoreUnavailable as exc:
             return exc
 
@@ -213,6 +214,7 @@ class Intake:
         with ``open_case``). Success releases ``entry``; otherwise ``entry`` is
         updated with the new reason."""
         message = entry.message
+        db = session.connection()
         if message.raw is None:
             raise ValueError(f"message {message.id} has no raw bytes left (purged)")
         parsed, parse_error = _parse(message.raw)
@@ -221,7 +223,7 @@ class Intake:
             for name, value in _parsed_values(parsed).items():
                 setattr(message, name, value)
             writes.insert_attachments(
-                session, [{**row, "message_id": message.id} for row in _attachment_rows(parsed)])
+                db, [{**row, "message_id": message.id} for row in _attachment_rows(parsed)])
         recipients = []
         for address in message.recipients:
             try:
@@ -233,7 +235,7 @@ class Intake:
         else:
             automatic = (why_automatic(parsed, message.envelope_from, self.committee.list_id)
                          if parsed is not None else None)
-            decision = self._decide(session, parsed, parse_error, automatic,
+            decision = self._decide(db, parsed, parse_error, automatic,
                                     message.envelope_from, recipients)
         if decision.action == "quarantine":
             entry.reason = decision.reason or entry.reason
@@ -242,14 +244,14 @@ class Intake:
             return Accepted(message.id, None, False, entry.reason, False)
         entry.released_at = self.clock.now()
         session.flush()
-        result = self._apply(session, decision, parsed, message.envelope_from, message.id)
+        result = self._apply(db, decision, parsed, message.envelope_from, message.id)
         entry.resolution = (f"opened case #{result.case_id}" if result.opened
                             else f"joined case #{result.case_id}")
         return result
 
     def _decide(
         self,
-        session: Session,
+        db: Connection,
         parsed: ParsedMessage | None,
         parse_error: str | None,
         automatic: str | None,
@@ -259,26 +261,26 @@ class Intake:
         if parsed is None:
             return route.quarantine(route.UNPARSEABLE, parse_error or "unreadable")
         sender = original_sender(parsed, self.committee.list_id) or _address(envelope_from)
-        return route.decide(session, parsed, sender, recipients, self.key, automatic)
+        return route.decide(db, parsed, sender, recipients, self.key, automatic)
 
     def _apply(
         self,
-        session: Session,
+        db: Connection,
         decision: route.Route,
         parsed: ParsedMessage | None,
         envelope_from: str | None,
         message: dict[str, object] | int,
     ) -> Accepted:
         """Record ``decision`` for one message (see ``_write``)."""
-        return self._write(session, [_Write(decision, parsed, envelope_from, message)])[0]
+        return self._write(db, [_Write(decision, parsed, envelope_from, message)])[0]
 
-    def _write(self, session: Session, entries: list[_Write]) -> list[Accepted]:
+    def _write(self, db: Connection, entries: list[_Write]) -> list[Accepted]:
         """Record routing decisions. Each entry's ``message`` is the new message's column
         values (inserted here, already pointing at its case) or the id of a stored
         message. Rows of one kind are written by one statement for the whole list."""
         now = self.clock.now()
         opens = [e for e in entries if e.decision.action == "open"]
-        case_ids = dict(zip(map(id, opens), writes.insert_cases(session, len(opens), now),
+        case_ids = dict(zip(map(id, opens), writes.insert_cases(db, len(opens), now),
                             strict=True))
         reporters = []
         for entry in opens:
@@ -291,7 +293,7 @@ class Intake:
                                           "email": sender, "name": name, "created_at": now}))
         participant_ids = dict(zip(
             [id(e) for e, _ in reporters],
-            writes.insert_participants(session, [row for _, row in reporters]), strict=True))
+            writes.insert_participants(db, [row for _, row in reporters]), strict=True))
 
         def seat(entry: _Write) -> tuple[int | None, int | None]:
             if entry.decision.action == "open":
@@ -305,15 +307,15 @@ class Intake:
             case_id, participant_id = seat(entry)
             rows.append({**entry.message, "case_id": case_id, "participant_id": participant_id,
                          "verified": entry.decision.verified})
-        message_ids = dict(zip(map(id, new), writes.insert_messages(session, rows), strict=True))
+        message_ids = dict(zip(map(id, new), writes.insert_messages(db, rows), strict=True))
         for entry in entries:
             if isinstance(entry.message, int):
                 message_ids[id(entry)] = entry.message
                 case_id, participant_id = seat(entry)
                 if case_id is not None:
-                    writes.set_message_case(session, entry.message, case_id, participant_id,
+                    writes.set_message_case(db, entry.message, case_id, participant_id,
                                             entry.decision.verified)
-        writes.insert_attachments(session, [
+        writes.insert_attachments(db, [
             {**row, "message_id": message_ids[id(e)]}
             for e in new if e.parsed is not None for row in _attachment_rows(e.parsed)
         ])
@@ -343,8 +345,8 @@ class Intake:
             log.info("message %d %s case #%d", message_id, "opened" if opened else "joined",
                      case_id)
             results.append(Accepted(message_id, case_id, opened, None, False))
-        writes.insert_events(session, events)
-        writes.insert_quarantines(session, quarantined)
+        writes.insert_events(db, events)
+        writes.insert_quarantines(db, quarantined)
         return results
 
     def _prepare(self, delivery: Delivery) -> _Prepared:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Connection
 
 from cocmail.addresses import Recipient
 from cocmail.parse import ParsedMessage
@@ -44,7 +44,7 @@ def quarantine(reason: str, detail: str, claimed_case_id: int | None = None) -> 
 
 
 def decide(
-    session: Session,
+    db: Connection,
     message: ParsedMessage,
     sender: str | None,
     recipients: list[Recipient],
@@ -55,29 +55,30 @@ def decide(
     ``automatic.original_sender``), ``automatic`` why it is automatic, if it is."""
     replies = [r for r in recipients if r.kind == "reply"]
     if replies:
-        return _by_token(session, replies[0], sender, key)
+        return _by_token(db, replies[0], sender, key)
     if automatic:
         return quarantine(AUTOMATIC, f"automatic message to the conduct address: {automatic}")
-    threaded = _by_headers(session, message, sender)
+    threaded = _by_headers(db, message, sender)
     return threaded or Route("open")
 
 
-def _by_token(session: Session, recipient: Recipient, sender: str | None, key: bytes) -> Route:
+def _by_token(db: Connection, recipient: Recipient, sender: str | None, key: bytes) -> Route:
     assert recipient.case_id is not None and recipient.token is not None
-    case = session.get(Case, recipient.case_id)
-    if case is None:
+    case_id = recipient.case_id
+    if db.execute(select(Case.id).where(Case.id == case_id)).first() is None:
         return quarantine(
-            UNKNOWN_CASE, f"reply address names case #{recipient.case_id}, which does not exist"
+            UNKNOWN_CASE, f"reply address names case #{case_id}, which does not exist"
         )
-    participants = session.scalars(
-        select(Participant).where(Participant.case_id == case.id)
+    participants = db.execute(
+        select(Participant.id, Participant.email, Participant.role).where(
+            Participant.case_id == case_id)
     ).all()
-    pid = match_token(key, case.id, recipient.token, [p.id for p in participants])
+    pid = match_token(key, case_id, recipient.token, [p.id for p in participants])
     if pid is None:
         return quarantine(
             BAD_TOKEN,
-            f"the reply address for case #{case.id} does not verify (forged or mistyped)",
-            claimed_case_id=case.id,
+            f"the reply address for case #{case_id} does not verify (forged or mistyped)",
+            claimed_case_id=case_id,
         )
     participant = next(p for p in participants if p.id == pid)
     if sender is None or sender != participant.email.lower():
@@ -85,17 +86,17 @@ def _by_token(session: Session, recipient: Recipient, sender: str | None, key: b
             SENDER_MISMATCH,
             f"sent to the reply address of the case's {participant.role}, "
             "but not from that participant's address",
-            claimed_case_id=case.id,
+            claimed_case_id=case_id,
         )
-    return Route("join", case_id=case.id, participant_id=participant.id, verified=True,
+    return Route("join", case_id=case_id, participant_id=participant.id, verified=True,
                  role=participant.role)
 
 
-def _by_headers(session: Session, message: ParsedMessage, sender: str | None) -> Route | None:
+def _by_headers(db: Connection, message: ParsedMessage, sender: str | None) -> Route | None:
     ids = message.thread_ids
     if not ids or sender is None:
         return None
-    rows = session.execute(
+    rows = db.execute(
         select(Message.message_id, Message.case_id).where(
             Message.message_id.in_(ids), Message.case_id.is_not(None)
         )
@@ -105,8 +106,8 @@ def _by_headers(session: Session, message: ParsedMessage, sender: str | None) ->
         case_id = case_of.get(mid)
         if case_id is None:
             continue
-        participant = session.scalars(
-            select(Participant).where(
+        participant = db.execute(
+            select(Participant.id, Participant.role).where(
                 Participant.case_id == case_id, Participant.email == sender
             ).order_by(Participant.id)
         ).first()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event, make_url
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
@@ -52,6 +52,17 @@ class Store:
             raise
         finally:
             session.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction on a plain connection, for the intake's hot path, where
+        the ORM session's bookkeeping costs more than the work. Same guarantees
+        and error mapping as ``unit_of_work``."""
+        try:
+            with self.engine.begin() as connection:
+                yield connection
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(_describe(exc)) from exc
 
     def dispose(self) -> None:
         self.engine.dispose()

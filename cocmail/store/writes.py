@@ -4,7 +4,7 @@ Accepting a message writes four or five rows. Through the ORM's unit of work
 that cost more than parsing the message, and even a Core statement spent most
 of its time in SQLAlchemy's per-execution bookkeeping rather than in the
 database. So these inserts are compiled by SQLAlchemy once per table, column
-set and dialect, and executed on the DB-API cursor of the session's own
+set and dialect, and executed on the DB-API cursor of the transaction's own
 connection, inside the caller's transaction, with SQLAlchemy's own type
 processors applied to the values (times, JSON, booleans come out exactly as
 through the ORM). Errors are raised as SQLAlchemy's exceptions, so the unit of
@@ -21,7 +21,6 @@ from typing import Any
 from sqlalchemy import bindparam, insert, update
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
 
 from cocmail.store.models import Attachment, Case, Event, Message, Participant, Quarantine
 
@@ -30,10 +29,10 @@ _ATTACHMENTS = Attachment.__table__
 
 
 def find_messages(
-    session: Session, dedupe_keys: list[str]
+    db: Connection, dedupe_keys: list[str]
 ) -> dict[str, tuple[int, int | None, str | None]]:
     """For the keys already stored: (message id, case id, quarantine reason)."""
-    connection = session.connection()
+    connection = db
     marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
     sql = ("SELECT m.dedupe_key, m.id, m.case_id, q.reason FROM messages m "
            "LEFT OUTER JOIN quarantine q ON q.message_id = m.id "
@@ -88,11 +87,11 @@ def _compile(dialect: Dialect, table: Any, keys: tuple[str, ...]) -> _Compiled:
     return result
 
 
-def _insert_many(session: Session, table: Any, rows: list[dict[str, Any]]) -> list[int]:
+def _insert_many(db: Connection, table: Any, rows: list[dict[str, Any]]) -> list[int]:
     """Insert ``rows``; their new ids, in the order given."""
     if not rows:
         return []
-    connection = session.connection()
+    connection = db
     dialect = connection.dialect
     dbapi = dialect.loaded_dbapi
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
@@ -116,35 +115,35 @@ def _insert_many(session: Session, table: Any, rows: list[dict[str, Any]]) -> li
     return ids
 
 
-def insert_cases(session: Session, count: int, opened_at: dt.datetime,
+def insert_cases(db: Connection, count: int, opened_at: dt.datetime,
                  channel: str = "email") -> list[int]:
-    return _insert_many(session, Case.__table__,
+    return _insert_many(db, Case.__table__,
                         [{"state": "new", "channel": channel, "opened_at": opened_at}] * count)
 
 
-def insert_participants(session: Session, rows: list[dict[str, Any]]) -> list[int]:
-    return _insert_many(session, Participant.__table__, [{"handle": None, **r} for r in rows])
+def insert_participants(db: Connection, rows: list[dict[str, Any]]) -> list[int]:
+    return _insert_many(db, Participant.__table__, [{"handle": None, **r} for r in rows])
 
 
-def insert_messages(session: Session, rows: list[dict[str, Any]]) -> list[int]:
-    return _insert_many(session, _MESSAGES, rows)
+def insert_messages(db: Connection, rows: list[dict[str, Any]]) -> list[int]:
+    return _insert_many(db, _MESSAGES, rows)
 
 
-def set_message_case(session: Session, message_id: int, case_id: int,
+def set_message_case(db: Connection, message_id: int, case_id: int,
                      participant_id: int | None, verified: bool) -> None:
-    session.connection().execute(
+    db.execute(
         update(_MESSAGES).where(_MESSAGES.c.id == message_id).values(  # type: ignore[arg-type]
             case_id=case_id, participant_id=participant_id, verified=verified)
     )
 
 
-def insert_attachments(session: Session, rows: list[dict[str, Any]]) -> None:
-    _insert_many(session, _ATTACHMENTS, rows)
+def insert_attachments(db: Connection, rows: list[dict[str, Any]]) -> None:
+    _insert_many(db, _ATTACHMENTS, rows)
 
 
-def insert_events(session: Session, rows: list[dict[str, Any]]) -> None:
-    _insert_many(session, Event.__table__, rows)
+def insert_events(db: Connection, rows: list[dict[str, Any]]) -> None:
+    _insert_many(db, Event.__table__, rows)
 
 
-def insert_quarantines(session: Session, rows: list[dict[str, Any]]) -> None:
-    _insert_many(session, Quarantine.__table__, rows)
+def insert_quarantines(db: Connection, rows: list[dict[str, Any]]) -> None:
+    _insert_many(db, Quarantine.__table__, rows)
