@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cocmail import route
@@ -27,7 +26,7 @@ from cocmail.automatic import original_sender, why_automatic
 from cocmail.clock import Clock
 from cocmail.config import Committee
 from cocmail.errors import AddressError, StoreUnavailable
-from cocmail.parse import ParsedMessage, ParseError, clean, parse
+from cocmail.parse import ParsedMessage, ParseError, clean, mailbox, parse
 from cocmail.store import writes
 from cocmail.store.db import Store
 from cocmail.store.models import Quarantine
@@ -192,18 +191,18 @@ class Intake:
                 return self._store_all(db, [item])[0]
         except StoreUnavailable as exc:
             return exc
-        except IntegrityError:
-            pass  # committed by another writer between our look-up and our insert
         except Exception as exc:
-            log.exception("routing failed; quarantining the message")
-            error = route.quarantine(route.INTERNAL_ERROR, f"routing failed: {type(exc).__name__}")
-        else:
-            raise AssertionError("unreachable")
+            # A copy committed by another writer since our look-up is found below;
+            # anything else is a bug, and the message is kept all the same.
+            failure = exc
         try:
             with self.store.transaction() as db:
                 found = writes.find_messages(db, [item.key]).get(item.key)
                 if found is not None:
                     return Accepted(found[0], found[1], False, found[2], True)
+                log.error("routing failed; quarantining the message", exc_info=failure)
+                error = route.quarantine(route.INTERNAL_ERROR,
+                                         f"routing failed: {type(failure).__name__}")
                 values = self._message_values(item.delivery, item.key, None, None)
                 return self._apply(db, error, None, item.delivery.envelope_from, values)
         except StoreUnavailable as exc:
@@ -367,7 +366,9 @@ class Intake:
             "raw_sha256": hashlib.sha256(raw).hexdigest(),
             "raw_size": len(raw),
             "raw": raw,
-            "envelope_from": delivery.envelope_from,
+            # Kept as given, cut to the column's size (a longer one is no address).
+            "envelope_from": (None if delivery.envelope_from is None
+                              else delivery.envelope_from[:320]),
             "recipients": [r.address for r in delivery.recipients],
             "received_at": self.clock.now(),
             "verified": False,
@@ -441,6 +442,4 @@ def _attachment_rows(parsed: ParsedMessage) -> list[dict[str, object]]:
 
 
 def _address(envelope_from: str | None) -> str | None:
-    if envelope_from and "@" in envelope_from:
-        return envelope_from.strip().lower()
-    return None
+    return mailbox(envelope_from) if envelope_from else None

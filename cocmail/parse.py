@@ -180,7 +180,7 @@ def parse(raw: bytes) -> ParsedMessage:
         message_id=ids[0] if ids else None,
         in_reply_to=in_reply_to[0] if in_reply_to else None,
         references=tuple(message_ids(first.get("references"))),
-        from_address=from_address.strip().lower() if "@" in from_address else None,
+        from_address=mailbox(from_address),
         from_name=clean(from_name) or None,
         subject=first.get("subject"),
         date=_date(first.get("date")),
@@ -254,6 +254,15 @@ def _decode_bodies(msg: Message) -> tuple[list[str], list[str]] | None:
             return None
         (html if part.get_content_subtype() == "html" else plain).append(text)
     return plain, html
+
+
+MAX_ADDRESS = 254  # RFC 5321 4.5.3.1.3: a path holds at most 256 octets with its <>
+
+
+def mailbox(address: str) -> str | None:
+    """A usable, lower-cased address, or None (no @, or longer than any real one)."""
+    address = clean(address.strip().lower())
+    return address if "@" in address and len(address) <= MAX_ADDRESS else None
 
 
 def _text(value: str) -> str:

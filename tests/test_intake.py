@@ -220,6 +220,45 @@ class TestBatches:
         store.dispose()
 
 
+class TestBugs:
+    def test_a_routing_bug_loses_nothing(self, store: Store) -> None:
+        """When routing one message of a batch raises (a bug), the others are stored as
+        usual and that one is kept raw and quarantined as internal-error."""
+
+        class Buggy(Intake):
+            def _decide(self, db, parsed, *args):  # type: ignore[no-untyped-def]
+                if parsed is not None and parsed.subject == "BOOM":
+                    raise KeyError("a bug")
+                return super()._decide(db, parsed, *args)
+
+        intake = Buggy(store, COMMITTEE, KEY, FixedClock(dt.datetime(2026, 11, 25, tzinfo=dt.UTC)))
+        boom = message(subject="BOOM")
+
+        def d(raw: bytes) -> Delivery:
+            return Delivery(raw, "rita@reporter.example", (split_recipient(CONDUCT, COMMITTEE),),
+                            "smtp")
+
+        before, failing, after = intake.accept_batch([d(message()), d(boom), d(message())])
+        assert not isinstance(before, Exception) and before.opened
+        assert not isinstance(after, Exception) and after.opened
+        assert not isinstance(failing, Exception)
+        assert failing.quarantine_reason == "internal-error"
+        with store.unit_of_work() as s:
+            m = s.get(Message, failing.message_id)
+            assert m is not None and m.raw == boom and m.case_id is None
+            q = s.scalars(select(Quarantine)).one()
+            assert q.detail == "routing failed: KeyError"
+
+    def test_absurdly_long_from_address_is_no_address(self, store: Store) -> None:
+        """A From address longer than any real one is not taken as the reporter's (and
+        does not overflow a column on PostgreSQL); the envelope sender is used."""
+        long_from = "x" * 300 + "@reporter.example"
+        result = deliver(intake_for(store), message(sender=long_from))
+        assert result.opened
+        with store.unit_of_work() as s:
+            assert s.scalars(select(Participant.email)).all() == ["rita@reporter.example"]
+
+
 class TestReplay:
     def test_replay_after_open_case_decision(self, store: Store) -> None:
         """A real report taken for an auto-reply is opened as a case by `replay --open-case`;
