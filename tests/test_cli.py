@@ -67,3 +67,22 @@ def test_limit(serve, tmp_path: Path) -> None:
         send(server.smtp_port, message(subject=f"r{i}"))
     assert [c["id"] for c in server.json("cases", "list", "--limit", "2")] == [1, 2]
     assert len(server.json("cases", "list")) == 3
+
+
+def test_serve_refuses_a_database_at_another_revision(tmp_path: Path) -> None:
+    """serve migrates only an empty database; one at another revision is the operator's
+    to upgrade (after a backup), and serve says so."""
+    import sqlite3
+    import subprocess
+
+    from tests.conftest import COCMAIL
+
+    db = tmp_path / "db.sqlite"
+    config = write_config(tmp_path, f"sqlite:///{db}")
+    assert run_cli(config, "db", "upgrade").returncode == 0
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0000'")
+    result = subprocess.run([*COCMAIL, "serve", "--config", str(config)], capture_output=True,
+                            timeout=60)
+    assert result.returncode == 2
+    assert b"run `cocmail db upgrade`" in result.stderr
