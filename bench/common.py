@@ -145,6 +145,16 @@ def status_kib(pid: int, field: str) -> int:
     raise KeyError(field)
 
 
+def family(pid: int) -> list[int]:
+    """``pid`` and all its descendants (the daemon runs its intake writer as a child)."""
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = (task / "children").read_text().split()
+        for child in children:
+            found += family(int(child))
+    return found
+
+
 def reset_peak_rss(pid: int) -> None:
     """Linux: writing 5 to clear_refs resets VmHWM (the peak) to the current RSS."""
     with open(f"/proc/{pid}/clear_refs", "w") as fh:

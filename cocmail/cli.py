@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import sys
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 
 from cocmail import config as config_module
-from cocmail import tokens
+from cocmail import logs, tokens
 from cocmail.clock import SystemClock
 from cocmail.config import Config
 from cocmail.errors import ConfigError, NotFound, StoreUnavailable
@@ -34,20 +33,6 @@ CASE_COLUMNS = [("id", "ID"), ("state", "STATE"), ("severity", "SEVERITY"),
                 ("message_count", "MESSAGES"), ("recused", "RECUSED"), ("decision", "DECISION")]
 QUARANTINE_COLUMNS = [("id", "ID"), ("received_at", "RECEIVED"), ("reason", "REASON"),
                       ("size", "BYTES"), ("claimed_case", "CASE"), ("detail", "DETAIL")]
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # mail-parser logs a warning for every MIME type it does not render;
-    # those are expected and say nothing an operator can act on.
-    logging.getLogger("mailparser").setLevel(logging.ERROR)
-    # aiosmtpd logs every envelope address at INFO; cocmail's logs carry ids
-    # and counts, never reporters' addresses (DESIGN.md rule 4).
-    logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
 def _print_json(value: Any) -> None:
@@ -75,7 +60,7 @@ class NotMigrated(Exception):
 def cmd_serve(config: Config, args: argparse.Namespace) -> int:
     from cocmail.daemon import Daemon, OutdatedDatabase
 
-    _setup_logging(config.logging.level)
+    logs.setup(config.logging.level)
     try:
         asyncio.run(Daemon(config).run())
     except OutdatedDatabase as exc:
@@ -190,7 +175,7 @@ def cmd_replay(config: Config, args: argparse.Namespace) -> int:
 def cmd_deliver(config: Config, args: argparse.Namespace) -> int:
     from cocmail.ingest.pipe import deliver
 
-    _setup_logging("warning")
+    logs.setup("warning")
     return deliver(config, args.recipient, args.sender, sys.stdin.buffer)
 
 

@@ -20,7 +20,8 @@ from cocmail.intake import Intake
 from cocmail.metrics import Metrics
 from cocmail.store import migrate
 from cocmail.store.db import Store
-from cocmail.writer import BatchWriter
+from cocmail.writer import BatchWriter, Writer
+from cocmail.writer_process import ProcessWriter
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class Daemon:
         self.store = Store(config.database.url, config.database.busy_timeout)
         # Blocking database work (the health probe) runs here, off the event loop.
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cocmail")
-        self.writer: BatchWriter | None = None
+        self.writer: Writer | None = None
         self._servers: list[asyncio.Server] = []
         self._stop = asyncio.Event()
 
@@ -71,10 +72,15 @@ class Daemon:
         prepare_database(self.store)
         key = tokens.load_key(self.config)
         intake = Intake(self.store, self.config.committee, key, self.clock)
-        # SQLite takes one writer at a time: more threads would only queue on its
-        # lock (sleeping in its busy handler), so SQLite gets a single writer.
-        self.writer = BatchWriter(intake, threads=1 if self.store.is_sqlite else 4,
-                                  metrics=self.metrics)
+        if self.store.is_sqlite:
+            # SQLite takes one writer at a time (more threads would only queue on
+            # its lock): one writer process, and one thread for large messages.
+            process_writer = ProcessWriter(self.config.path, BatchWriter(
+                intake, threads=1, metrics=self.metrics), self.metrics)
+            process_writer.start(asyncio.get_running_loop())
+            self.writer = process_writer
+        else:
+            self.writer = BatchWriter(intake, threads=4, metrics=self.metrics)
         smtp = self.config.smtp
         context = tls_context(self.config)
         loop = asyncio.get_running_loop()
@@ -130,6 +136,7 @@ class Daemon:
         # Let messages being stored finish their commit before the process ends.
         loop = asyncio.get_running_loop()
         if self.writer is not None:
-            await loop.run_in_executor(None, self.writer.close)
+            # Blocks the loop while the writers finish: nothing else runs by now.
+            self.writer.close()
         await loop.run_in_executor(None, self.executor.shutdown, True)
         self.store.dispose()

@@ -3,16 +3,19 @@ queued in one transaction (group commit).
 
 Under load, several SMTP sessions finish DATA at once; their messages share one
 commit instead of each waiting for its own. Nobody's reply waits for a batch to
-fill: a writer takes whatever is queued the moment it is free. SQLite gets one
-writer (it has one write lock); PostgreSQL several.
+fill: a writer takes whatever is queued the moment it is free. PostgreSQL gets
+several writer threads. On SQLite, one thread stores the large messages, and
+the rest go to the writer process (``writer_process.py``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
 from concurrent.futures import Future
+from typing import Protocol
 
 from cocmail.errors import StoreUnavailable
 from cocmail.intake import Accepted, Delivery, Intake
@@ -23,6 +26,14 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 32
 
 _Item = tuple[Delivery, "Future[Accepted]"]
+
+
+class Writer(Protocol):
+    """What the listeners hand deliveries to."""
+
+    async def store(self, delivery: Delivery) -> Accepted: ...
+
+    def close(self) -> None: ...
 
 
 class BatchWriter:
@@ -36,6 +47,9 @@ class BatchWriter:
         ]
         for thread in self._threads:
             thread.start()
+
+    async def store(self, delivery: Delivery) -> Accepted:
+        return await asyncio.wrap_future(self.submit(delivery))
 
     def submit(self, delivery: Delivery) -> Future[Accepted]:
         future: Future[Accepted] = Future()

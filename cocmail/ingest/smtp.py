@@ -27,7 +27,7 @@ from cocmail.config import Committee
 from cocmail.errors import AddressError, StoreUnavailable
 from cocmail.intake import Delivery
 from cocmail.metrics import Metrics
-from cocmail.writer import BatchWriter
+from cocmail.writer import Writer
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class SmtpHandler:
 
     def __init__(
         self,
-        writer: BatchWriter,
+        writer: Writer,
         committee: Committee,
         metrics: Metrics,
         *,
@@ -204,7 +204,7 @@ class SmtpHandler:
             channel=self.channel,
         )
         try:
-            accepted = await asyncio.wrap_future(self.writer.submit(delivery))
+            accepted = await self.writer.store(delivery)
         except StoreUnavailable as exc:
             log.error("store unavailable, answered 451: %s", exc)
             self.metrics.inc("cocmail_intake_total", outcome="store-unavailable")
