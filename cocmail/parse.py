@@ -72,15 +72,11 @@ class ParsedMessage:
     html: str | None
     attachments: tuple[AttachmentInfo, ...]
     defects: tuple[str, ...]
+    first_values: dict[str, str] = field(repr=False, default_factory=dict)
 
     def header(self, name: str) -> str | None:
         """The first decoded value of header ``name`` (case-insensitive), or None."""
-        lname = name.lower()
-        return next((v for k, v in self.headers if k.lower() == lname), None)
-
-    def header_all(self, name: str) -> list[str]:
-        lname = name.lower()
-        return [v for k, v in self.headers if k.lower() == lname]
+        return self.first_values.get(name.lower())
 
     @property
     def thread_ids(self) -> tuple[str, ...]:
@@ -188,6 +184,7 @@ def parse(raw: bytes) -> ParsedMessage:
         html=html,
         attachments=tuple(_attachments(msg)),
         defects=tuple(dict.fromkeys(defects)),
+        first_values=first,
     )
 
 

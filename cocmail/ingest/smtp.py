@@ -180,11 +180,13 @@ class SmtpHandler:
         rcpt_options: list[str],
     ) -> str:
         try:
-            split_recipient(address, self.committee)
+            recipient = split_recipient(address, self.committee)
         except AddressError as exc:
             self.metrics.inc("cocmail_smtp_rejected_total", reason="recipient")
             return f"{NO_MAILBOX} {exc}"
         envelope.rcpt_tos.append(address)
+        # Kept with the envelope so that DATA does not split the addresses again.
+        envelope.__dict__.setdefault("cocmail_recipients", []).append(recipient)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 Ok"
 
@@ -200,7 +202,7 @@ class SmtpHandler:
         delivery = Delivery(
             raw=raw,
             envelope_from=envelope.mail_from,
-            recipients=tuple(split_recipient(r, self.committee) for r in envelope.rcpt_tos),
+            recipients=tuple(envelope.__dict__["cocmail_recipients"]),
             channel=self.channel,
         )
         try:
