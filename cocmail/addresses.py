@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.utils import getaddresses, parseaddr
+from email.utils import parseaddr
 
 from cocmail.config import Committee
 from cocmail.errors import AddressError
@@ -90,13 +90,3 @@ def address_of(header_value: str | None) -> str | None:
     _, addr = parseaddr(header_value)
     addr = addr.strip().lower()
     return addr if "@" in addr else None
-
-
-def addresses_of(*header_values: str | None) -> list[str]:
-    """All lower-cased addresses in To/Cc-like header values."""
-    found = []
-    for _, addr in getaddresses([v for v in header_values if v]):
-        addr = addr.strip().lower()
-        if "@" in addr:
-            found.append(addr)
-    return found

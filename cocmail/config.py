@@ -142,9 +142,6 @@ class Config:
     scheduler: Scheduler
     logging: Logging = field(default_factory=lambda: Logging("info"))
 
-    def member(self, handle: str) -> Member | None:
-        return next((m for m in self.committee.members if m.handle == handle), None)
-
 
 _MISSING: Any = object()
 

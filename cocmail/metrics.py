@@ -27,10 +27,6 @@ class Metrics:
             series = self._counters[name]
             series[key] = series.get(key, 0) + amount
 
-    def value(self, name: str, **labels: str) -> int:
-        with self._lock:
-            return self._counters.get(name, {}).get(tuple(sorted(labels.items())), 0)
-
     def render(self, gauges: dict[str, float] | None = None) -> str:
         lines = []
         with self._lock:

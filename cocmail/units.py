@@ -44,25 +44,6 @@ def parse_duration(value: object) -> dt.timedelta:
     return dt.timedelta(seconds=seconds)
 
 
-def format_duration(delta: dt.timedelta) -> str:
-    """The shortest exact spelling of a duration, for people.
-
-    >>> format_duration(dt.timedelta(days=3))
-    '3d'
-    >>> format_duration(dt.timedelta(hours=4, minutes=30))
-    '4h30m'
-    """
-    seconds = int(delta.total_seconds())
-    if seconds == 0:
-        return "0s"
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        count, seconds = divmod(seconds, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return "".join(parts)
-
-
 def parse_size(value: object) -> int:
     """Read ``"25MB"`` (binary units: 1 MB = 1,048,576 bytes) or a number of bytes.
 
