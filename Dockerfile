@@ -15,6 +15,7 @@ WORKDIR /opt/cocmail
 COPY pyproject.toml README.md ./
 COPY cocmail ./cocmail
 COPY migrations ./migrations
+COPY templates ./templates
 RUN pip install --no-cache-dir . && rm -rf /opt/cocmail/*
 
 USER 10001:10001

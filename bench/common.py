@@ -35,10 +35,12 @@ def wait_for_port(port: int, timeout: float = 30) -> None:
     raise TimeoutError(f"nothing listening on {port}")
 
 
-def report(size: int = 4096, tag: str = "") -> bytes:
+def report(size: int = 4096, tag: str = "", message_id: str | None = None,
+           sender: str = "rita@reporter.example") -> bytes:
     """A unique report of about ``size`` bytes."""
-    head = (f"From: Rita <rita@reporter.example>\r\nTo: {CONDUCT}\r\n"
-            f"Subject: bench report {tag}\r\nMessage-ID: <{uuid.uuid4().hex}@bench>\r\n"
+    message_id = message_id or f"{uuid.uuid4().hex}@bench"
+    head = (f"From: Rita <{sender}>\r\nTo: {CONDUCT}\r\n"
+            f"Subject: bench report {tag}\r\nMessage-ID: <{message_id}>\r\n"
             "Date: Wed, 25 Nov 2026 10:00:00 +0000\r\nContent-Type: text/plain\r\n\r\n")
     line = "Someone said something unkind in the project chat again today.\r\n"
     body = line * max(1, (size - len(head)) // len(line))
@@ -60,7 +62,7 @@ def send_batch(args: tuple[int, int, int]) -> list[float]:
 
 
 def write_cocmail_config(directory: Path, smtp_port: int, http_port: int,
-                         max_size: str = "30MB", extra: str = "") -> Path:
+                         max_size: str = "30MB", extra: str = "", delivery: str = "") -> Path:
     path = directory / "config.toml"
     path.write_text(f"""
 [committee]
@@ -85,9 +87,9 @@ url = "sqlite:///{directory / 'bench.db'}"
 listen = ["127.0.0.1:{smtp_port}"]
 max_message_size = "{max_size}"
 
-[delivery]
+{delivery or f'''[delivery]
 method = "maildir"
-maildir = "{directory / 'outbox'}"
+maildir = "{directory / 'outbox'}"'''}
 
 [secrets]
 token_key_file = "{directory / 'token.key'}"

@@ -10,7 +10,10 @@ listener). Then it sends one 20 MB message to a fresh cocmail and
 prints the peak RSS growth of the daemon and its intake writer process, summed,
 while accepting it (a short text with a large
 base64 attachment, which is what a report of that size is) (target: at most 4 x the
-message size). All traffic is on 127.0.0.1.
+message size). Last, at a fixed offered load of 20 reports/s for 30 s, the time
+from the end of a report's DATA to its acknowledgement being accepted by an
+SMTP sink standing in for the relay (p50, p99; target p99 under 1 s; see
+ack_latency.py). All traffic is on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import time
 from multiprocessing import Pool
 from pathlib import Path
 
+from ack_latency import ack_latency, summary
 from common import (
     CONDUCT,
     Process,
@@ -87,6 +91,10 @@ def big_message_rss(directory: Path, size: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--rate", type=float, default=20.0,
+                        help="reports per second offered in the latency run")
+    parser.add_argument("--seconds", type=float, default=30.0,
+                        help="how long the latency run offers reports")
     parser.add_argument("--rounds", type=int, default=3,
                         help="bare and cocmail measured in turn this many times (the "
                              "machine is noisy: the median ratio is the figure)")
@@ -113,6 +121,12 @@ def main() -> None:
         growth, size = big_message_rss(Path(tmp), 20 * 1024 * 1024)
     print(f"one {size:.1f} MiB message: peak RSS growth {growth:.1f} MiB = "
           f"{growth / size:.2f} x the message  (target <= 4.00)")
+
+    with tempfile.TemporaryDirectory(prefix="cocmail-bench-") as tmp:
+        latencies, missing = ack_latency(Path(tmp), args.rate, args.seconds)
+    print(f"acknowledgement latency at {args.rate:g} reports/s for {args.seconds:g} s "
+          f"({len(latencies)} reports): {summary(latencies)}  (target p99 < 1000 ms)"
+          + (f"; {missing} never acknowledged" if missing else ""))
 
 
 if __name__ == "__main__":

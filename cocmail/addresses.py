@@ -3,6 +3,7 @@
 Forms, for a conduct address ``conduct@example.org`` and separator ``+``:
 
     conduct@example.org               intake: a new report (or a reply threaded by headers)
+    conduct+without-<handle>@example.org intake, keeping that committee member out of the case
     conduct+<case>.<token>@example.org   reply: a participant's private reply address
 
 Anything else is refused at RCPT time with a sentence a person understands.
@@ -26,15 +27,29 @@ class Recipient:
     address: str
     case_id: int | None = None
     token: str | None = None
+    without: str | None = None  # the handle of a member to keep out of a new case
 
 
-def _reply(match: re.Match[str], address: str) -> Recipient:
+def _reply(match: re.Match[str], address: str, committee: Committee) -> Recipient:
     return Recipient("reply", address, case_id=int(match.group(1)), token=match.group(2))
 
 
+def _without(match: re.Match[str], address: str, committee: Committee) -> Recipient:
+    handle = match.group(1)
+    if handle not in {m.handle for m in committee.members}:
+        raise AddressError(
+            f"{address}: there is no committee member {handle!r}; "
+            f"reports go to {committee.address}"
+        )
+    return Recipient("intake", address, without=handle)
+
+
 # The sub-address forms after the separator, tried in order (STYLE.md §2).
-_DETAIL_FORMS: list[tuple[re.Pattern[str], Callable[[re.Match[str], str], Recipient]]] = [
+_DETAIL_FORMS: list[
+    tuple[re.Pattern[str], Callable[[re.Match[str], str, Committee], Recipient]]
+] = [
     (re.compile(rf"([1-9][0-9]{{0,17}})\.([{TOKEN_ALPHABET}]{{{TOKEN_LENGTH}}})"), _reply),
+    (re.compile(r"without-([a-z][a-z0-9_-]{0,31})"), _without),
 ]
 
 
@@ -67,7 +82,7 @@ def split_recipient(address: str, committee: Committee) -> Recipient:
         for pattern, build in _DETAIL_FORMS:
             match = pattern.fullmatch(detail)
             if match:
-                return build(match, normalized)
+                return build(match, normalized, committee)
         raise AddressError(
             f"{address} is not a valid reply address of {committee.address}; "
             "check it was copied whole, or write to the address itself"
@@ -77,6 +92,12 @@ def split_recipient(address: str, committee: Committee) -> Recipient:
 
 def reply_address(committee: Committee, case_id: int, token: str) -> str:
     return f"{committee.local_part}{committee.plus_separator}{case_id}.{token}@{committee.domain}"
+
+
+def without_address(committee: Committee, handle: str) -> str:
+    """The intake address that keeps member ``handle`` out of the case it opens."""
+    return (f"{committee.local_part}{committee.plus_separator}without-{handle}"
+            f"@{committee.domain}")
 
 
 def address_of(header_value: str | None) -> str | None:

@@ -31,6 +31,9 @@ DEFAULT_CONFIG = "/etc/cocmail/config.toml"
 CASE_COLUMNS = [("id", "ID"), ("state", "STATE"), ("severity", "SEVERITY"),
                 ("opened_at", "OPENED"), ("acknowledged_at", "ACKNOWLEDGED"),
                 ("message_count", "MESSAGES"), ("recused", "RECUSED"), ("decision", "DECISION")]
+OUTBOX_COLUMNS = [("id", "ID"), ("case", "CASE"), ("kind", "KIND"), ("recipient", "TO"),
+                  ("status", "STATUS"), ("attempts", "TRIES"), ("created_at", "QUEUED"),
+                  ("due_at", "NEXT TRY"), ("last_error", "LAST ERROR")]
 QUARANTINE_COLUMNS = [("id", "ID"), ("received_at", "RECEIVED"), ("reason", "REASON"),
                       ("size", "BYTES"), ("claimed_case", "CASE"), ("detail", "DETAIL")]
 
@@ -103,7 +106,7 @@ def cmd_cases_list(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_case_show(config: Config, args: argparse.Namespace) -> int:
-    from cocmail.views import case_detail
+    from cocmail.views import case_detail, list_outbox
 
     store = open_store(config)
     key = tokens.load_key(config)
@@ -112,6 +115,7 @@ def cmd_case_show(config: Config, args: argparse.Namespace) -> int:
         if case is None:
             raise NotFound(f"no case #{args.id}")
         detail = case_detail(case, config.committee, key)
+        detail["mail"] = list_outbox(session, failed_only=False, limit=None, case_id=case.id)
     if args.json:
         _print_json(detail)
         return 0
@@ -131,6 +135,10 @@ def cmd_case_show(config: Config, args: argparse.Namespace) -> int:
     print("History:")
     for e in detail["events"]:
         print(f"  {e['at']} {e['kind']:<12} by {e['actor']}")
+    print("Mail:")
+    for m in reversed(detail["mail"]):
+        print(f"  {m['id']:>6} {m['created_at']} {m['kind']:<12} to {m['recipient']:<20} "
+              f"{m['status']}{' (' + m['last_error'] + ')' if m['last_error'] else ''}")
     return 0
 
 
@@ -149,11 +157,49 @@ def cmd_quarantine_list(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_replay(config: Config, args: argparse.Namespace) -> int:
-    from cocmail.intake import Intake
+def cmd_outbox_list(config: Config, args: argparse.Namespace) -> int:
+    from cocmail.views import list_outbox, table
 
     store = open_store(config)
-    intake = Intake(store, config.committee, tokens.load_key(config), SystemClock())
+    with store.unit_of_work() as session:
+        rows = list_outbox(session, failed_only=args.failed, limit=args.limit, case_id=args.case)
+    if args.json:
+        _print_json(rows)
+    elif rows:
+        print(table(rows, OUTBOX_COLUMNS))
+    else:
+        print("no failed mail" if args.failed else "the outbox is empty")
+    return 0
+
+
+def cmd_outbox_retry(config: Config, args: argparse.Namespace) -> int:
+    from sqlalchemy import update
+
+    from cocmail.store.models import Outbox
+
+    store = open_store(config)
+    with store.unit_of_work() as session:
+        row = session.get(Outbox, args.id)
+        if row is None:
+            raise NotFound(f"no outbox entry {args.id}")
+        if row.status != "failed":
+            print(f"outbox entry {args.id} is {row.status}; only failed mail is retried")
+            return 1
+        session.execute(update(Outbox).where(Outbox.id == args.id).values(
+            status="queued", due_at=SystemClock().now(), attempts=0, failed_at=None,
+            claimed_by=None, claimed_until=None))
+    print(f"outbox entry {args.id} queued again; the daemon sends it within a tick")
+    return 0
+
+
+def cmd_replay(config: Config, args: argparse.Namespace) -> int:
+    from cocmail.intake import Intake
+    from cocmail.outbox.enqueue import Enqueue
+
+    store = open_store(config)
+    key = tokens.load_key(config)
+    intake = Intake(store, config.committee, key, SystemClock(),
+                    Enqueue.for_config(config, key))
     with store.unit_of_work() as session:
         entry = session.scalars(
             select(Quarantine).where(Quarantine.id == args.id).with_for_update()
@@ -221,6 +267,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--all", action="store_true", help="include entries already released")
     p.add_argument("--limit", type=int, help="at most N entries")
+
+    outbox = sub.add_parser("outbox", help="outgoing mail").add_subparsers(
+        dest="outbox_command", required=True)
+    p = add(outbox, "list", cmd_outbox_list,
+            "list outgoing mail, newest first: queued, sent, failed, cancelled")
+    p.add_argument("--failed", action="store_true", help="only mail given up as failed")
+    p.add_argument("--case", type=int, help="only mail about case N")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--limit", type=int, help="at most N entries")
+    p = add(outbox, "retry", cmd_outbox_retry,
+            "queue a failed mail again (after fixing what made it fail)")
+    p.add_argument("id", type=int, metavar="OUTBOX_ID")
 
     p = add(sub, "replay", cmd_replay, "route a quarantined message again")
     p.add_argument("id", type=int, metavar="QUARANTINE_ID")

@@ -105,6 +105,19 @@ class Delivery:
     username: str | None
     password_file: Path | None
     password_env: str | None
+    tls_ca_file: Path | None  # trust this CA for the relay (a private CA), besides the system's
+    helo_name: str | None  # the name given in EHLO; the machine's own name when None
+    timeout: dt.timedelta
+    retry_first: dt.timedelta  # the wait after the first temporary failure; it doubles
+    retry_max: dt.timedelta  # the longest wait between two attempts
+    max_attempts: int  # then the mail is given up as failed
+    lease: dt.timedelta  # how long a worker holds a claimed mail before another may take it
+    answers_per_day: int  # automatic answers (acknowledgements) to one address per 24 h
+
+
+@dataclass(frozen=True)
+class Templates:
+    directory: Path | None  # the operator's overrides, looked up before the shipped ones
 
 
 @dataclass(frozen=True)
@@ -141,6 +154,7 @@ class Config:
     http: Http
     scheduler: Scheduler
     logging: Logging = field(default_factory=lambda: Logging("info"))
+    templates: Templates = field(default_factory=lambda: Templates(None))
 
 
 _MISSING: Any = object()
@@ -379,9 +393,30 @@ def _delivery(t: _Table, base: Path) -> Delivery:
         username=t.get("username", str, None),
         password_file=t.convert("password_file", _path_under(base), None),
         password_env=t.get("password_env", str, None),
+        tls_ca_file=t.convert("tls_ca_file", _path_under(base), None),
+        helo_name=t.get("helo_name", str, None),
+        timeout=t.convert("timeout", parse_duration, dt.timedelta(seconds=60)),
+        retry_first=t.convert("retry_first", parse_duration, dt.timedelta(minutes=1)),
+        retry_max=t.convert("retry_max", parse_duration, dt.timedelta(hours=1)),
+        max_attempts=t.get("max_attempts", int, 30),
+        lease=t.convert("lease", parse_duration, dt.timedelta(minutes=5)),
+        answers_per_day=t.get("answers_per_day", int, 10),
     )
     if method == "smtp" and not delivery.relay_host:
         raise ConfigError("delivery.relay_host", 'needed when method is "smtp"')
+    if not 1 <= delivery.relay_port <= 65535:
+        raise ConfigError("delivery.relay_port", "must be a port number (1-65535)")
+    if delivery.max_attempts < 1:
+        raise ConfigError("delivery.max_attempts", "must be at least 1")
+    if delivery.answers_per_day < 1:
+        raise ConfigError("delivery.answers_per_day", "must be at least 1")
+    if delivery.password_file is not None and delivery.password_env is not None:
+        raise ConfigError("delivery.password_env", "give password_file or password_env, not both")
+    if delivery.username is not None and (delivery.password_file is None
+                                          and delivery.password_env is None):
+        raise ConfigError("delivery.username", "needs password_file or password_env")
+    if delivery.lease <= delivery.timeout:
+        raise ConfigError("delivery.lease", "must be longer than delivery.timeout")
     t.done()
     return delivery
 
@@ -437,6 +472,10 @@ def from_dict(raw: dict[str, Any], path: Path) -> Config:
         raise ConfigError("logging.level", "must be debug, info, warning or error")
     lt.done()
 
+    tt = top.table("templates", required=False)
+    templates = Templates(directory=tt.convert("directory", _path_under(base), None))
+    tt.done()
+
     top.done()
     return Config(
         path=path,
@@ -450,4 +489,5 @@ def from_dict(raw: dict[str, Any], path: Path) -> Config:
         http=http,
         scheduler=scheduler,
         logging=Logging(level),
+        templates=templates,
     )

@@ -1,4 +1,5 @@
-"""``cocmail serve``: the listeners, the HTTP port, all on one asyncio loop."""
+"""``cocmail serve``: the listeners, the outbox worker, the HTTP port, all on one
+asyncio loop."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import signal
 import ssl
 from concurrent.futures import ThreadPoolExecutor
 
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
 from cocmail import tokens
 from cocmail.clock import Clock, SystemClock
@@ -18,8 +19,13 @@ from cocmail.http import HttpServer
 from cocmail.ingest.smtp import SmtpHandler, server_factory
 from cocmail.intake import Intake
 from cocmail.metrics import Metrics
+from cocmail.outbox import transport
+from cocmail.outbox.enqueue import Enqueue
+from cocmail.outbox.process import OutboxProcess
+from cocmail.outbox.templates import Templates
 from cocmail.store import migrate
 from cocmail.store.db import Store
+from cocmail.store.models import Outbox
 from cocmail.writer import BatchWriter, Writer
 from cocmail.writer_process import ProcessWriter
 
@@ -65,13 +71,20 @@ class Daemon:
         # Blocking database work (the health probe) runs here, off the event loop.
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cocmail")
         self.writer: Writer | None = None
+        self.outbox: OutboxProcess | None = None
         self._servers: list[asyncio.Server] = []
         self._stop = asyncio.Event()
 
     async def start(self) -> None:
+        # A broken template override stops the start, before any mail is taken.
+        Templates(self.config.templates.directory).check()
+        transport.for_config(self.config.delivery)  # the relay's password is readable
         prepare_database(self.store)
         key = tokens.load_key(self.config)
-        intake = Intake(self.store, self.config.committee, key, self.clock)
+        self.outbox = OutboxProcess(self.config.path, self.metrics)
+        self.outbox.start(asyncio.get_running_loop())
+        intake = Intake(self.store, self.config.committee, key, self.clock,
+                        Enqueue.for_config(self.config, key))
         if self.store.is_sqlite:
             # SQLite takes one writer at a time (more threads would only queue on
             # its lock): one writer process, and one thread for large messages.
@@ -86,7 +99,8 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for endpoints, lmtp in ((smtp.listen, False), (smtp.lmtp_listen, True)):
             handler = SmtpHandler(self.writer, self.config.committee, self.metrics,
-                                  max_message_size=smtp.max_message_size, lmtp=lmtp)
+                                  max_message_size=smtp.max_message_size, lmtp=lmtp,
+                                  on_stored=self.outbox.wake)
             factory = server_factory(handler, hostname=smtp.hostname,
                                      timeout=smtp.timeout.total_seconds(),
                                      tls_context=context, max_message_size=smtp.max_message_size)
@@ -113,7 +127,21 @@ class Daemon:
             session.execute(text("SELECT 1"))
 
     async def render_metrics(self) -> str:
-        return self.metrics.render()
+        loop = asyncio.get_running_loop()
+        try:
+            gauges = await loop.run_in_executor(self.executor, self._outbox_gauges)
+        except StoreUnavailable:
+            gauges = {}
+        return self.metrics.render(gauges)
+
+    def _outbox_gauges(self) -> dict[str, float]:
+        """Mail waiting and mail given up, as the store has them (all replicas)."""
+        with self.store.unit_of_work() as session:
+            counts = {status: count for status, count in session.execute(
+                select(Outbox.status, func.count()).where(
+                    Outbox.status.in_(("queued", "failed"))).group_by(Outbox.status))}
+        return {"cocmail_outbox_queued": counts.get("queued", 0),
+                "cocmail_outbox_failed": counts.get("failed", 0)}
 
     def stop(self) -> None:
         self._stop.set()
@@ -138,5 +166,8 @@ class Daemon:
         if self.writer is not None:
             # Blocks the loop while the writers finish: nothing else runs by now.
             self.writer.close()
+        if self.outbox is not None:
+            # The batch in hand is sent and recorded; the rest waits in the store.
+            await self.outbox.close()
         await loop.run_in_executor(None, self.executor.shutdown, True)
         self.store.dispose()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection
@@ -26,6 +26,7 @@ from cocmail.clock import Clock
 from cocmail.config import Committee
 from cocmail.dedupe import dedupe_key
 from cocmail.errors import AddressError, StoreUnavailable
+from cocmail.outbox.enqueue import Enqueue, Mail, Seat, message_mails, opened_mails
 from cocmail.parse import ParsedMessage, ParseError, clean, mailbox, parse
 from cocmail.store import writes
 from cocmail.store.db import Store
@@ -55,11 +56,14 @@ class Accepted:
 
 
 class Intake:
-    def __init__(self, store: Store, committee: Committee, key: bytes, clock: Clock) -> None:
+    def __init__(
+        self, store: Store, committee: Committee, key: bytes, clock: Clock, enqueue: Enqueue
+    ) -> None:
         self.store = store
         self.committee = committee
         self.key = key
         self.clock = clock
+        self.enqueue = enqueue
 
     def accept(self, delivery: Delivery) -> Accepted:
         """Store ``delivery``; return only once it is committed.
@@ -121,7 +125,7 @@ class Intake:
                                     item.delivery.envelope_from, list(item.delivery.recipients))
             values = self._message_values(item.delivery, item.key, item.parsed, item.automatic)
             pending.append((index, _Write(decision, item.parsed, item.delivery.envelope_from,
-                                          values)))
+                                          values, item.automatic)))
         if pending:
             write_pending()
         for index, item in enumerate(batch):
@@ -150,7 +154,7 @@ class Intake:
                 error = route.quarantine(route.INTERNAL_ERROR,
                                          f"routing failed: {type(failure).__name__}")
                 values = self._message_values(item.delivery, item.key, None, None)
-                return self._apply(db, error, None, item.delivery.envelope_from, values)
+                return self._apply(db, error, None, item.delivery.envelope_from, values, None)
         except StoreUnavailable as exc:
             return exc
 
@@ -175,11 +179,11 @@ class Intake:
                 recipients.append(split_recipient(address, self.committee))
             except AddressError:
                 continue
+        automatic = (why_automatic(parsed, message.envelope_from, self.committee.list_id)
+                     if parsed is not None else None)
         if open_case and parsed is not None:
-            decision = route.Route("open")
+            decision = route.opening(recipients)
         else:
-            automatic = (why_automatic(parsed, message.envelope_from, self.committee.list_id)
-                         if parsed is not None else None)
             decision = self._decide(db, parsed, parse_error, automatic,
                                     message.envelope_from, recipients)
         if decision.action == "quarantine":
@@ -189,7 +193,8 @@ class Intake:
             return Accepted(message.id, None, False, entry.reason, False)
         entry.released_at = self.clock.now()
         session.flush()
-        result = self._apply(db, decision, parsed, message.envelope_from, message.id)
+        result = self._apply(db, decision, parsed, message.envelope_from, message.id,
+                             None if open_case else automatic)
         entry.resolution = (f"opened case #{result.case_id}" if result.opened
                             else f"joined case #{result.case_id}")
         return result
@@ -206,7 +211,8 @@ class Intake:
         if parsed is None:
             return route.quarantine(route.UNPARSEABLE, parse_error or "unreadable")
         sender = original_sender(parsed, self.committee.list_id) or _address(envelope_from)
-        return route.decide(db, parsed, sender, recipients, self.key, automatic)
+        return route.decide(db, parsed, sender, recipients, self.key, automatic,
+                            self.committee.domain)
 
     def _apply(
         self,
@@ -215,9 +221,10 @@ class Intake:
         parsed: ParsedMessage | None,
         envelope_from: str | None,
         message: dict[str, object] | int,
+        automatic: str | None,
     ) -> Accepted:
         """Record ``decision`` for one message (see ``_write``)."""
-        return self._write(db, [_Write(decision, parsed, envelope_from, message)])[0]
+        return self._write(db, [_Write(decision, parsed, envelope_from, message, automatic)])[0]
 
     def _write(self, db: Connection, entries: list[_Write]) -> list[Accepted]:
         """Record routing decisions. Each entry's ``message`` is the new message's column
@@ -227,18 +234,35 @@ class Intake:
         opens = [e for e in entries if e.decision.action == "open"]
         case_ids = dict(zip(map(id, opens), writes.insert_cases(db, len(opens), now),
                             strict=True))
-        reporters = []
+        # Each new case seats its reporter and every member of the committee (a
+        # member who joins the committee later gets no seat in past cases).
+        seated: list[tuple[_Write, dict[str, object]]] = []
         for entry in opens:
             assert entry.parsed is not None
             sender = (original_sender(entry.parsed, self.committee.list_id)
                       or _address(entry.envelope_from))
+            new_case = case_ids[id(entry)]
             if sender:
                 name = entry.parsed.from_name if sender == entry.parsed.from_address else None
-                reporters.append((entry, {"case_id": case_ids[id(entry)], "role": "reporter",
-                                          "email": sender, "name": name, "created_at": now}))
-        participant_ids = dict(zip(
-            [id(e) for e, _ in reporters],
-            writes.insert_participants(db, [row for _, row in reporters]), strict=True))
+                seated.append((entry, {"case_id": new_case, "role": "reporter", "email": sender,
+                                       "name": name, "created_at": now}))
+            seated += [(entry, {"case_id": new_case, "role": "member", "email": member.email,
+                                "name": member.name, "handle": member.handle,
+                                "created_at": now})
+                       for member in self.committee.members
+                       if member.handle not in entry.decision.without]
+        writes.insert_recusals(db, [
+            {"case_id": case_ids[id(entry)], "handle": handle, "kind": "excl", "at": now}
+            for entry in opens for handle in entry.decision.without])
+        participant_ids: dict[int, int] = {}  # id(entry) -> its reporter's participant id
+        seats: dict[int, list[Seat]] = {}  # case id -> the members' seats
+        for (entry, row), pid in zip(
+                seated, writes.insert_participants(db, [row for _, row in seated]), strict=True):
+            if row["role"] == "reporter":
+                participant_ids[id(entry)] = pid
+            else:
+                seats.setdefault(case_ids[id(entry)], []).append(
+                    Seat(pid, str(row["email"]), str(row["handle"])))
 
         def seat(entry: _Write) -> tuple[int | None, int | None]:
             if entry.decision.action == "open":
@@ -285,14 +309,43 @@ class Intake:
                 "case_id": case_id, "at": now, "message_id": message_id,
                 "kind": "opened" if opened else "message",
                 "actor": "reporter" if opened else decision.role or "unknown",
-                "data": {"channel": "email"} if opened else {"verified": decision.verified},
+                "data": ({"channel": "email", "without": list(decision.without)} if opened
+                         else {"verified": decision.verified}),
             })
             log.info("message %d %s case #%d", message_id, "opened" if opened else "joined",
                      case_id)
             results.append(Accepted(message_id, case_id, opened, None, False))
         writes.insert_events(db, events)
         writes.insert_quarantines(db, quarantined)
+        self.enqueue.queue(db, self._mails(db, entries, message_ids, seat, seats), now)
         return results
+
+    def _mails(
+        self, db: Connection, entries: list[_Write], message_ids: dict[int, int],
+        seat: Callable[[_Write], tuple[int | None, int | None]], seats: dict[int, list[Seat]],
+    ) -> list[Mail]:
+        """The mails the new messages cause. Automatic mail causes none (RFC 3834)."""
+        joins = [e for e in entries if e.decision.action == "join" and not e.automatic]
+        joined_cases = [e.decision.case_id for e in joins if e.decision.case_id is not None]
+        seats = {**seats, **self.enqueue.member_seats(db, joined_cases)}
+        roots = self.enqueue.thread_roots(db, joined_cases)
+        mails: list[Mail] = []
+        for entry in entries:
+            if entry.automatic or entry.decision.action == "quarantine":
+                continue
+            case_id, participant_id = seat(entry)
+            assert case_id is not None
+            message_id = message_ids[id(entry)]
+            if entry.decision.action == "open":
+                assert entry.parsed is not None
+                reporter = (None if participant_id is None
+                            else (participant_id, _reporter_address(entry, self.committee)))
+                mails += opened_mails(case_id, message_id, reporter, seats.get(case_id, []),
+                                      entry.parsed.message_id, entry.parsed.references)
+            else:
+                mails += message_mails(case_id, message_id, participant_id,
+                                       seats.get(case_id, []), roots)
+        return mails
 
     def _prepare(self, delivery: Delivery) -> _Prepared:
         """What can be worked out before the transaction begins."""
@@ -344,6 +397,7 @@ class _Write:
     parsed: ParsedMessage | None
     envelope_from: str | None
     message: dict[str, object] | int
+    automatic: str | None  # why it is automatic: then it causes no mail
 
 
 def _looks_up(item: _Prepared) -> bool:
@@ -385,6 +439,13 @@ def _attachment_rows(parsed: ParsedMessage) -> list[dict[str, object]]:
          "size": a.size, "sha256": a.sha256}
         for a in parsed.attachments
     ]
+
+
+def _reporter_address(entry: _Write, committee: Committee) -> str:
+    assert entry.parsed is not None
+    sender = original_sender(entry.parsed, committee.list_id) or _address(entry.envelope_from)
+    assert sender is not None
+    return sender
 
 
 def _address(envelope_from: str | None) -> str | None:

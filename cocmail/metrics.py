@@ -13,6 +13,8 @@ _HELP = {
     "cocmail_intake_batches_total": "Transactions the intake writers committed (group commit).",
     "cocmail_intake_batched_messages_total": "Messages those transactions carried.",
     "cocmail_smtp_errors_total": "Unexpected errors in SMTP/LMTP sessions (answered 451).",
+    "cocmail_outbox_total": "Outgoing mail attempts by outcome (sent, deferred, failed, "
+                            "cancelled) and kind.",
 }
 
 

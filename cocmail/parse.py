@@ -24,6 +24,7 @@ import email.policy
 import email.utils
 import hashlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import Message
 
@@ -288,28 +289,38 @@ def _is_attachment(part: Message) -> bool:
     return part.get_content_type() not in ("text/plain", "text/html")
 
 
+def attachment_parts(msg: Message) -> Iterator[tuple[str, Message]]:
+    """Each attachment of ``msg`` with its MIME part number ("1", "2.1", …): the
+    numbers the attachments table keeps. A forwarded message is one attachment."""
+
+    def walk(part: Message, number: str) -> Iterator[tuple[str, Message]]:
+        if part.get_content_type() == "message/rfc822" and number != "":
+            yield number, part
+        elif part.is_multipart():
+            children = part.get_payload()
+            assert isinstance(children, list)
+            for index, child in enumerate(children, 1):
+                yield from walk(child, f"{number}.{index}" if number else str(index))
+        elif _is_attachment(part):
+            yield number or "1", part
+
+    return walk(msg, "")
+
+
 def _attachments(msg: Message) -> list[AttachmentInfo]:
     found: list[AttachmentInfo] = []
-
-    def walk(part: Message, number: str) -> None:
-        if part.get_content_type() == "message/rfc822" and number != "":
+    for number, part in attachment_parts(msg):
+        if part.get_content_type() == "message/rfc822":
             payload = part.get_payload()
             inner = payload[0] if isinstance(payload, list) and payload else None
             inner_bytes = inner.as_bytes() if isinstance(inner, Message) else b""
             found.append(_info(part, number, len(inner_bytes),
                                hashlib.sha256(inner_bytes).hexdigest()))
-        elif part.is_multipart():
-            children = part.get_payload()
-            assert isinstance(children, list)
-            for index, child in enumerate(children, 1):
-                walk(child, f"{number}.{index}" if number else str(index))
-        elif _is_attachment(part):
-            found.append(_info(part, number or "1", *_measure(part)))
+        else:
+            found.append(_info(part, number, *_measure(part)))
             # The content stays in the raw bytes; the parsed copy is not needed
             # again, and for a large attachment it is most of the memory held.
             part.set_payload("")
-
-    walk(msg, "")
     return found
 
 

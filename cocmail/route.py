@@ -1,7 +1,8 @@
 """Where an inbound message belongs: a new case, an existing case, or the quarantine.
 
 The order is fixed by DESIGN.md: a verified token address; then
-In-Reply-To/References that name a stored message of a case, but only when the
+In-Reply-To/References that name a stored message of a case, or a mail cocmail
+sent about it (its Message-ID carries the signed case id), but only when the
 sender is a participant of that case; otherwise a new case. A subject tag alone
 never moves mail into a case. Automatic mail to the bare address opens nothing.
 """
@@ -16,7 +17,7 @@ from sqlalchemy.engine import Connection
 from cocmail.addresses import Recipient
 from cocmail.parse import ParsedMessage
 from cocmail.store.models import Case, Message, Participant
-from cocmail.tokens import match_token
+from cocmail.tokens import case_of_message_id, match_token
 
 # Quarantine reasons: stable codes (they appear in `quarantine list --json`).
 AUTOMATIC = "automatic"
@@ -37,6 +38,7 @@ class Route:
     reason: str | None = None
     detail: str | None = None
     claimed_case_id: int | None = None
+    without: tuple[str, ...] = ()  # members the reporter keeps out of the case it opens
 
 
 def quarantine(reason: str, detail: str, claimed_case_id: int | None = None) -> Route:
@@ -50,6 +52,7 @@ def decide(
     recipients: list[Recipient],
     key: bytes,
     automatic: str | None,
+    domain: str,
 ) -> Route:
     """Route one parsed message. ``sender`` is who wrote it (see
     ``automatic.original_sender``), ``automatic`` why it is automatic, if it is."""
@@ -58,8 +61,13 @@ def decide(
         return _by_token(db, replies[0], sender, key)
     if automatic:
         return quarantine(AUTOMATIC, f"automatic message to the conduct address: {automatic}")
-    threaded = _by_headers(db, message, sender)
-    return threaded or Route("open")
+    threaded = _by_headers(db, message, sender, key, domain)
+    return threaded or opening(recipients)
+
+
+def opening(recipients: list[Recipient]) -> Route:
+    """A new case, keeping out the members named by ``without-`` addresses."""
+    return Route("open", without=tuple(sorted({r.without for r in recipients if r.without})))
 
 
 def _by_token(db: Connection, recipient: Recipient, sender: str | None, key: bytes) -> Route:
@@ -92,7 +100,9 @@ def _by_token(db: Connection, recipient: Recipient, sender: str | None, key: byt
                  role=participant.role)
 
 
-def _by_headers(db: Connection, message: ParsedMessage, sender: str | None) -> Route | None:
+def _by_headers(
+    db: Connection, message: ParsedMessage, sender: str | None, key: bytes, domain: str
+) -> Route | None:
     ids = message.thread_ids
     if not ids or sender is None:
         return None
@@ -101,7 +111,11 @@ def _by_headers(db: Connection, message: ParsedMessage, sender: str | None) -> R
             Message.message_id.in_(ids), Message.case_id.is_not(None)
         )
     ).all()
-    case_of = {mid: case_id for mid, case_id in rows}
+    case_of: dict[str, int | None] = {mid: case_id for mid, case_id in rows if mid}
+    for mid in ids:
+        signed = case_of_message_id(key, mid, domain)
+        if signed is not None:
+            case_of[mid] = signed
     for mid in ids:  # nearest first
         case_id = case_of.get(mid)
         if case_id is None:

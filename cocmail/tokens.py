@@ -1,4 +1,5 @@
-"""Signed reply tokens: which case and which participant a reply address belongs to.
+"""Signed reply tokens: which case and which participant a reply address belongs to;
+and the signed Message-IDs of the mail cocmail sends.
 
 A token is an HMAC over (case id, participant id) with the operator's key,
 base32, lower case, 16 characters (80 bits). It cannot be guessed, and it
@@ -12,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import secrets
 from collections.abc import Iterable
 from pathlib import Path
@@ -38,6 +40,43 @@ def match_token(
         if hmac.compare_digest(make_token(key, case_id, participant_id), token.lower()):
             found = participant_id
     return found
+
+
+def _message_id_mac(key: bytes, case_id: int, nonce: str) -> str:
+    mac = hmac.new(key, f"cocmail-msgid:{case_id}:{nonce}".encode(), hashlib.sha256)
+    return base64.b32encode(mac.digest()).decode("ascii").lower()[:TOKEN_LENGTH]
+
+
+def make_message_id(key: bytes, case_id: int | None, domain: str) -> str:
+    """A new Message-ID for a mail cocmail sends. About a case, it carries the case
+    id and a signature over it, so a reply that lost the plus address (a client that
+    answers the From address) still threads by its In-Reply-To.
+
+    >>> mid = make_message_id(b"k" * 32, 42, "example.org")
+    >>> case_of_message_id(b"k" * 32, mid, "example.org")
+    42
+    >>> case_of_message_id(b"x" * 32, mid, "example.org") is None
+    True
+    """
+    nonce = base64.b32encode(secrets.token_bytes(10)).decode("ascii").lower()
+    if case_id is None:
+        return f"<cocmail.{nonce}@{domain}>"
+    return f"<cocmail.{case_id}.{nonce}.{_message_id_mac(key, case_id, nonce)}@{domain}>"
+
+
+_SIGNED_ID = re.compile(rf"<?cocmail\.([1-9][0-9]{{0,17}})\.([{TOKEN_ALPHABET}]{{16}})"
+                        rf"\.([{TOKEN_ALPHABET}]{{{TOKEN_LENGTH}}})@([^>]+)>?")
+
+
+def case_of_message_id(key: bytes, message_id: str, domain: str) -> int | None:
+    """The case a Message-ID of ours names, if its signature verifies."""
+    match = _SIGNED_ID.fullmatch(message_id.strip())
+    if match is None or match.group(4).lower() != domain.lower():
+        return None
+    case_id, nonce, mac = int(match.group(1)), match.group(2), match.group(3)
+    if hmac.compare_digest(_message_id_mac(key, case_id, nonce), mac.lower()):
+        return case_id
+    return None
 
 
 def load_key(config: Config) -> bytes:

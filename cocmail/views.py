@@ -1,4 +1,5 @@
-"""Cases, messages and quarantine entries as the plain dicts the CLI prints.
+"""Cases, messages, quarantine entries and outgoing mail as the plain dicts the
+CLI prints.
 
 The ``--json`` shapes are a contract (DESIGN.md, "Interface contract"): keys
 may be added, never renamed. Nothing here prints message content: the CLI is
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from cocmail.addresses import reply_address
 from cocmail.config import Committee
-from cocmail.store.models import Case, Message, Quarantine
+from cocmail.store.models import Case, Message, Outbox, Quarantine
 from cocmail.tokens import make_token
 
 
@@ -54,7 +55,8 @@ def case_summary(case: Case, message_count: int) -> dict[str, Any]:
         "acknowledged_at": _time(case.acknowledged_at),
         "closed_at": _time(case.closed_at),
         "message_count": message_count,
-        "recused": [r.handle for r in case.recusals],
+        "recused": [r.handle for r in case.recusals if r.kind != "excl"],
+        "excluded": [r.handle for r in case.recusals if r.kind == "excl"],
         "decision": case.decision,
     }
 
@@ -123,6 +125,50 @@ def list_quarantine(
         }
         for q in session.scalars(query).all()
     ]
+
+
+def list_outbox(
+    session: Session, *, failed_only: bool, limit: int | None, case_id: int | None = None
+) -> list[dict[str, Any]]:
+    """Outgoing mail, newest first. Members are named by handle; the address of anyone
+    outside the committee is shown by its domain only (the operator can tell a
+    relay's trouble with a domain without reading reporters' addresses)."""
+    query = select(Outbox).order_by(Outbox.id.desc())
+    if failed_only:
+        query = query.where(Outbox.status == "failed")
+    if case_id is not None:
+        query = query.where(Outbox.case_id == case_id)
+    if limit is not None:
+        query = query.limit(limit)
+    return [outbox_row(row) for row in session.scalars(query).all()]
+
+
+def outbox_row(row: Outbox) -> dict[str, Any]:
+    participant = row.participant
+    role = participant.role if participant is not None else None
+    if participant is not None and participant.handle:
+        shown = participant.handle
+    else:
+        shown = "…@" + row.recipient.rsplit("@", 1)[-1]
+    error = row.last_error
+    if error:
+        error = error.replace(row.recipient, shown)
+    return {
+        "id": row.id,
+        "case": row.case_id,
+        "kind": row.kind,
+        "step": row.step,
+        "recipient": shown,
+        "recipient_role": role,
+        "status": row.status,
+        "attempts": row.attempts,
+        "created_at": _time(row.created_at),
+        "due_at": _time(row.due_at) if row.status == "queued" else None,
+        "sent_at": _time(row.sent_at),
+        "failed_at": _time(row.failed_at),
+        "last_error": error,
+        "message_id": row.message_id,
+    }
 
 
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:

@@ -26,6 +26,7 @@ from typing import Any
 from cocmail.errors import StoreUnavailable
 from cocmail.intake import Accepted, Delivery
 from cocmail.metrics import Metrics
+from cocmail.outbox.enqueue import Enqueue
 from cocmail.writer import MAX_BATCH, BatchWriter
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,9 @@ def _serve(conn: Connection, config_path: str) -> None:
     config = config_module.load(Path(config_path))
     logs.setup(config.logging.level)
     store = Store(config.database.url, config.database.busy_timeout)
-    intake = Intake(store, config.committee, tokens.load_key(config), SystemClock())
+    key = tokens.load_key(config)
+    intake = Intake(store, config.committee, key, SystemClock(),
+                    Enqueue.for_config(config, key))
     conn.send("ready")
     while True:
         try:

@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from tests.sink import Sink
+
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
 COCMAIL = [sys.executable, "-m", "cocmail"]
@@ -232,19 +234,23 @@ class Server:
                 self.proc.wait()
 
 
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    """Start ``cocmail serve`` on free loopback ports: ``serve(db_url, **sections)``."""
-    started: list[Server] = []
+class Servers:
+    """Starts ``cocmail serve`` on free loopback ports: ``serve(db_url, **sections)``;
+    ``serve.restart(server)`` starts it again on the same config, ports and store."""
 
-    def start(db_url: str, **sections: dict[str, Any]) -> Server:
-        directory = tmp_path / f"server{len(started)}"
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.started: list[Server] = []
+
+    def __call__(self, db_url: str, **sections: dict[str, Any]) -> Server:
+        directory = self.tmp_path / f"server{len(self.started)}"
         directory.mkdir()
         smtp_port, lmtp_port, http_port = free_port(), free_port(), free_port()
         merged = {
             "smtp": {"listen": [f"127.0.0.1:{smtp_port}"],
                      "lmtp_listen": [f"127.0.0.1:{lmtp_port}"]},
             "http": {"listen": f"127.0.0.1:{http_port}"},
+            "scheduler": {"tick": "1s"},
         }
         for name, values in sections.items():
             merged.setdefault(name, {}).update(values)
@@ -252,14 +258,22 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         if listen and listen[0].startswith("127.0.0.1:"):
             smtp_port = int(listen[0].rsplit(":", 1)[1])
         config = write_config(directory, db_url, merged)
-        log_path = directory / "serve.log"
-        with open(log_path, "wb") as log:
+        return self._launch(config, smtp_port, lmtp_port, http_port, directory / "serve.log")
+
+    def restart(self, server: Server) -> Server:
+        server.stop()
+        return self._launch(server.config, server.smtp_port, server.lmtp_port, server.http_port,
+                            server.log_path)
+
+    def _launch(self, config: Path, smtp_port: int, lmtp_port: int, http_port: int,
+                log_path: Path) -> Server:
+        with open(log_path, "ab") as log:
             proc = subprocess.Popen(
                 [*COCMAIL, "serve", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT,
                 env={**os.environ, "COCMAIL_TOKEN_KEY": TOKEN_KEY}, cwd=ROOT,
             )
         server = Server(config, proc, smtp_port, lmtp_port, http_port, log_path)
-        started.append(server)
+        self.started.append(server)
         try:
             wait_for_port(smtp_port, proc)
             wait_for_port(http_port, proc)
@@ -268,9 +282,29 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
             raise
         return server
 
-    yield start
-    for server in started:
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Servers]:
+    servers = Servers(tmp_path)
+    yield servers
+    for server in servers.started:
         server.stop()
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    """A real SMTP server on loopback playing the relay (see tests/sink.py)."""
+    relay = Sink(free_port())
+    relay.start()
+    yield relay
+    relay.stop()
+
+
+def relay_to(sink: Sink, **overrides: Any) -> dict[str, Any]:
+    """The [delivery] section that sends through ``sink``, retrying within seconds."""
+    return {"method": "smtp", "relay_host": "127.0.0.1", "relay_port": sink.port,
+            "security": "none", "timeout": "3s", "lease": "5s", "retry_first": "1s",
+            "retry_max": "2s", **overrides}
 
 
 @pytest.fixture

@@ -19,8 +19,11 @@ def test_case_show_and_quarantine_json_shapes(serve, db_url: str) -> None:
     [m] = case["messages"]
     assert {"message_id", "direction", "sender_role", "verified"} <= set(m)
     assert (m["direction"], m["sender_role"], m["verified"]) == ("in", "reporter", False)
-    [p] = case["participants"]
+    p = case["participants"][0]
     assert {"role", "email", "reply_address"} <= set(p)
+    # The reporter, then every member of the committee has a seat in a new case.
+    assert [x["role"] for x in case["participants"]] == ["reporter"] + ["member"] * 4
+    assert {"id", "kind", "status", "recipient", "attempts"} <= set(case["mail"][0])
     assert [e["kind"] for e in case["events"]] == ["opened"]
 
     [q] = server.json("quarantine", "list")
@@ -41,7 +44,7 @@ def test_text_output_carries_no_content(serve, tmp_path: Path) -> None:
     server: Server = serve(f"sqlite:///{tmp_path / 'db.sqlite'}")
     send(server.smtp_port, message(subject="SECRET-SUBJECT", body="SECRET-BODY\n"))
     for args in (["cases", "list"], ["case", "show", "1"], ["case", "show", "1", "--json"],
-                 ["quarantine", "list"]):
+                 ["quarantine", "list"], ["outbox", "list"], ["outbox", "list", "--json"]):
         out = server.cli(*args).stdout
         assert b"SECRET" not in out
     assert "SECRET" not in server.log()

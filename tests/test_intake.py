@@ -15,6 +15,7 @@ from cocmail.addresses import reply_address, split_recipient
 from cocmail.clock import FixedClock
 from cocmail.config import Committee
 from cocmail.intake import Delivery, Intake
+from cocmail.outbox.enqueue import Enqueue
 from cocmail.store import migrate
 from cocmail.store.db import Store
 from cocmail.store.models import Case, Event, Message, Participant, Quarantine
@@ -36,7 +37,8 @@ def store(db_url: str) -> Iterator[Store]:
 
 
 def intake_for(store: Store, committee: Committee = COMMITTEE) -> Intake:
-    return Intake(store, committee, KEY, FixedClock(dt.datetime(2026, 11, 25, 10, tzinfo=dt.UTC)))
+    return Intake(store, committee, KEY, FixedClock(dt.datetime(2026, 11, 25, 10, tzinfo=dt.UTC)),
+                  Enqueue(KEY, committee, answers_per_day=10))
 
 
 def deliver(intake: Intake, raw: bytes, to: str = CONDUCT,
@@ -231,7 +233,8 @@ class TestBugs:
                     raise KeyError("a bug")
                 return super()._decide(db, parsed, *args)
 
-        intake = Buggy(store, COMMITTEE, KEY, FixedClock(dt.datetime(2026, 11, 25, tzinfo=dt.UTC)))
+        intake = Buggy(store, COMMITTEE, KEY, FixedClock(dt.datetime(2026, 11, 25, tzinfo=dt.UTC)),
+                       Enqueue(KEY, COMMITTEE, answers_per_day=10))
         boom = message(subject="BOOM")
 
         def d(raw: bytes) -> Delivery:

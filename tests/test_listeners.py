@@ -97,6 +97,17 @@ def test_metrics_count_outcomes(serve, tmp_path: Path) -> None:
     assert 'cocmail_intake_total{outcome="stored"} 1' in body
     assert 'cocmail_intake_total{outcome="quarantined"} 1' in body
     assert 'cocmail_smtp_rejected_total{reason="recipient"} 1' in body
+    # The outbox: the acknowledgement and the four reports go to the maildir.
+    import time
+
+    deadline = time.monotonic() + 20
+    while 'cocmail_outbox_queued 0' not in body and time.monotonic() < deadline:
+        time.sleep(0.3)
+        body = urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/metrics",
+                                      timeout=10).read().decode()
+    assert 'cocmail_outbox_total{kind="ack",outcome="sent"} 1' in body
+    assert 'cocmail_outbox_total{kind="report",outcome="sent"} 4' in body
+    assert 'cocmail_outbox_queued 0' in body and 'cocmail_outbox_failed 0' in body
     health = urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/healthz", timeout=10)
     assert health.status == 200
     assert run_cli(server.config, "cases", "list").returncode == 0

@@ -18,6 +18,7 @@ from cocmail.clock import SystemClock
 from cocmail.config import Config
 from cocmail.errors import AddressError, StoreUnavailable
 from cocmail.intake import Delivery, Intake
+from cocmail.outbox.enqueue import Enqueue
 from cocmail.store import migrate
 from cocmail.store.db import Store
 
@@ -49,7 +50,9 @@ def deliver(config: Config, recipient: str, sender: str | None, source: BinaryIO
             print("cocmail: the database is not migrated; run `cocmail db upgrade`",
                   file=sys.stderr)
             return EX_TEMPFAIL
-        intake = Intake(store, config.committee, tokens.load_key(config), SystemClock())
+        key = tokens.load_key(config)
+        intake = Intake(store, config.committee, key, SystemClock(),
+                        Enqueue.for_config(config, key))
         accepted = intake.accept(Delivery(
             raw=raw,
             envelope_from=sender,

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import re
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
@@ -146,8 +147,11 @@ class SmtpHandler:
         *,
         max_message_size: int,
         lmtp: bool = False,
+        on_stored: Callable[[], None] | None = None,
     ) -> None:
         self.writer = writer
+        # Called after each newly stored message (the outbox worker looks at once).
+        self.on_stored = on_stored
         self.committee = committee
         self.metrics = metrics
         self.max_message_size = max_message_size
@@ -201,7 +205,8 @@ class SmtpHandler:
         assert isinstance(raw, bytes)
         delivery = Delivery(
             raw=raw,
-            envelope_from=envelope.mail_from,
+            # aiosmtpd keeps the null sender of a bounce as "<>"; the intake knows it as "".
+            envelope_from="" if envelope.mail_from == "<>" else envelope.mail_from,
             recipients=tuple(envelope.__dict__["cocmail_recipients"]),
             channel=self.channel,
         )
@@ -220,6 +225,8 @@ class SmtpHandler:
             return f"{OK} Ok: already stored as message {accepted.message_id}"
         outcome = "quarantined" if accepted.quarantine_reason else "stored"
         self.metrics.inc("cocmail_intake_total", outcome=outcome)
+        if self.on_stored is not None and accepted.case_id is not None:
+            self.on_stored()
         return f"{OK} Ok: stored as message {accepted.message_id}"
 
     async def handle_exception(self, error: Exception) -> str:

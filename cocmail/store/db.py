@@ -25,6 +25,8 @@ from cocmail.errors import StoreUnavailable
 # Errors that mean "the database did not take this", as opposed to a bug in
 # what we asked of it.
 UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout)
+# An execution option: this transaction only reads (see ``Store.reading``).
+READ_ONLY = "cocmail_read_only"
 
 
 class Store:
@@ -51,6 +53,22 @@ class Store:
             session.rollback()
             raise
         finally:
+            session.close()
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A transaction that only reads. On SQLite it takes no write lock (WAL
+        readers do not block the writer), so a long read — rendering a batch of
+        mail — never holds up the intake. Never committed: anything written is
+        discarded."""
+        session = self._sessions()
+        try:
+            session.connection(execution_options={READ_ONLY: True})
+            yield session
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(_describe(exc)) from exc
+        finally:
+            session.rollback()
             session.close()
 
     @contextmanager
@@ -108,5 +126,8 @@ def _sqlite_setup(engine: Engine, busy_timeout: dt.timedelta) -> None:
     def _begin(conn: Any) -> None:
         # Take the write lock up front: a deferred transaction that reads and
         # then writes can fail at once with "database is locked" instead of
-        # waiting its turn.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # waiting its turn. A read-only transaction takes no lock at all.
+        if conn.get_execution_options().get(READ_ONLY):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")

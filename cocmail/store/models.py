@@ -177,14 +177,15 @@ class Quarantine(Base):
 
 class Recusal(Base):
     """A member who stepped back from a case: "hard" sees nothing more of it,
-    "soft" may read but not vote."""
+    "soft" may read but not vote; "excl" was kept out by the reporter (a report
+    to ``without-<handle>``) and never sees it."""
 
     __tablename__ = "recusals"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
     handle: Mapped[str] = mapped_column(String(32))
-    kind: Mapped[str] = mapped_column(String(4))  # "hard" | "soft"
+    kind: Mapped[str] = mapped_column(String(4))  # "hard" | "soft" | "excl"
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (UniqueConstraint("case_id", "handle"),)
@@ -205,3 +206,47 @@ class Event(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
     message: Mapped[Message | None] = relationship()
+
+
+class Outbox(Base):
+    """One mail cocmail will send, has sent, or gave up on.
+
+    A row is written in the same transaction as the change that causes it. ``key``
+    is (case, kind, step, recipient): the same mail cannot be queued twice, so a
+    crash, a replay or a second replica never sends a mail twice. The Message-ID
+    is fixed here, at queue time, so a retry is the same message. What the mail
+    says is rendered from the templates when it is sent.
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(600), unique=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    step: Mapped[str] = mapped_column(String(64))
+    recipient: Mapped[str] = mapped_column(String(320))
+    participant_id: Mapped[int | None] = mapped_column(ForeignKey("participants.id"))
+    # The inbound message this mail is about (a report, a reply), if any.
+    source_message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    in_reply_to: Mapped[str | None] = mapped_column(Text)
+    references: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # queued | sent | failed | cancelled
+    status: Mapped[str] = mapped_column(String(10), default="queued")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    failed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    participant: Mapped[Participant | None] = relationship()
+
+    __table_args__ = (
+        Index("ix_outbox_status_due_at", "status", "due_at"),
+        Index("ix_outbox_recipient_created_at", "recipient", "created_at"),
+    )

@@ -19,10 +19,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, insert, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
 
-from cocmail.store.models import Attachment, Case, Event, Message, Participant, Quarantine
+from cocmail.store.models import (
+    Attachment,
+    Case,
+    Event,
+    Message,
+    Participant,
+    Quarantine,
+    Recusal,
+)
 
 _MESSAGES = Message.__table__
 _ATTACHMENTS = Attachment.__table__
@@ -145,5 +155,21 @@ def insert_events(db: Connection, rows: list[dict[str, Any]]) -> None:
     _insert_many(db, Event.__table__, rows)
 
 
+def insert_recusals(db: Connection, rows: list[dict[str, Any]]) -> None:
+    _insert_many(db, Recusal.__table__, rows)
+
+
 def insert_quarantines(db: Connection, rows: list[dict[str, Any]]) -> None:
     _insert_many(db, Quarantine.__table__, rows)
+
+
+def insert_ignoring_duplicates(db: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows``, skipping any whose unique key is already stored (the outbox's
+    (case, kind, step, recipient): a mail queued twice is queued once)."""
+    if not rows:
+        return
+    if db.dialect.name == "postgresql":
+        statement: Any = postgresql_insert(table).on_conflict_do_nothing()
+    else:
+        statement = sqlite_insert(table).on_conflict_do_nothing()
+    db.execute(statement, rows)

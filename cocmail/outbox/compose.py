@@ -1,0 +1,139 @@
+"""One outgoing mail as bytes: the rendered template, cocmail's headers, and for a
+report the reporter's attachments attached again.
+
+Nothing that came in with a report reaches a header unchecked: subjects,
+display names and file names go through ``header_text`` (one line, no control
+characters, bounded), Message-IDs through ``_ids`` (only well-formed ids), and
+the ``email`` package encodes what is left (RFC 2047 / RFC 2231), so no inbound
+text can end a header or start a new one.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+from email.headerregistry import Address
+from email.message import EmailMessage, Message
+from email.utils import format_datetime
+from typing import Any
+
+from cocmail.automatic import LOOP_HEADER
+from cocmail.config import Committee
+from cocmail.outbox.enqueue import ACK, NOTICE
+from cocmail.outbox.templates import Rendered
+from cocmail.parse import attachment_parts, decode_header
+from cocmail.store.models import Outbox
+
+# CRLF line ends, lines folded at 78, non-ASCII text encoded (quoted-printable or
+# base64): a mail any relay takes, 8BITMIME or not.
+POLICY = email.policy.SMTP.clone(cte_type="7bit")
+
+# Mails that answer something a person sent are "auto-replied" (RFC 3834 §5);
+# the rest are "auto-generated".
+_REPLIED = (ACK, NOTICE)
+_ID = re.compile(r"<[^<>\s\x00-\x1f\x7f]{1,250}>")
+_MAX_REFERENCES = 20
+
+
+def header_text(value: str | None, limit: int = 200) -> str:
+    """``value`` as one safe line of header text.
+
+    >>> header_text("Hi\\r\\nBcc: victim@example.org")
+    'Hi Bcc: victim@example.org'
+    >>> header_text("a\\u2028b\\x00c\\td")
+    'a b c d'
+    """
+    if not value:
+        return ""
+    printable = "".join(ch if ch.isprintable() else " " for ch in value)
+    return " ".join(printable.split())[:limit]
+
+
+def subject_line(committee: Committee, case_id: int | None, subject: str) -> str:
+    """``[<short name> #<case>] <subject>``, without a second tag when a reply
+    already carries one.
+
+    >>> from cocmail.config import Committee
+    >>> c = Committee("C", "conduct", "conduct@example.org", "+", None, None, ())
+    >>> subject_line(c, 42, "Re: [conduct #42] Re: trouble\\nBcc: x@y")
+    '[conduct #42] Re: Re: trouble Bcc: x@y'
+    """
+    text = header_text(subject)
+    if case_id is None:
+        return text or committee.name
+    tag = f"[{committee.short_name} #{case_id}]"
+    text = " ".join(text.replace(tag, " ").split())
+    return f"{tag} {text}".rstrip()
+
+
+def _ids(value: str | None) -> list[str]:
+    return _ID.findall(value or "")
+
+
+def compose(
+    row: Outbox, rendered: Rendered, context: dict[str, Any], committee: Committee,
+    raw_source: bytes | None = None, parts: list[str] | None = None,
+) -> bytes:
+    """The mail for ``row``. ``parts`` are MIME part numbers of ``raw_source`` to
+    attach (a report's attachments)."""
+    msg = EmailMessage(policy=POLICY)
+    msg["From"] = Address(header_text(committee.name, 100), addr_spec=committee.address)
+    recipient = context["recipient"]
+    msg["To"] = Address(header_text(recipient.get("name"), 100), addr_spec=row.recipient)
+    msg["Reply-To"] = Address(header_text(committee.name, 100),
+                              addr_spec=context["reply_address"])
+    msg["Subject"] = subject_line(committee, row.case_id, rendered.subject)
+    msg["Date"] = format_datetime(row.created_at)
+    msg["Message-ID"] = row.message_id
+    in_reply_to = _ids(row.in_reply_to)
+    if in_reply_to:
+        msg["In-Reply-To"] = in_reply_to[0]
+    references = _ids(row.references)[-_MAX_REFERENCES:]
+    if references:
+        msg["References"] = " ".join(references)
+    msg["Auto-Submitted"] = "auto-replied" if row.kind in _REPLIED else "auto-generated"
+    msg["X-Auto-Response-Suppress"] = "All"
+    msg[LOOP_HEADER] = committee.address
+    msg["X-Cocmail-Kind"] = row.kind
+    if row.case_id is not None:
+        msg["X-Cocmail-Case"] = str(row.case_id)
+    msg.set_content(rendered.text)
+    if rendered.html is not None:
+        msg.add_alternative(rendered.html, subtype="html")
+    if raw_source is not None and parts:
+        _attach(msg, raw_source, parts)
+    return msg.as_bytes()
+
+
+def _attach(msg: EmailMessage, raw: bytes, wanted: list[str]) -> None:
+    source = email.message_from_bytes(raw)
+    found = dict(attachment_parts(source))
+    for number in wanted:
+        part = found.get(number)
+        if part is None:
+            continue
+        filename = _filename(part)
+        if part.get_content_type() == "message/rfc822":
+            payload = part.get_payload()
+            inner = payload[0] if isinstance(payload, list) and payload else None
+            content = inner.as_bytes() if isinstance(inner, Message) else b""
+            maintype, subtype = "application", "octet-stream"
+            filename = filename or "forwarded-message.eml"
+        else:
+            decoded = part.get_payload(decode=True)
+            content = decoded if isinstance(decoded, bytes) else b""
+            maintype, subtype = part.get_content_type().split("/", 1)
+        msg.add_attachment(content, maintype=maintype, subtype=subtype,
+                           filename=filename or f"attachment-{number}")
+
+
+def _filename(part: Message) -> str | None:
+    try:
+        name = part.get_filename()
+    except (LookupError, UnicodeError, ValueError):
+        return None
+    if not name:
+        return None
+    name = re.split(r"[/\\]", decode_header(name))[-1]
+    return header_text(name, 150) or None

@@ -1,0 +1,172 @@
+"""What a template sees: the values for one outbox row, read from the store when
+the mail is sent.
+
+This is also the last check of who may read case content: a member who recused
+after the mail was queued gets nothing (the row is cancelled), and case content
+only ever goes to a member's seat in the case.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cocmail.addresses import reply_address, without_address
+from cocmail.config import Config
+from cocmail.outbox.enqueue import ACK, CASE_CONTENT
+from cocmail.store.models import Attachment, Case, Message, Outbox, Participant, Recusal
+from cocmail.tokens import make_token
+
+# What each kind of mail is, in words (the failure notice names the mail that failed).
+DESCRIPTIONS = {
+    "ack": "the acknowledgement of their report",
+    "report": "a new report",
+    "message": "a message in the case",
+    "notice": "a notice that automatic answers stopped for the day",
+}
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """The row must not be sent, and why (kept as its last error)."""
+
+    reason: str
+
+
+def build(session: Session, row: Outbox, config: Config, key: bytes) -> dict[str, Any] | Cancelled:
+    committee = config.committee
+    participant = row.participant
+    timezone = _timezone_of(config, participant)
+    context: dict[str, Any] = {
+        "kind": row.kind,
+        "committee": {"name": committee.name, "short_name": committee.short_name,
+                      "address": committee.address},
+        "recipient": {"email": row.recipient,
+                      "name": participant.name if participant else None,
+                      "role": participant.role if participant else None,
+                      "handle": participant.handle if participant else None},
+        "reply_address": committee.address,
+        "case": None,
+        "limit": row.data.get("limit"),
+        "now": row.created_at,
+    }
+    if row.case_id is None:
+        return context
+    case = session.get(Case, row.case_id)
+    assert case is not None
+    recusals = {r.handle: r.kind for r in session.scalars(
+        select(Recusal).where(Recusal.case_id == case.id))}
+    if row.kind in CASE_CONTENT:
+        if participant is None or participant.role != "member":
+            return Cancelled("case content goes only to members with a seat in the case")
+        if recusals.get(participant.handle or "") in ("hard", "excl"):
+            return Cancelled(f"{participant.handle} has recused from case #{case.id}")
+    seats = list(session.scalars(select(Participant).where(
+        Participant.case_id == case.id, Participant.role == "member").order_by(Participant.id)))
+    readers = [p for p in seats if recusals.get(p.handle or "") not in ("hard", "excl")]
+    excluded = [m.name for m in committee.members if recusals.get(m.handle) == "excl"]
+    first_response_by = case.opened_at + config.sla.first_response
+    context.update({
+        "case": {"id": case.id, "reference": f"{committee.short_name} #{case.id}",
+                 "opened_at": _when(case.opened_at, timezone), "excluded": excluded},
+        "members": [p.name or p.email for p in readers],
+        "keep_out": [{"name": p.name or p.handle, "address": without_address(committee, p.handle)}
+                     for p in readers if p.handle],
+        "sla": {"first_response": _duration(config.sla.first_response),
+                "first_response_by": _when(first_response_by, timezone)},
+    })
+    if participant is not None:
+        context["reply_address"] = reply_address(
+            committee, case.id, make_token(key, case.id, participant.id))
+    if row.source_message_id is not None:
+        source = session.get(Message, row.source_message_id)
+        assert source is not None
+        context["message"] = _message(session, source, timezone)
+    if row.kind == "failure":
+        failed = session.get(Outbox, int(row.data["failed"]))
+        assert failed is not None
+        context["failed"] = {
+            "kind": failed.kind, "recipient": failed.recipient,
+            "role": failed.participant.role if failed.participant else "recipient",
+            "description": DESCRIPTIONS.get(failed.kind, failed.kind),
+            "error": failed.last_error or "", "attempts": failed.attempts,
+            "queued_at": _when(failed.created_at, timezone),
+        }
+    if row.kind == ACK and participant is None:
+        return Cancelled("an acknowledgement needs the reporter's seat in the case")
+    return context
+
+
+def _message(session: Session, source: Message, timezone: zoneinfo.ZoneInfo) -> dict[str, Any]:
+    author = source.participant
+    attachments = session.scalars(
+        select(Attachment).where(Attachment.message_id == source.id).order_by(Attachment.id))
+    name = author.name if author else None
+    address = source.from_address or source.envelope_from or "(unknown)"
+    if author is None:
+        who = address
+    elif author.role == "reporter":
+        who = "the reporter"
+    else:
+        who = author.name or author.email
+    return {
+        "subject": source.subject,
+        "sender": f"{name} <{address}>" if name else address,
+        "author": who,
+        "role": author.role if author else None,
+        "date": _when(source.sent_at, timezone) if source.sent_at else "(not given)",
+        "received_at": _when(source.received_at, timezone),
+        "channel": source.channel,
+        "text": source.text or "(no text)",
+        "verified": source.verified,
+        "attachments": [{"filename": a.filename, "content_type": a.content_type,
+                         "size": human_size(a.size), "part": a.part} for a in attachments],
+    }
+
+
+def _timezone_of(config: Config, participant: Participant | None) -> zoneinfo.ZoneInfo:
+    if participant is not None and participant.handle:
+        for member in config.committee.members:
+            if member.handle == participant.handle:
+                return zoneinfo.ZoneInfo(member.timezone)
+    return zoneinfo.ZoneInfo("UTC")
+
+
+def _when(moment: dt.datetime, timezone: zoneinfo.ZoneInfo) -> str:
+    """A time people read without converting: "Saturday 28 November 2026, 10:00 UTC".
+
+    >>> _when(dt.datetime(2026, 11, 28, 9, tzinfo=dt.UTC), zoneinfo.ZoneInfo("Europe/Berlin"))
+    'Saturday 28 November 2026, 10:00 CET'
+    """
+    local = moment.astimezone(timezone)
+    return f"{local:%A} {local.day} {local:%B %Y, %H:%M} {local.tzname()}"
+
+
+def _duration(delta: dt.timedelta) -> str:
+    """
+    >>> [_duration(dt.timedelta(seconds=s)) for s in (259200, 14400, 90, 30)]
+    ['3 days', '4 hours', '90 seconds', '30 seconds']
+    """
+    seconds = int(delta.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
+def human_size(size: int) -> str:
+    """
+    >>> human_size(512), human_size(2048), human_size(20 * 1024 * 1024)
+    ('512 bytes', '2.0 KB', '20.0 MB')
+    """
+    if size < 1024:
+        return f"{size} bytes"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KB"
+    return f"{size / 1024 / 1024:.1f} MB"

@@ -1,0 +1,115 @@
+"""The Jinja2 templates of every mail cocmail writes.
+
+Each kind of mail is ``<kind>.txt`` (the plain text, always) and, optionally,
+``<kind>.html`` (an HTML alternative, autoescaped). A template sets its subject
+with ``{% set subject = "..." %}``; cocmail puts the case tag in front. The
+shipped templates live in ``templates/`` (installed as ``cocmail.templates``);
+an operator's folder (``templates.directory``) is searched first, file by file.
+
+Undefined names are errors, not empty strings: an override with a typo fails
+``check()`` at start-up, with the file and the reason, instead of sending a mail
+with a hole in it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from cocmail.errors import ConfigError
+
+KINDS = ("ack", "report", "message", "failure", "notice")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str | None
+
+
+def shipped_folder() -> Path:
+    return Path(str(resources.files("cocmail.templates")))
+
+
+class Templates:
+    def __init__(self, override: Path | None = None) -> None:
+        folders = [str(override)] if override is not None else []
+        folders.append(str(shipped_folder()))
+        self.override = override
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(folders),
+            autoescape=jinja2.select_autoescape(enabled_extensions=("html",),
+                                                default_for_string=False, default=False),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+
+    def render(self, kind: str, context: dict[str, Any]) -> Rendered:
+        module = self.env.get_template(f"{kind}.txt").make_module(context)
+        subject = str(getattr(module, "subject", ""))
+        html = None
+        try:
+            html_template = self.env.get_template(f"{kind}.html")
+        except jinja2.TemplateNotFound:
+            pass
+        else:
+            html = html_template.render(context)
+        return Rendered(subject, str(module), html)
+
+    def check(self) -> None:
+        """Render every kind with sample values; raise ``ConfigError`` naming the
+        template that does not render (start-up calls this)."""
+        for kind in KINDS:
+            try:
+                self.render(kind, sample_context(kind))
+            except jinja2.TemplateNotFound as exc:
+                raise ConfigError("templates.directory", f"template {exc.name} is missing") \
+                    from None
+            except jinja2.TemplateError as exc:
+                where = getattr(exc, "filename", None) or f"{kind}.txt"
+                line = getattr(exc, "lineno", None)
+                raise ConfigError(
+                    "templates.directory",
+                    f"{where}{f' line {line}' if line else ''} does not render: {exc}",
+                ) from None
+
+
+def sample_context(kind: str) -> dict[str, Any]:
+    """Values of the shape ``outbox.context`` gives each template, for ``check``."""
+    member = {"email": "alice@example.org", "name": "Alice Example", "role": "member",
+              "handle": "alice"}
+    return {
+        "kind": kind,
+        "committee": {"name": "Example Committee", "short_name": "conduct",
+                      "address": "conduct@example.org"},
+        "case": {"id": 42, "reference": "conduct #42", "opened_at": "Wednesday 25 November "
+                 "2026, 10:00 UTC", "excluded": ["Bob Example"]},
+        "recipient": member,
+        "reply_address": "conduct+42.abcdefghijklmnop@example.org",
+        "sla": {"first_response": "3 days",
+                "first_response_by": "Saturday 28 November 2026, 10:00 UTC"},
+        "members": ["Alice Example", "Carol Example"],
+        "keep_out": [{"name": "Alice Example", "address": "conduct+without-alice@example.org"}],
+        "message": {
+            "subject": "Sample subject", "sender": "Rita Reporter <rita@example.net>",
+            "author": "the reporter", "role": "reporter", "date": "Wed, 25 Nov 2026 10:00",
+            "received_at": "Wednesday 25 November 2026, 10:00 UTC", "channel": "email",
+            "text": "Sample text.", "verified": True,
+            "attachments": [{"filename": "photo.jpg", "content_type": "image/jpeg",
+                             "size": "1.2 MB"}],
+        },
+        "failed": {"kind": "ack", "recipient": "rita@example.net", "role": "reporter",
+                   "error": "550 5.1.1 no such user", "attempts": 1,
+                   "description": "the acknowledgement of their report",
+                   "queued_at": "Wednesday 25 November 2026, 10:00 UTC"},
+        "limit": 10,
+        "now": dt.datetime(2026, 11, 25, 10, tzinfo=dt.UTC),
+    }

@@ -1,0 +1,1 @@
+"""The mail templates (installed as ``cocmail.templates``; see README.md here)."""

@@ -1,0 +1,133 @@
+"""A real SMTP server on loopback that plays the relay: it keeps every mail it is
+given, and can be stopped, started again on the same port, or told to refuse."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+
+@dataclass
+class Received:
+    sender: str
+    recipient: str
+    data: bytes
+    at: float  # time.monotonic() when the DATA was accepted
+
+    @property
+    def message(self) -> EmailMessage:
+        parsed = email.message_from_bytes(self.data, policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
+
+    def header(self, name: str) -> str | None:
+        value = self.message[name]
+        return None if value is None else str(value)
+
+    @property
+    def kind(self) -> str | None:
+        return self.header("X-Cocmail-Kind")
+
+    @property
+    def text(self) -> str:
+        body = self.message.get_body(("plain",))
+        assert body is not None
+        return str(body.get_content())
+
+
+@dataclass
+class _Handler:
+    sink: Sink
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          options: list[str]) -> str:
+        answer = self.sink.refuse(address)
+        if answer:
+            return answer
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.sink.lock:
+            for rcpt in envelope.rcpt_tos:
+                self.sink.mails.append(Received(envelope.mail_from, rcpt, envelope.content,
+                                                time.monotonic()))
+            self.sink.changed.notify_all()
+        return "250 OK: queued"
+
+
+@dataclass
+class Sink:
+    port: int
+    refuse: Callable[[str], str | None] = lambda address: None
+    mails: list[Received] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    controller: Controller | None = None
+    auth: tuple[str, str] | None = None  # (user, password) required when set
+    tls_context: Any = None
+
+    def __post_init__(self) -> None:
+        self.changed = threading.Condition(self.lock)
+
+    def start(self) -> None:
+        kwargs: dict[str, Any] = {}
+        if self.auth is not None:
+            user, password = self.auth
+
+            def authenticator(server: Any, session: Any, envelope: Any, mechanism: str,
+                              data: Any) -> Any:
+                from aiosmtpd.smtp import AuthResult, LoginPassword
+                ok = (isinstance(data, LoginPassword) and data.login.decode() == user
+                      and data.password.decode() == password)
+                return AuthResult(success=ok, handled=False)
+
+            kwargs.update(authenticator=authenticator, auth_required=True,
+                          auth_require_tls=self.tls_context is not None)
+        if self.tls_context is not None:
+            kwargs.update(tls_context=self.tls_context, require_starttls=True)
+        self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port,
+                                     server_hostname="sink.test", **kwargs)
+        self.controller.start()
+
+    def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+    def wait_for(self, count: int, timeout: float = 30,
+                 where: Callable[[Received], bool] = lambda m: True) -> list[Received]:
+        """Wait until at least ``count`` mails matching ``where`` arrived; return them."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while True:
+                found = [m for m in self.mails if where(m)]
+                if len(found) >= count:
+                    return found
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"{len(found)} mails arrived, expected {count}: "
+                                         f"{[(m.kind, m.recipient) for m in self.mails]}")
+                self.changed.wait(left)
+
+    def settle(self, quiet: float = 1.5) -> list[Received]:
+        """Wait until nothing new arrived for ``quiet`` seconds; return everything."""
+        while True:
+            with self.lock:
+                before = len(self.mails)
+            time.sleep(quiet)
+            with self.lock:
+                if len(self.mails) == before:
+                    return list(self.mails)
+
+    def of_kind(self, kind: str) -> list[Received]:
+        with self.lock:
+            return [m for m in self.mails if m.kind == kind]
+

@@ -1,0 +1,252 @@
+"""The outbox's parts in process, on SQLite and PostgreSQL: queueing once, claiming
+without overlap, rendering templates, composing safe headers, the relay with
+STARTTLS and AUTH."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import email
+import email.policy
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from cocmail import config as config_module
+from cocmail.errors import ConfigError
+from cocmail.metrics import Metrics
+from cocmail.outbox.compose import compose
+from cocmail.outbox.enqueue import ACK, REPORT, Enqueue, Mail
+from cocmail.outbox.templates import Rendered, Templates, sample_context
+from cocmail.outbox.transport import DeliveryError, SmtpTransport
+from cocmail.outbox.worker import OutboxWorker
+from cocmail.store import migrate
+from cocmail.store.db import Store
+from cocmail.store.models import Outbox
+from cocmail.tokens import case_of_message_id
+from tests.conftest import CONDUCT, DOMAIN, free_port, relay_to, write_config
+from tests.sink import Sink
+
+KEY = b"k" * 32
+NOW = dt.datetime(2026, 11, 25, 10, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    s = Store(db_url)
+    migrate.upgrade(s)
+    yield s
+    s.dispose()
+
+
+def _config(tmp_path: Path, db_url: str, **sections: dict) -> config_module.Config:
+    return config_module.load(write_config(tmp_path, db_url, sections))
+
+
+def test_the_same_mail_is_queued_once(store: Store, tmp_path: Path, db_url: str) -> None:
+    config = _config(tmp_path, db_url)
+    enqueue = Enqueue.for_config(config, KEY)
+    mail = Mail("notice", "rita@reporter.example", step="answer-limit:2026-11-25")
+    for _ in range(2):
+        with store.transaction() as db:
+            enqueue.queue(db, [mail, mail], NOW)
+    with store.unit_of_work() as session:
+        rows = session.scalars(select(Outbox)).all()
+        assert len(rows) == 1
+        assert rows[0].key == "-:notice:answer-limit:2026-11-25:rita@reporter.example"
+
+
+def test_two_workers_never_claim_the_same_row(store: Store, tmp_path: Path, db_url: str) -> None:
+    config = _config(tmp_path, db_url)
+    enqueue = Enqueue.for_config(config, KEY)
+    with store.transaction() as db:
+        enqueue.queue(db, [Mail("notice", f"r{n}@reporter.example", step="x")
+                           for n in range(200)], NOW)
+
+    class Clock:
+        def now(self) -> dt.datetime:
+            return NOW + dt.timedelta(seconds=1)
+
+    workers = [OutboxWorker(store, config, KEY, Clock(), transport=None,  # type: ignore[arg-type]
+                            templates=Templates(), metrics=Metrics()) for _ in range(2)]
+    claimed: list[list[int]] = [[], []]
+
+    def drain(index: int) -> None:
+        while ids := workers[index].claim(7):
+            claimed[index] += ids
+
+    threads = [threading.Thread(target=drain, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not set(claimed[0]) & set(claimed[1])
+    assert len(claimed[0]) + len(claimed[1]) == 200
+    with store.unit_of_work() as session:
+        holders = {holder: count for holder, count in session.execute(
+            select(Outbox.claimed_by, func.count()).group_by(Outbox.claimed_by))}
+    assert sum(holders.values()) == 200 and None not in holders
+    for w in workers:
+        w.executor.shutdown()
+
+
+def test_rate_limit_counts_across_transactions(store: Store, tmp_path: Path, db_url: str) -> None:
+    enqueue = Enqueue(KEY, _config(tmp_path, db_url).committee, answers_per_day=2)
+    for n in range(5):
+        with store.transaction() as db:
+            enqueue.queue(db, [Mail(ACK, "Rita@Reporter.example", step=str(n))], NOW)
+    later = NOW + dt.timedelta(days=1, seconds=1)
+    with store.transaction() as db:
+        enqueue.queue(db, [Mail(ACK, "rita@reporter.example", step="next-day")], later)
+    with store.unit_of_work() as session:
+        kinds = [r.kind for r in session.scalars(select(Outbox).order_by(Outbox.id))]
+    assert kinds == ["ack", "ack", "notice", "ack"]
+
+
+class TestTemplates:
+    def test_every_shipped_template_renders(self) -> None:
+        templates = Templates()
+        templates.check()
+        for kind in ("ack", "report", "message", "failure", "notice"):
+            rendered = templates.render(kind, sample_context(kind))
+            assert rendered.subject and rendered.text.strip()
+
+    def test_html_is_autoescaped_and_text_is_not(self) -> None:
+        context = sample_context("ack")
+        context["recipient"] = {**context["recipient"], "name": "<b>Rita</b> & co"}
+        rendered = Templates().render("ack", context)
+        assert "&lt;b&gt;Rita&lt;/b&gt; &amp; co" in (rendered.html or "")
+        assert "<b>Rita</b> & co" in rendered.text
+
+    @pytest.mark.parametrize("text, expected", [
+        ("{{ case.no_such_thing }}", "no_such_thing"),
+        ("{% if %}", "report.txt line 1"),
+        ("{{ nothing_here }}", "nothing_here"),
+    ])
+    def test_a_broken_override_is_named(self, tmp_path: Path, text: str, expected: str) -> None:
+        (tmp_path / "report.txt").write_text(text)
+        with pytest.raises(ConfigError) as info:
+            Templates(tmp_path).check()
+        assert str(info.value).startswith("templates.directory: ")
+        assert expected in str(info.value)
+
+
+def _row(**values: object) -> Outbox:
+    base: dict[str, object] = dict(
+        id=7, key="1:report::alice@members.example", case_id=1, kind=REPORT, step="",
+        recipient="alice@members.example", message_id="<cocmail.1.x.y@conduct.example.org>",
+        in_reply_to=None, references=None, data={}, status="queued", created_at=NOW,
+        due_at=NOW, attempts=0)
+    base.update(values)
+    return Outbox(**base)
+
+
+class TestCompose:
+    def test_hostile_values_stay_inside_their_header(self, tmp_path: Path) -> None:
+        config = _config(tmp_path, "sqlite:///:memory:")
+        context = sample_context("report")
+        context["recipient"] = {**context["recipient"], "name": 'Alice\r\nBcc: x@evil.example'}
+        rendered = Rendered("Hi\r\nBcc: x@evil.example\r\n\r\nbody", "text\r\n.\r\n", None)
+        row = _row(in_reply_to="<ok@a>\r\nBcc: x@evil.example", references="<a@b> <c@d>\nX: y")
+        data = compose(row, rendered, context, config.committee)
+        parsed = email.message_from_bytes(data, policy=email.policy.default)
+        names = [name.lower() for name in parsed]
+        assert "bcc" not in names and "x" not in names
+        assert len(names) == len(set(names))
+        assert parsed["Subject"] == "[conduct #1] Hi Bcc: x@evil.example body"
+        assert parsed["In-Reply-To"] == "<ok@a>"
+        assert parsed["References"] == "<a@b> <c@d>"
+        assert parsed["To"].addresses[0].addr_spec == "alice@members.example"
+        assert case_of_message_id(KEY, parsed["Message-ID"], DOMAIN) is None  # not signed by KEY
+
+    def test_non_ascii_subject_and_body_survive_any_relay(self, tmp_path: Path) -> None:
+        config = _config(tmp_path, "sqlite:///:memory:")
+        rendered = Rendered("Belästigung beim Treffen — 会議", "Grüße ✓\n", None)
+        data = compose(_row(), rendered, sample_context("report"), config.committee)
+        assert max(data) < 128  # 7-bit clean: no relay needs 8BITMIME or SMTPUTF8
+        parsed = email.message_from_bytes(data, policy=email.policy.default)
+        assert parsed["Subject"] == "[conduct #1] Belästigung beim Treffen — 会議"
+        assert parsed.get_body(("plain",)).get_content().replace("\r\n", "\n") == "Grüße ✓\n"
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    cert, key = tmp_path / "relay.crt", tmp_path / "relay.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+class TestRelay:
+    def test_starttls_and_auth_with_a_password_file(self, tmp_path: Path) -> None:
+        cert, key = _self_signed(tmp_path)
+        server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server_context.load_cert_chain(cert, key)
+        sink = Sink(free_port(), auth=("cocmail", "s3cret"), tls_context=server_context)
+        sink.start()
+        try:
+            (tmp_path / "relay.pass").write_text("s3cret\n")
+            config = _config(tmp_path, "sqlite:///:memory:", delivery=relay_to(
+                sink, security="starttls", username="cocmail",
+                password_file=str(tmp_path / "relay.pass"), tls_ca_file=str(cert)))
+            transport = SmtpTransport(config.delivery)
+
+            async def go() -> None:
+                await transport.send("n", CONDUCT, "alice@members.example",
+                                     b"Subject: x\r\n\r\nhi\r\n")
+                await transport.close()
+
+            asyncio.run(go())
+            [mail] = sink.wait_for(1)
+            assert mail.recipient == "alice@members.example"
+        finally:
+            sink.stop()
+
+    def test_a_wrong_password_is_a_temporary_failure(self, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+        sink = Sink(free_port(), auth=("cocmail", "s3cret"))
+        sink.start()
+        try:
+            monkeypatch.setenv("RELAY_PASSWORD", "wrong")
+            config = _config(tmp_path, "sqlite:///:memory:", delivery=relay_to(
+                sink, username="cocmail", password_env="RELAY_PASSWORD"))
+            transport = SmtpTransport(config.delivery)
+            with pytest.raises(DeliveryError) as info:
+                asyncio.run(transport.send("n", CONDUCT, "a@b.example", b"Subject: x\r\n\r\n"))
+            assert not info.value.permanent and "login" in str(info.value)
+        finally:
+            sink.stop()
+
+    def test_an_unset_password_variable_is_a_config_error(self, tmp_path: Path) -> None:
+        config = _config(tmp_path, "sqlite:///:memory:", delivery=relay_to(
+            Sink(1), username="cocmail", password_env="COCMAIL_TEST_UNSET_VARIABLE"))
+        with pytest.raises(ConfigError, match=r"delivery\.password_env"):
+            SmtpTransport(config.delivery)
+
+
+@pytest.mark.parametrize("delivery, message", [
+    ({"method": "smtp"}, "delivery.relay_host: needed"),
+    ({"method": "smtp", "relay_host": "h", "username": "u"}, "delivery.username: needs"),
+    ({"max_attempts": 0}, "delivery.max_attempts: must be at least 1"),
+    ({"answers_per_day": 0}, "delivery.answers_per_day"),
+    ({"lease": "10s", "timeout": "30s"}, "delivery.lease: must be longer"),
+    ({"retry_first": "soon"}, "delivery.retry_first"),
+])
+def test_delivery_settings_are_checked(tmp_path: Path, delivery: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        _config(tmp_path, "sqlite:///:memory:", delivery=delivery)
+    assert message in str(info.value)
+
+
+def test_the_example_config_has_the_defaults() -> None:
+    from tests.conftest import ROOT
+
+    config = config_module.load(ROOT / "config.example.toml")
+    assert config.delivery.method == "maildir"
+    assert config.delivery.answers_per_day == 10
+    assert config.templates.directory is None
