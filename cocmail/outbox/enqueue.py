@@ -107,11 +107,8 @@ class Enqueue:
         since = now - dt.timedelta(days=1)
         sent: dict[str, int] = {}
         told: set[str] = set()
-        for recipient, kind in db.execute(
-            select(Outbox.recipient, Outbox.kind).where(
-                Outbox.recipient.in_(answers), Outbox.created_at > since,
-                Outbox.kind.in_((*ANSWERS, NOTICE)))
-        ):
+        for recipient, kind in writes.recent_mail(db, sorted(answers), (*ANSWERS, NOTICE),
+                                                  since):
             if kind == NOTICE:
                 told.add(recipient)
             else:

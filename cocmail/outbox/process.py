@@ -30,7 +30,7 @@ from cocmail.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-NICENESS = 10
+NICENESS = 19
 _WAKE, _QUIT = b"w", b"q"
 
 

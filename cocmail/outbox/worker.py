@@ -44,7 +44,7 @@ from cocmail.store.models import Message, Outbox
 
 log = logging.getLogger(__name__)
 
-BATCH = 16  # rows claimed at a time
+BATCH = 64  # rows claimed at a time (fewer, larger transactions under a backlog)
 CONCURRENCY = 4  # mails in flight at once
 
 
@@ -96,9 +96,9 @@ class OutboxWorker:
             except StoreUnavailable as exc:
                 log.error("outbox: store unavailable: %s", exc)
                 ids = []
-            if ids:
-                await self.process(ids)
-                continue
+            while ids:
+                # Each batch's results and the next claim share one transaction.
+                ids = await self.process(ids, 0 if self._stopping else BATCH)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=tick)
 
@@ -111,20 +111,26 @@ class OutboxWorker:
         self.executor.shutdown(wait=True)
 
     def claim(self, limit: int) -> list[int]:
-        now = self.clock.now()
         with self.store.unit_of_work() as session:
-            ids = list(session.scalars(
-                select(Outbox.id).where(
-                    Outbox.status == "queued", Outbox.due_at <= now,
-                    or_(Outbox.claimed_until.is_(None), Outbox.claimed_until < now))
-                .order_by(Outbox.due_at, Outbox.id).limit(limit)
-                .with_for_update(skip_locked=True)))
-            if ids:
-                session.execute(update(Outbox).where(Outbox.id.in_(ids)).values(
-                    claimed_by=self.id, claimed_until=now + self.config.delivery.lease))
+            return self._claim(session, self.clock.now(), limit)
+
+    def _claim(self, session: Session, now: dt.datetime, limit: int) -> list[int]:
+        if limit <= 0:
+            return []
+        ids = list(session.scalars(
+            select(Outbox.id).where(
+                Outbox.status == "queued", Outbox.due_at <= now,
+                or_(Outbox.claimed_until.is_(None), Outbox.claimed_until < now))
+            .order_by(Outbox.due_at, Outbox.id).limit(limit)
+            .with_for_update(skip_locked=True)))
+        if ids:
+            session.execute(update(Outbox).where(Outbox.id.in_(ids)).values(
+                claimed_by=self.id, claimed_until=now + self.config.delivery.lease))
         return ids
 
-    async def process(self, ids: list[int]) -> None:
+    async def process(self, ids: list[int], claim_next: int = 0) -> list[int]:
+        """Send the rows ``ids``, record what happened and claim up to ``claim_next``
+        more rows in the same transaction; return those."""
         loop = asyncio.get_running_loop()
         prepared = await loop.run_in_executor(self.executor, self.prepare, ids)
         semaphore = asyncio.Semaphore(CONCURRENCY)
@@ -146,10 +152,11 @@ class OutboxWorker:
 
         outcomes = await asyncio.gather(*(send(item) for item in prepared))
         try:
-            await loop.run_in_executor(self.executor, self.record, outcomes)
+            return await loop.run_in_executor(self.executor, self.record, outcomes, claim_next)
         except StoreUnavailable as exc:
             # The claims expire and the rows are sent again: at least once, never lost.
             log.error("outbox: could not record %d results: %s", len(outcomes), exc)
+            return []
 
     def prepare(self, ids: list[int]) -> list[_Ready | _Outcome]:
         """Render each row (reads only); a row that cannot be rendered is retried later."""
@@ -183,7 +190,7 @@ class OutboxWorker:
         name = f"{int(row.created_at.timestamp())}.cocmail{row.id}"
         return _Ready(row.id, name, row.recipient, data)
 
-    def record(self, outcomes: list[_Outcome]) -> None:
+    def record(self, outcomes: list[_Outcome], claim_next: int = 0) -> list[int]:
         now = self.clock.now()
         delivery = self.config.delivery
         with self.store.unit_of_work() as session:
@@ -220,8 +227,7 @@ class OutboxWorker:
             session.flush()
             if notices:
                 self.enqueue.queue(session.connection(), notices, now)
-        if notices:
-            self._wake.set()
+            return self._claim(session, now, claim_next)
 
     def _failure_notices(self, session: Session, row: Outbox) -> list[Mail]:
         """Members are told when a mail to an outside party (not a member) fails."""

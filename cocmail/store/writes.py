@@ -29,6 +29,7 @@ from cocmail.store.models import (
     Case,
     Event,
     Message,
+    Outbox,
     Participant,
     Quarantine,
     Recusal,
@@ -49,6 +50,22 @@ def find_messages(
            f"WHERE m.dedupe_key IN ({', '.join([marker] * len(dedupe_keys))})")
     rows = _run(connection, sql, tuple(dedupe_keys), fetch=True)
     return {str(row[0]): (int(row[1]), row[2], row[3]) for row in rows}
+
+
+def recent_mail(
+    db: Connection, recipients: list[str], kinds: tuple[str, ...], since: dt.datetime
+) -> list[tuple[str, str]]:
+    """(recipient, kind) of the outbox rows of ``kinds`` to ``recipients`` queued
+    after ``since`` (the per-address limit of automatic answers)."""
+    marker = "?" if db.dialect.paramstyle == "qmark" else "%s"
+    sql = ("SELECT recipient, kind FROM outbox WHERE "
+           f"recipient IN ({', '.join([marker] * len(recipients))}) "
+           f"AND kind IN ({', '.join([marker] * len(kinds))}) AND created_at > {marker}")
+    processor = Outbox.__table__.c.created_at.type.dialect_impl(db.dialect).bind_processor(
+        db.dialect)
+    moment = processor(since) if processor else since
+    rows = _run(db, sql, (*recipients, *kinds, moment), fetch=True)
+    return [(str(row[0]), str(row[1])) for row in rows]
 
 
 def _run(connection: Connection, sql: str, params: Any, fetch: bool = False) -> list[Any]:
@@ -73,16 +90,25 @@ class _Compiled:
     returning: bool
 
 
-_compiled_cache: dict[tuple[str, str, tuple[str, ...]], _Compiled] = {}
+_compiled_cache: dict[tuple[str, str, tuple[str, ...], bool], _Compiled] = {}
 
 
-def _compile(dialect: Dialect, table: Any, keys: tuple[str, ...]) -> _Compiled:
-    cache_key = (dialect.name, table.name, keys)
+def _compile(dialect: Dialect, table: Any, keys: tuple[str, ...],
+             skip_duplicates: bool = False) -> _Compiled:
+    cache_key = (dialect.name, table.name, keys, skip_duplicates)
     found = _compiled_cache.get(cache_key)
     if found is not None:
         return found
-    statement = insert(table).values({key: bindparam(key) for key in keys})
-    returning = dialect.name != "sqlite"  # SQLite gives the id as lastrowid
+    values: dict[str, Any] = {key: bindparam(key) for key in keys}
+    statement: Any
+    if not skip_duplicates:
+        statement = insert(table).values(values)
+    elif dialect.name == "postgresql":
+        statement = postgresql_insert(table).values(values).on_conflict_do_nothing()
+    else:
+        statement = sqlite_insert(table).values(values).on_conflict_do_nothing()
+    # SQLite gives the id as lastrowid; a skipped duplicate has no id to return.
+    returning = dialect.name != "sqlite" and not skip_duplicates
     if returning:
         statement = statement.returning(table.c.id)
     compiled = statement.compile(dialect=dialect)
@@ -165,11 +191,29 @@ def insert_quarantines(db: Connection, rows: list[dict[str, Any]]) -> None:
 
 def insert_ignoring_duplicates(db: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
     """Insert ``rows``, skipping any whose unique key is already stored (the outbox's
-    (case, kind, step, recipient): a mail queued twice is queued once)."""
+    (case, kind, step, recipient): a mail queued twice is queued once). One
+    ``executemany`` for rows with the same columns."""
     if not rows:
         return
-    if db.dialect.name == "postgresql":
-        statement: Any = postgresql_insert(table).on_conflict_do_nothing()
-    else:
-        statement = sqlite_insert(table).on_conflict_do_nothing()
-    db.execute(statement, rows)
+    dialect = db.dialect
+    dbapi = dialect.loaded_dbapi
+    cursor = db.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        by_keys: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in rows:
+            by_keys.setdefault(tuple(sorted(row)), []).append(row)
+        for keys, group in by_keys.items():
+            compiled = _compile(dialect, table, keys, skip_duplicates=True)
+            params: list[Any] = []
+            for row in group:
+                values = {key: (proc(row[key]) if proc else row[key])
+                          for key, proc in compiled.processors.items()}
+                params.append(tuple(values[k] for k in compiled.order)
+                              if compiled.order is not None else values)
+            try:
+                cursor.executemany(compiled.sql, params)
+            except dbapi.Error as exc:
+                raise DBAPIError.instance(compiled.sql, params, exc, dbapi.Error,
+                                          dialect=dialect) from exc
+    finally:
+        cursor.close()

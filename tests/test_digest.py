@@ -1,0 +1,115 @@
+"""The committee's daily digest: due once a day, once per member, with what each
+member may see; end to end through a real SMTP sink."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from cocmail import config as config_module
+from cocmail.addresses import split_recipient
+from cocmail.clock import FixedClock
+from cocmail.intake import Delivery, Intake
+from cocmail.outbox import context
+from cocmail.outbox.digest import queue_digests
+from cocmail.outbox.enqueue import Enqueue
+from cocmail.outbox.templates import Templates
+from cocmail.store import migrate
+from cocmail.store.db import Store
+from cocmail.store.models import Outbox
+from tests.conftest import DOMAIN, MEMBERS, Server, relay_to, write_config
+from tests.mail import message, send
+from tests.sink import Sink
+
+KEY = b"k" * 32
+MORNING = dt.datetime(2026, 11, 25, 7, 59, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    s = Store(db_url)
+    migrate.upgrade(s)
+    yield s
+    s.dispose()
+
+
+def test_digests_are_due_once_a_day_with_what_each_member_may_see(
+        store: Store, tmp_path: Path, db_url: str) -> None:
+    config = config_module.load(write_config(tmp_path, db_url, {"digest": {"at": "08:00"}}))
+    enqueue = Enqueue.for_config(config, KEY)
+    intake = Intake(store, config.committee, KEY, FixedClock(MORNING - dt.timedelta(hours=2)),
+                    enqueue)
+    committee = config.committee
+    for to in ("conduct@" + DOMAIN, f"conduct+without-bob@{DOMAIN}"):
+        intake.accept(Delivery(message(), "rita@reporter.example",
+                               (split_recipient(to, committee),), "smtp"))
+    # Both acknowledgements failed for good an hour ago.
+    with store.unit_of_work() as session:
+        session.execute(update(Outbox).where(Outbox.kind == "ack").values(
+            status="failed", failed_at=MORNING - dt.timedelta(hours=1), attempts=1,
+            last_error="550 5.1.1 <rita@reporter.example>: no such user"))
+
+    with store.unit_of_work() as session:
+        assert queue_digests(session, config, enqueue, MORNING) == 0  # not 08:00 yet
+    at_eight = MORNING + dt.timedelta(minutes=2)
+    with store.unit_of_work() as session:
+        assert queue_digests(session, config, enqueue, at_eight) == len(MEMBERS)
+    with store.unit_of_work() as session:  # again, and later that day: nothing more
+        assert queue_digests(session, config, enqueue, at_eight) == 0
+        assert queue_digests(session, config, enqueue, at_eight + dt.timedelta(hours=9)) == 0
+
+    templates = Templates()
+    with store.unit_of_work() as session:
+        digests = {row.data["handle"]: row for row in session.scalars(
+            select(Outbox).where(Outbox.kind == "digest"))}
+        assert sorted(digests) == sorted(m[0] for m in MEMBERS)
+        bob = context.build(session, digests["bob"], config, KEY)
+        alice = context.build(session, digests["alice"], config, KEY)
+        assert isinstance(bob, dict) and isinstance(alice, dict)
+        assert [c["id"] for c in bob["cases"]] == [1]  # kept out of case 2
+        assert [f["case"] for f in bob["failed_mail"]] == [1]
+        assert [c["id"] for c in alice["cases"]] == [1, 2]
+        assert [f["case"] for f in alice["failed_mail"]] == [1, 2]
+        text = templates.render("digest", alice)
+        assert text.subject == "Daily digest: 2 open cases, 2 failed mail"
+        assert "conduct #2" in text.text and "550 5.1.1" in text.text
+        assert "rita@reporter.example" not in text.text  # "the reporter" instead
+
+    # The next day there are digests again (the cases are still open).
+    with store.unit_of_work() as session:
+        assert queue_digests(session, config, enqueue, at_eight + dt.timedelta(days=1)) == 4
+
+
+def test_no_digest_when_there_is_nothing_in_it(store: Store, tmp_path: Path,
+                                               db_url: str) -> None:
+    config = config_module.load(write_config(tmp_path, db_url, {"digest": {"at": "08:00"}}))
+    with store.unit_of_work() as session:
+        assert queue_digests(session, config, Enqueue.for_config(config, KEY),
+                             MORNING + dt.timedelta(hours=1)) == 0
+
+
+def test_a_failed_acknowledgement_reaches_the_members_digest(
+        serve, sink: Sink, db_url: str) -> None:
+    sink.refuse = lambda address: ("550 5.1.1 no such user"
+                                   if address == "rita@reporter.example" else None)
+    server: Server = serve(db_url, delivery=relay_to(sink))
+    send(server.smtp_port, message())
+    sink.wait_for(len(MEMBERS), where=lambda m: m.kind == "failure")
+    # The digest is switched on (due from midnight) once the failure is recorded.
+    text = server.config.read_text().replace("[digest]\nenabled = false",
+                                             '[digest]\nenabled = true\nat = "00:00"')
+    server.config.write_text(text)
+    server = serve.restart(server)
+    digests = sink.wait_for(len(MEMBERS), where=lambda m: m.kind == "digest", timeout=40)
+    assert sorted(d.recipient for d in digests) == sorted(m[2] for m in MEMBERS)
+    for digest in digests:
+        assert digest.header("Subject") == "Daily digest: 1 open case, 1 failed mail"
+        assert "conduct #1" in digest.text and "550 5.1.1" in digest.text
+        assert digest.header("Auto-Submitted") == "auto-generated"
+        assert digest.header("X-Cocmail-Case") is None
+    # Reports, failure notices, digests: the refused acknowledgement is not in the sink.
+    assert len(sink.settle()) == 3 * len(MEMBERS)
