@@ -116,6 +116,13 @@ class Delivery:
 
 
 @dataclass(frozen=True)
+class Digest:
+    enabled: bool
+    at: dt.time  # local time of day, in ``timezone``
+    timezone: str
+
+
+@dataclass(frozen=True)
 class Templates:
     directory: Path | None  # the operator's overrides, looked up before the shipped ones
 
@@ -155,6 +162,7 @@ class Config:
     scheduler: Scheduler
     logging: Logging = field(default_factory=lambda: Logging("info"))
     templates: Templates = field(default_factory=lambda: Templates(None))
+    digest: Digest = field(default_factory=lambda: Digest(True, dt.time(8, 0), "UTC"))
 
 
 _MISSING: Any = object()
@@ -246,6 +254,15 @@ def _handoff(value: object) -> tuple[int, dt.time]:
     if hour > 23 or minute > 59:
         raise ValueError("time out of range")
     return _WEEKDAYS.index(match.group(1)), dt.time(hour, minute)
+
+
+def _time_of_day(value: object) -> dt.time:
+    if not isinstance(value, str):
+        raise ValueError('must be a time like "08:00"')
+    match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*", value)
+    if match is None or int(match.group(1)) > 23 or int(match.group(2)) > 59:
+        raise ValueError('must be a time like "08:00"')
+    return dt.time(int(match.group(1)), int(match.group(2)))
 
 
 def _listen_list(value: object) -> tuple[Endpoint, ...]:
@@ -472,6 +489,14 @@ def from_dict(raw: dict[str, Any], path: Path) -> Config:
         raise ConfigError("logging.level", "must be debug, info, warning or error")
     lt.done()
 
+    dt_ = top.table("digest", required=False)
+    digest = Digest(
+        enabled=dt_.get("enabled", bool, True),
+        at=dt_.convert("at", _time_of_day, dt.time(8, 0)),
+        timezone=dt_.convert("timezone", _timezone, rotation.timezone),
+    )
+    dt_.done()
+
     tt = top.table("templates", required=False)
     templates = Templates(directory=tt.convert("directory", _path_under(base), None))
     tt.done()
@@ -490,4 +515,5 @@ def from_dict(raw: dict[str, Any], path: Path) -> Config:
         scheduler=scheduler,
         logging=Logging(level),
         templates=templates,
+        digest=digest,
     )

@@ -8,6 +8,7 @@ import logging
 import signal
 import ssl
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from sqlalchemy import func, select, text
 
@@ -20,6 +21,7 @@ from cocmail.ingest.smtp import SmtpHandler, server_factory
 from cocmail.intake import Intake
 from cocmail.metrics import Metrics
 from cocmail.outbox import transport
+from cocmail.outbox.digest import queue_digests
 from cocmail.outbox.enqueue import Enqueue
 from cocmail.outbox.process import OutboxProcess
 from cocmail.outbox.templates import Templates
@@ -72,6 +74,8 @@ class Daemon:
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cocmail")
         self.writer: Writer | None = None
         self.outbox: OutboxProcess | None = None
+        self.enqueue: Enqueue | None = None
+        self.scheduler: Any = None
         self._servers: list[asyncio.Server] = []
         self._stop = asyncio.Event()
 
@@ -83,6 +87,8 @@ class Daemon:
         key = tokens.load_key(self.config)
         self.outbox = OutboxProcess(self.config.path, self.metrics)
         self.outbox.start(asyncio.get_running_loop())
+        self.enqueue = Enqueue.for_config(self.config, key)
+        self._start_scheduler()
         intake = Intake(self.store, self.config.committee, key, self.clock,
                         Enqueue.for_config(self.config, key))
         if self.store.is_sqlite:
@@ -113,6 +119,40 @@ class Daemon:
             ep = self.config.http.listen
             self._servers.append(await asyncio.start_server(http.handle, ep.host, ep.port))
             log.info("listening for HTTP (/healthz, /metrics) on %s", ep)
+
+    def _start_scheduler(self) -> None:
+        """APScheduler decides only when to look; what is due is read from the store,
+        so a restart, a missed tick or a second daemon changes nothing."""
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        self.scheduler = AsyncIOScheduler(timezone="UTC")
+        self.scheduler.add_job(self._sweep, "interval",
+                               seconds=self.config.scheduler.tick.total_seconds(),
+                               next_run_time=self.clock.now(), coalesce=True, max_instances=1,
+                               misfire_grace_time=None, id="sweep")
+        self.scheduler.start()
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            queued = await loop.run_in_executor(self.executor, self._queue_due)
+        except StoreUnavailable as exc:
+            log.error("sweep: store unavailable: %s", exc)
+            return
+        except Exception:
+            log.exception("sweep failed")
+            return
+        if queued and self.outbox is not None:
+            self.outbox.wake()
+
+    def _queue_due(self) -> int:
+        """Queue what is due now (the daily digest); how many mails were queued."""
+        assert self.enqueue is not None
+        with self.store.unit_of_work() as session:
+            queued = queue_digests(session, self.config, self.enqueue, self.clock.now())
+        if queued:
+            log.info("sweep: queued %d digest(s)", queued)
+        return queued
 
     async def health(self) -> tuple[bool, str]:
         loop = asyncio.get_running_loop()
@@ -157,6 +197,8 @@ class Daemon:
         await self.close()
 
     async def close(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
         for server in self._servers:
             server.close()
         for server in self._servers:

@@ -27,6 +27,7 @@ from tests.sink import Sink
 
 KEY = b"k" * 32
 MORNING = dt.datetime(2026, 11, 25, 7, 59, tzinfo=dt.UTC)
+DIGEST_AT_8 = {"digest": {"enabled": True, "at": "08:00"}}
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ def store(db_url: str) -> Iterator[Store]:
 
 def test_digests_are_due_once_a_day_with_what_each_member_may_see(
         store: Store, tmp_path: Path, db_url: str) -> None:
-    config = config_module.load(write_config(tmp_path, db_url, {"digest": {"at": "08:00"}}))
+    config = config_module.load(write_config(tmp_path, db_url, DIGEST_AT_8))
     enqueue = Enqueue.for_config(config, KEY)
     intake = Intake(store, config.committee, KEY, FixedClock(MORNING - dt.timedelta(hours=2)),
                     enqueue)
@@ -86,7 +87,7 @@ def test_digests_are_due_once_a_day_with_what_each_member_may_see(
 
 def test_no_digest_when_there_is_nothing_in_it(store: Store, tmp_path: Path,
                                                db_url: str) -> None:
-    config = config_module.load(write_config(tmp_path, db_url, {"digest": {"at": "08:00"}}))
+    config = config_module.load(write_config(tmp_path, db_url, DIGEST_AT_8))
     with store.unit_of_work() as session:
         assert queue_digests(session, config, Enqueue.for_config(config, KEY),
                              MORNING + dt.timedelta(hours=1)) == 0
@@ -113,3 +114,27 @@ def test_a_failed_acknowledgement_reaches_the_members_digest(
         assert digest.header("X-Cocmail-Case") is None
     # Reports, failure notices, digests: the refused acknowledgement is not in the sink.
     assert len(sink.settle()) == 3 * len(MEMBERS)
+
+
+@pytest.mark.parametrize("digest, reason", [
+    ({"at": "25:00"}, "digest.at: must be a time"),
+    ({"at": 8}, "digest.at: must be a time"),
+    ({"timezone": "Mars/Olympus"}, "digest.timezone: unknown time zone"),
+    ({"enabled": "yes"}, "digest.enabled: must be a bool"),
+])
+def test_digest_settings_are_checked(tmp_path: Path, digest: dict, reason: str) -> None:
+    from cocmail.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        config_module.load(write_config(tmp_path, "sqlite:///:memory:", {"digest": digest}))
+    assert reason in str(info.value)
+
+
+def test_the_digest_follows_the_rotation_time_zone_by_default(tmp_path: Path) -> None:
+    config = config_module.load(write_config(tmp_path, "sqlite:///:memory:", {
+        "rotation": {"timezone": "Europe/Berlin"}, "digest": {"enabled": True}}))
+    assert config.digest.timezone == "Europe/Berlin"
+    from cocmail.outbox.digest import due_day
+
+    assert due_day(config, dt.datetime(2026, 11, 25, 6, 59, tzinfo=dt.UTC)) is None
+    assert due_day(config, dt.datetime(2026, 11, 25, 7, 0, tzinfo=dt.UTC)) == dt.date(2026, 11, 25)

@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 
 from cocmail.addresses import reply_address, without_address
 from cocmail.config import Config
-from cocmail.outbox.enqueue import ACK, CASE_CONTENT
+from cocmail.outbox.digest import member_digest
+from cocmail.outbox.enqueue import ACK, CASE_CONTENT, DIGEST
 from cocmail.store.models import Attachment, Case, Message, Outbox, Participant, Recusal
 from cocmail.tokens import make_token
 
@@ -28,6 +29,8 @@ DESCRIPTIONS = {
     "report": "a new report",
     "message": "a message in the case",
     "notice": "a notice that automatic answers stopped for the day",
+    "failure": "a notice of a failed mail",
+    "digest": "the daily digest",
 }
 
 
@@ -55,6 +58,8 @@ def build(session: Session, row: Outbox, config: Config, key: bytes) -> dict[str
         "limit": row.data.get("limit"),
         "now": row.created_at,
     }
+    if row.kind == DIGEST:
+        context.update(_digest(session, row, config, timezone))
     if row.case_id is None:
         return context
     case = session.get(Case, row.case_id)
@@ -100,6 +105,40 @@ def build(session: Session, row: Outbox, config: Config, key: bytes) -> dict[str
     if row.kind == ACK and participant is None:
         return Cancelled("an acknowledgement needs the reporter's seat in the case")
     return context
+
+
+def _digest(session: Session, row: Outbox, config: Config,
+            timezone: zoneinfo.ZoneInfo) -> dict[str, Any]:
+    handle = str(row.data["handle"])
+    member = next((m for m in config.committee.members if m.handle == handle), None)
+    if member is not None:
+        timezone = zoneinfo.ZoneInfo(member.timezone)
+    since = dt.datetime.fromisoformat(str(row.data["since"]))
+    content = member_digest(session, handle, since)
+    failed = []
+    for mail in content["failed"]:
+        seat = mail.participant
+        if seat is not None and seat.role == "member":
+            to = seat.name or seat.handle or "a member"
+        elif seat is not None:
+            to = f"the {seat.role}"
+        else:
+            to = "…@" + mail.recipient.rsplit("@", 1)[-1]
+        failed.append({"id": mail.id, "case": mail.case_id, "attempts": mail.attempts,
+                       "description": DESCRIPTIONS.get(mail.kind, mail.kind), "to": to,
+                       "error": (mail.last_error or "").replace(mail.recipient, to)})
+    day = dt.date.fromisoformat(str(row.data["day"]))
+    return {
+        "recipient": {"email": row.recipient, "name": member.name if member else None,
+                      "role": "member", "handle": handle},
+        "day": f"{day:%A} {day.day} {day:%B %Y}",
+        "since": _when(since, timezone),
+        "cases": [{"id": case.id, "state": case.state, "severity": case.severity,
+                   "opened_at": _when(case.opened_at, timezone),
+                   "acknowledged": case.acknowledged_at is not None}
+                  for case in content["cases"]],
+        "failed_mail": failed,
+    }
 
 
 def _message(session: Session, source: Message, timezone: zoneinfo.ZoneInfo) -> dict[str, Any]:

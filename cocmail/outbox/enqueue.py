@@ -31,6 +31,7 @@ REPORT = "report"  # a new report, to each member
 MESSAGE = "message"  # a new message in a case, to the members
 FAILURE = "failure"  # a mail to an outside party failed for good, to the members
 NOTICE = "notice"  # to one address: no more automatic answers today
+DIGEST = "digest"  # to each member, daily: open cases and mail that failed for good
 
 # Kinds that answer a message someone sent: rate-limited per address (RFC 3834).
 ANSWERS = (ACK,)

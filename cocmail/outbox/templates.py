@@ -23,7 +23,7 @@ import jinja2
 
 from cocmail.errors import ConfigError
 
-KINDS = ("ack", "report", "message", "failure", "notice")
+KINDS = ("ack", "report", "message", "failure", "notice", "digest")
 
 
 @dataclass(frozen=True)
@@ -111,5 +111,12 @@ def sample_context(kind: str) -> dict[str, Any]:
                    "description": "the acknowledgement of their report",
                    "queued_at": "Wednesday 25 November 2026, 10:00 UTC"},
         "limit": 10,
+        "day": "Wednesday 25 November 2026",
+        "since": "Tuesday 24 November 2026, 08:00 UTC",
+        "cases": [{"id": 42, "state": "new", "severity": None,
+                   "opened_at": "Wednesday 25 November 2026, 10:00 UTC", "acknowledged": False}],
+        "failed_mail": [{"id": 7, "case": 42, "description": "the acknowledgement of their report",
+                         "to": "the reporter", "attempts": 1,
+                         "error": "550 5.1.1 no such user"}],
         "now": dt.datetime(2026, 11, 25, 10, tzinfo=dt.UTC),
     }
