@@ -60,6 +60,10 @@ class NotMigrated(Exception):
     pass
 
 
+class UsageError(Exception):
+    """A command's arguments are wrong: exit 2 with the reason."""
+
+
 def cmd_serve(config: Config, args: argparse.Namespace) -> int:
     from cocmail.daemon import Daemon, OutdatedDatabase
 
@@ -192,6 +196,141 @@ def cmd_outbox_retry(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_roster_check(config: Config, args: argparse.Namespace) -> int:
+    from cocmail.schedule.roster import load_schedule, problems
+    from cocmail.schedule.rotation import Schedule
+
+    now = SystemClock().now()
+    schedule: Schedule | None
+    try:
+        store = open_store(config)
+        with store.unit_of_work() as session:
+            schedule = load_schedule(session, config, since=now)
+    except ValueError:
+        schedule = None
+    found = problems(config, schedule, now)
+    if args.json:
+        _print_json({"ok": not found, "problems": found})
+    elif found:
+        for problem in found:
+            print(f"problem: {problem}")
+    else:
+        members = config.committee.members
+        print(f"roster ok: {len(members)} members, rotation of {len(config.rotation.order)}, "
+              f"two on duty at all times for the next 12 weeks")
+    return 1 if found else 0
+
+
+def _shift_row(shift: Any) -> dict[str, Any]:
+    from cocmail.views import utc_text
+
+    return {"start": utc_text(shift.start), "end": utc_text(shift.end),
+            "on_duty": list(shift.on_duty)}
+
+
+def cmd_rotation_show(config: Config, args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from cocmail.schedule.roster import load_schedule
+
+    if args.weeks < 1:
+        raise UsageError("--weeks must be at least 1")
+    now = SystemClock().now()
+    store = open_store(config)
+    with store.unit_of_work() as session:
+        schedule = load_schedule(session, config, since=now)
+    shifts = [_shift_row(s) for s in schedule.shifts(now, now + dt.timedelta(weeks=args.weeks))]
+    if args.json:
+        _print_json(shifts)
+        return 0
+    print(f"hand-off: {_WEEKDAY_NAMES[config.rotation.handoff_weekday]} "
+          f"{config.rotation.handoff_time:%H:%M} {config.rotation.timezone}")
+    from cocmail.views import table
+
+    print(table([{**row, "on_duty": " + ".join(row["on_duty"])} for row in shifts],
+                [("start", "FROM"), ("end", "UNTIL"), ("on_duty", "ON DUTY")]))
+    return 0
+
+
+_WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+def cmd_override_add(config: Config, args: argparse.Namespace) -> int:
+    from cocmail.schedule.roster import load_schedule
+    from cocmail.schedule.rotation import Override, OverrideRefused
+    from cocmail.store.models import RotationOverride
+    from cocmail.units import parse_moment
+
+    handles = {m.handle for m in config.committee.members}
+    for option, handle in (("--member", args.member), ("--instead-of", args.instead_of)):
+        if handle not in handles:
+            raise UsageError(f"{option}: {handle!r} is not a committee member")
+    try:
+        starts = parse_moment(args.start, config.rotation.timezone)
+        ends = parse_moment(args.end, config.rotation.timezone)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    now = SystemClock().now()
+    if ends <= now:
+        raise UsageError("the override would already be over")
+    store = open_store(config)
+    with store.unit_of_work() as session:
+        schedule = load_schedule(session, config, since=now)
+        try:
+            schedule.with_override(Override(args.member, args.instead_of, starts, ends))
+        except OverrideRefused as exc:
+            print(f"cocmail: override refused: {exc}", file=sys.stderr)
+            return 1
+        row = RotationOverride(member=args.member, instead_of=args.instead_of,
+                               starts_at=starts, ends_at=ends, reason=args.reason,
+                               created_at=now)
+        session.add(row)
+        session.flush()
+        override_id = row.id
+    print(f"override {override_id}: {args.member} on duty instead of {args.instead_of} "
+          f"from {starts:%Y-%m-%d %H:%M} to {ends:%Y-%m-%d %H:%M} UTC")
+    return 0
+
+
+def cmd_override_list(config: Config, args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from cocmail.store.models import RotationOverride
+    from cocmail.views import table, utc_text
+
+    now = SystemClock().now()
+    store = open_store(config)
+    with store.unit_of_work() as session:
+        query = select(RotationOverride).order_by(RotationOverride.starts_at,
+                                                  RotationOverride.id)
+        if not args.all:
+            query = query.where(RotationOverride.ends_at > now)
+        rows = [{"id": r.id, "member": r.member, "instead_of": r.instead_of,
+                 "start": utc_text(r.starts_at), "end": utc_text(r.ends_at),
+                 "reason": r.reason} for r in session.scalars(query)]
+    if args.json:
+        _print_json(rows)
+    elif rows:
+        print(table(rows, [("id", "ID"), ("member", "MEMBER"), ("instead_of", "INSTEAD OF"),
+                           ("start", "FROM"), ("end", "UNTIL"), ("reason", "REASON")]))
+    else:
+        print("no overrides")
+    return 0
+
+
+def cmd_override_remove(config: Config, args: argparse.Namespace) -> int:
+    from cocmail.store.models import RotationOverride
+
+    store = open_store(config)
+    with store.unit_of_work() as session:
+        row = session.get(RotationOverride, args.id)
+        if row is None:
+            raise NotFound(f"no override {args.id}")
+        session.delete(row)
+    print(f"override {args.id} removed")
+    return 0
+
+
 def cmd_replay(config: Config, args: argparse.Namespace) -> int:
     from cocmail.intake import Intake
     from cocmail.outbox.enqueue import Enqueue
@@ -268,6 +407,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="include entries already released")
     p.add_argument("--limit", type=int, help="at most N entries")
 
+    roster = sub.add_parser("roster", help="the committee's members").add_subparsers(
+        dest="roster_command", required=True)
+    p = add(roster, "check", cmd_roster_check,
+            "check the roster: at least three members, no shared addresses, no employer "
+            "majority, a mediator, two on duty for the next 12 weeks (exit 1 on a problem)")
+    p.add_argument("--json", action="store_true")
+
+    rotation = sub.add_parser("rotation", help="triage duty").add_subparsers(
+        dest="rotation_command", required=True)
+    p = add(rotation, "show", cmd_rotation_show, "the coming shifts, overrides applied")
+    p.add_argument("--weeks", type=int, default=4, help="how far ahead (default 4)")
+    p.add_argument("--json", action="store_true")
+    override = rotation.add_parser("override", help="stand-ins for holidays and swaps") \
+        .add_subparsers(dest="override_command", required=True)
+    p = add(override, "add", cmd_override_add,
+            "put --member on duty instead of --instead-of between --from and --to "
+            "(dates and times are local to rotation.timezone unless they carry an offset)")
+    p.add_argument("--member", required=True)
+    p.add_argument("--instead-of", required=True)
+    p.add_argument("--from", dest="start", required=True, metavar="WHEN")
+    p.add_argument("--to", dest="end", required=True, metavar="WHEN")
+    p.add_argument("--reason", help="a word on why (shown in `override list`)")
+    p = add(override, "list", cmd_override_list, "overrides not yet over")
+    p.add_argument("--all", action="store_true", help="include those already over")
+    p.add_argument("--json", action="store_true")
+    p = add(override, "remove", cmd_override_remove, "delete an override")
+    p.add_argument("id", type=int, metavar="OVERRIDE_ID")
+
     outbox = sub.add_parser("outbox", help="outgoing mail").add_subparsers(
         dest="outbox_command", required=True)
     p = add(outbox, "list", cmd_outbox_list,
@@ -305,6 +472,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cocmail: config: {exc}", file=sys.stderr)
         # An MTA must keep the message while the operator fixes the config.
         return 75 if is_deliver else 2
+    except UsageError as exc:
+        print(f"cocmail: {exc}", file=sys.stderr)
+        return 2
     except (NotFound, NotMigrated) as exc:
         print(f"cocmail: {exc}", file=sys.stderr)
         return 1

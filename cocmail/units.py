@@ -94,3 +94,30 @@ def parse_endpoint(value: object) -> Endpoint:
     if not 0 <= port <= 65535:
         raise ValueError(f"port out of range: {port}")
     return Endpoint(host, port)
+
+
+def parse_moment(text: str, zone: str) -> dt.datetime:
+    """A moment given on the command line: ISO 8601 with an offset, or a local
+    date or date and time in ``zone`` (a date means its midnight).
+
+    >>> parse_moment("2026-12-24", "Europe/Berlin").isoformat()
+    '2026-12-23T23:00:00+00:00'
+    >>> parse_moment("2026-12-24 09:30", "UTC").isoformat()
+    '2026-12-24T09:30:00+00:00'
+    >>> parse_moment("2026-12-24T09:30-05:00", "UTC").isoformat()
+    '2026-12-24T14:30:00+00:00'
+    >>> parse_moment("next week", "UTC")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: 'next week' is not a date or time: write 2026-12-24, ...
+    """
+    import zoneinfo
+
+    try:
+        moment = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a date or time: write 2026-12-24, 2026-12-24 09:00 "
+                         "or 2026-12-24T09:00+01:00") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zoneinfo.ZoneInfo(zone))
+    return moment.astimezone(dt.UTC)

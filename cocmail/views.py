@@ -25,6 +25,11 @@ def _time(value: dt.datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
+def utc_text(value: dt.datetime) -> str:
+    """An instant as the JSON shows it: ISO 8601, UTC, with "Z"."""
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
 def list_cases(session: Session, *, open_only: bool, limit: int | None) -> list[dict[str, Any]]:
     counts = (
         select(Message.case_id, func.count(Message.id).label("n"))

@@ -72,7 +72,8 @@ class Sink:
     lock: threading.Lock = field(default_factory=threading.Lock)
     controller: Controller | None = None
     auth: tuple[str, str] | None = None  # (user, password) required when set
-    tls_context: Any = None
+    tls_context: Any = None  # STARTTLS, required
+    implicit_tls: Any = None  # TLS from the first byte (port 465 style)
 
     def __post_init__(self) -> None:
         self.changed = threading.Condition(self.lock)
@@ -93,6 +94,8 @@ class Sink:
                           auth_require_tls=self.tls_context is not None)
         if self.tls_context is not None:
             kwargs.update(tls_context=self.tls_context, require_starttls=True)
+        if self.implicit_tls is not None:
+            kwargs.update(ssl_context=self.implicit_tls)
         self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port,
                                      server_hostname="sink.test", **kwargs)
         self.controller.start()

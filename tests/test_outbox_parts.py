@@ -207,6 +207,45 @@ class TestRelay:
         finally:
             sink.stop()
 
+    def test_implicit_tls(self, tmp_path: Path) -> None:
+        cert, key = _self_signed(tmp_path)
+        server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server_context.load_cert_chain(cert, key)
+        sink = Sink(free_port(), implicit_tls=server_context)
+        sink.start()
+        try:
+            config = _config(tmp_path, "sqlite:///:memory:", delivery=relay_to(
+                sink, security="tls", tls_ca_file=str(cert)))
+            transport = SmtpTransport(config.delivery)
+
+            async def go() -> None:
+                await transport.send("n", CONDUCT, "bob@members.example",
+                                     b"Subject: x\r\n\r\nhi\r\n")
+                await transport.close()
+
+            asyncio.run(go())
+            assert [m.recipient for m in sink.wait_for(1)] == ["bob@members.example"]
+        finally:
+            sink.stop()
+
+    def test_an_untrusted_relay_certificate_is_a_temporary_failure(
+            self, tmp_path: Path) -> None:
+        cert, key = _self_signed(tmp_path)
+        server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server_context.load_cert_chain(cert, key)
+        sink = Sink(free_port(), implicit_tls=server_context)
+        sink.start()
+        try:
+            config = _config(tmp_path, "sqlite:///:memory:", delivery=relay_to(
+                sink, security="tls"))  # no tls_ca_file: the self-signed cert is not trusted
+            with pytest.raises(DeliveryError) as info:
+                asyncio.run(SmtpTransport(config.delivery).send(
+                    "n", CONDUCT, "bob@members.example", b"Subject: x\r\n\r\n"))
+            assert not info.value.permanent and "cannot reach relay" in str(info.value)
+            assert sink.mails == []
+        finally:
+            sink.stop()
+
     def test_a_wrong_password_is_a_temporary_failure(self, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
         sink = Sink(free_port(), auth=("cocmail", "s3cret"))

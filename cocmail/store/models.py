@@ -250,3 +250,18 @@ class Outbox(Base):
         Index("ix_outbox_status_due_at", "status", "due_at"),
         Index("ix_outbox_recipient_created_at", "recipient", "created_at"),
     )
+
+
+class RotationOverride(Base):
+    """Member ``member`` is on triage duty instead of ``instead_of`` from
+    ``starts_at`` until ``ends_at`` (a holiday, a swap)."""
+
+    __tablename__ = "rotation_overrides"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    member: Mapped[str] = mapped_column(String(32))
+    instead_of: Mapped[str] = mapped_column(String(32))
+    starts_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
