@@ -21,10 +21,10 @@ from cocmail.ingest.smtp import SmtpHandler, server_factory
 from cocmail.intake import Intake
 from cocmail.metrics import Metrics
 from cocmail.outbox import transport
-from cocmail.outbox.digest import queue_digests
 from cocmail.outbox.enqueue import Enqueue
 from cocmail.outbox.process import OutboxProcess
 from cocmail.outbox.templates import Templates
+from cocmail.schedule.digest import queue_digests
 from cocmail.store import migrate
 from cocmail.store.db import Store
 from cocmail.store.models import Outbox

@@ -18,11 +18,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import multiprocessing
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from cocmail.child import READY, spawn
 from cocmail.errors import StoreUnavailable
 from cocmail.intake import Accepted, Delivery
 from cocmail.metrics import Metrics
@@ -48,7 +48,7 @@ def _serve(conn: Connection, config_path: str) -> None:
     key = tokens.load_key(config)
     intake = Intake(store, config.committee, key, SystemClock(),
                     Enqueue.for_config(config, key))
-    conn.send("ready")
+    conn.send(READY)
     while True:
         try:
             first = conn.recv()
@@ -84,14 +84,7 @@ class ProcessWriter:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start the process and wait until it is ready (it has loaded config and key)."""
         self._loop = loop
-        context = multiprocessing.get_context("spawn")
-        parent, child = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child, str(self.config_path)),
-                                        name="cocmail-intake-writer", daemon=True)
-        self._process.start()
-        child.close()  # so that the parent sees EOF when the process dies
-        if not parent.poll(60) or parent.recv() != "ready":
-            raise RuntimeError("the intake writer process did not start")
+        self._process, parent = spawn(_serve, str(self.config_path), "cocmail-intake-writer")
         self._conn = parent
         loop.add_reader(parent.fileno(), self._on_results)
         log.info("intake writer process %d started", self._process.pid)

@@ -15,9 +15,9 @@ from cocmail.addresses import split_recipient
 from cocmail.clock import FixedClock
 from cocmail.intake import Delivery, Intake
 from cocmail.outbox import context
-from cocmail.outbox.digest import queue_digests
 from cocmail.outbox.enqueue import Enqueue
 from cocmail.outbox.templates import Templates
+from cocmail.schedule.digest import queue_digests
 from cocmail.store import migrate
 from cocmail.store.db import Store
 from cocmail.store.models import Outbox
@@ -134,7 +134,7 @@ def test_the_digest_follows_the_rotation_time_zone_by_default(tmp_path: Path) ->
     config = config_module.load(write_config(tmp_path, "sqlite:///:memory:", {
         "rotation": {"timezone": "Europe/Berlin"}, "digest": {"enabled": True}}))
     assert config.digest.timezone == "Europe/Berlin"
-    from cocmail.outbox.digest import due_day
+    from cocmail.schedule.digest import due_day
 
     assert due_day(config, dt.datetime(2026, 11, 25, 6, 59, tzinfo=dt.UTC)) is None
     assert due_day(config, dt.datetime(2026, 11, 25, 7, 0, tzinfo=dt.UTC)) == dt.date(2026, 11, 25)

@@ -174,6 +174,24 @@ class TestCompose:
         assert parsed.get_body(("plain",)).get_content().replace("\r\n", "\n") == "Grüße ✓\n"
 
 
+def _tls(tmp_path: Path) -> tuple[Path, ssl.SSLContext]:
+    """A self-signed certificate for 127.0.0.1 and a server context holding it."""
+    cert, key = _self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return cert, context
+
+
+def _send_one(config: config_module.Config, recipient: str) -> None:
+    transport = SmtpTransport(config.delivery)
+
+    async def go() -> None:
+        await transport.send("n", CONDUCT, recipient, b"Subject: x\r\n\r\nhi\r\n")
+        await transport.close()
+
+    asyncio.run(go())
+
+
 def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
     cert, key = tmp_path / "relay.crt", tmp_path / "relay.key"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
@@ -184,9 +202,7 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
 
 class TestRelay:
     def test_starttls_and_auth_with_a_password_file(self, tmp_path: Path) -> None:
-        cert, key = _self_signed(tmp_path)
-        server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        server_context.load_cert_chain(cert, key)
+        cert, server_context = _tls(tmp_path)
         sink = Sink(free_port(), auth=("cocmail", "s3cret"), tls_context=server_context)
         sink.start()
         try:
@@ -194,45 +210,27 @@ class TestRelay:
             config = _config(tmp_path, "sqlite:///:memory:", delivery=relay_to(
                 sink, security="starttls", username="cocmail",
                 password_file=str(tmp_path / "relay.pass"), tls_ca_file=str(cert)))
-            transport = SmtpTransport(config.delivery)
-
-            async def go() -> None:
-                await transport.send("n", CONDUCT, "alice@members.example",
-                                     b"Subject: x\r\n\r\nhi\r\n")
-                await transport.close()
-
-            asyncio.run(go())
+            _send_one(config, "alice@members.example")
             [mail] = sink.wait_for(1)
             assert mail.recipient == "alice@members.example"
         finally:
             sink.stop()
 
     def test_implicit_tls(self, tmp_path: Path) -> None:
-        cert, key = _self_signed(tmp_path)
-        server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        server_context.load_cert_chain(cert, key)
+        cert, server_context = _tls(tmp_path)
         sink = Sink(free_port(), implicit_tls=server_context)
         sink.start()
         try:
             config = _config(tmp_path, "sqlite:///:memory:", delivery=relay_to(
                 sink, security="tls", tls_ca_file=str(cert)))
-            transport = SmtpTransport(config.delivery)
-
-            async def go() -> None:
-                await transport.send("n", CONDUCT, "bob@members.example",
-                                     b"Subject: x\r\n\r\nhi\r\n")
-                await transport.close()
-
-            asyncio.run(go())
+            _send_one(config, "bob@members.example")
             assert [m.recipient for m in sink.wait_for(1)] == ["bob@members.example"]
         finally:
             sink.stop()
 
     def test_an_untrusted_relay_certificate_is_a_temporary_failure(
             self, tmp_path: Path) -> None:
-        cert, key = _self_signed(tmp_path)
-        server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        server_context.load_cert_chain(cert, key)
+        _, server_context = _tls(tmp_path)
         sink = Sink(free_port(), implicit_tls=server_context)
         sink.start()
         try:

@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 
 from cocmail.addresses import reply_address, without_address
 from cocmail.config import Config
-from cocmail.outbox.digest import member_digest
 from cocmail.outbox.enqueue import ACK, CASE_CONTENT, DIGEST
+from cocmail.schedule.digest import member_digest
 from cocmail.store.models import Attachment, Case, Message, Outbox, Participant, Recusal
 from cocmail.tokens import make_token
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
 import os
 import signal
 import threading
@@ -26,6 +25,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from cocmail.child import READY, spawn
 from cocmail.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def _serve(conn: Connection, config_path: str) -> None:
         os.set_blocking(conn.fileno(), False)
         loop.add_reader(conn.fileno(), on_byte)
         loop.add_signal_handler(signal.SIGTERM, worker.stop)
-        conn.send(("ready",))
+        conn.send(READY)
         await worker.run()
         await worker.close()
 
@@ -108,14 +108,7 @@ class OutboxProcess:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        context = multiprocessing.get_context("spawn")
-        parent, child = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child, str(self.config_path)),
-                                        name="cocmail-outbox", daemon=True)
-        self._process.start()
-        child.close()  # so that the daemon sees EOF when the process dies
-        if not parent.poll(60) or parent.recv() != ("ready",):
-            raise RuntimeError("the outbox process did not start")
+        self._process, parent = spawn(_serve, str(self.config_path), "cocmail-outbox")
         self._conn = parent
         loop.add_reader(parent.fileno(), self._on_message)
         log.info("outbox process %d started", self._process.pid)

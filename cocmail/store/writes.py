@@ -123,6 +123,13 @@ def _compile(dialect: Dialect, table: Any, keys: tuple[str, ...],
     return result
 
 
+def _bind(compiled: _Compiled, row: dict[str, Any]) -> Any:
+    """``row``'s values as the DB-API takes them: type-processed, in order."""
+    values = {key: (proc(row[key]) if proc else row[key])
+              for key, proc in compiled.processors.items()}
+    return tuple(values[k] for k in compiled.order) if compiled.order is not None else values
+
+
 def _insert_many(db: Connection, table: Any, rows: list[dict[str, Any]]) -> list[int]:
     """Insert ``rows``; their new ids, in the order given."""
     if not rows:
@@ -135,10 +142,7 @@ def _insert_many(db: Connection, table: Any, rows: list[dict[str, Any]]) -> list
     try:
         for row in rows:
             compiled = _compile(dialect, table, tuple(sorted(row)))
-            values = {key: (proc(row[key]) if proc else row[key])
-                      for key, proc in compiled.processors.items()}
-            params: Any = (tuple(values[k] for k in compiled.order)
-                           if compiled.order is not None else values)
+            params = _bind(compiled, row)
             try:
                 cursor.execute(compiled.sql, params)
             except dbapi.Error as exc:
@@ -204,12 +208,7 @@ def insert_ignoring_duplicates(db: Connection, table: Any, rows: list[dict[str, 
             by_keys.setdefault(tuple(sorted(row)), []).append(row)
         for keys, group in by_keys.items():
             compiled = _compile(dialect, table, keys, skip_duplicates=True)
-            params: list[Any] = []
-            for row in group:
-                values = {key: (proc(row[key]) if proc else row[key])
-                          for key, proc in compiled.processors.items()}
-                params.append(tuple(values[k] for k in compiled.order)
-                              if compiled.order is not None else values)
+            params = [_bind(compiled, row) for row in group]
             try:
                 cursor.executemany(compiled.sql, params)
             except dbapi.Error as exc:
