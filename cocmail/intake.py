@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -23,14 +24,25 @@ from cocmail import route
 from cocmail.addresses import Recipient, split_recipient
 from cocmail.automatic import original_sender, why_automatic
 from cocmail.clock import Clock
+from cocmail.commands.base import Request
+from cocmail.commands.reply import carry_out
 from cocmail.config import Committee
 from cocmail.dedupe import dedupe_key
 from cocmail.errors import AddressError, StoreUnavailable
-from cocmail.outbox.enqueue import Enqueue, Mail, Seat, message_mails, opened_mails
+from cocmail.outbox.enqueue import (
+    CONFIRMATION,
+    STATUS,
+    Enqueue,
+    Mail,
+    Seat,
+    message_mails,
+    opened_mails,
+)
 from cocmail.parse import ParsedMessage, ParseError, clean, mailbox, parse
+from cocmail.replytext import new_text
 from cocmail.store import writes
 from cocmail.store.db import Store
-from cocmail.store.models import Quarantine
+from cocmail.store.models import Participant, Quarantine
 
 log = logging.getLogger(__name__)
 
@@ -342,9 +354,54 @@ class Intake:
                             else (participant_id, _reporter_address(entry, self.committee)))
                 mails += opened_mails(case_id, message_id, reporter, seats.get(case_id, []),
                                       entry.parsed.message_id, entry.parsed.references)
+            elif entry.decision.role == "member" and entry.decision.verified:
+                mails += self._member_reply(db, entry, case_id, participant_id, message_id,
+                                            seats.get(case_id, []), roots)
             else:
                 mails += message_mails(case_id, message_id, participant_id,
                                        seats.get(case_id, []), roots)
+        return mails
+
+    def _member_reply(
+        self, db: Connection, entry: _Write, case_id: int, participant_id: int | None,
+        message_id: int, seats: list[Seat], roots: dict[int, str],
+    ) -> list[Mail]:
+        """A member's reply to their token address: its commands are carried out, its
+        note goes to the other members, and one confirmation goes back."""
+        assert entry.parsed is not None and participant_id is not None
+        theirs = f"<{entry.parsed.message_id}>" if entry.parsed.message_id else None
+
+        def confirmation(email: str, transcript: list[dict[str, object]],
+                         note_to: list[str]) -> Mail:
+            return Mail(CONFIRMATION, email, case_id, step=str(message_id),
+                        participant_id=participant_id, in_reply_to=theirs, references=theirs,
+                        data={"transcript": transcript, "note_to": note_to})
+
+        sender = next((s for s in seats if s.participant_id == participant_id), None)
+        if sender is None or not sender.handle:  # recused since the reply address was given
+            email = db.execute(select(Participant.email).where(
+                Participant.id == participant_id)).scalar_one()
+            return [confirmation(email, [{
+                "line": "(your reply)", "applied": False,
+                "text": f"You have stepped back from case #{case_id}: your reply is kept "
+                        "with the case, but nothing in it was carried out or passed on."}], [])]
+        request = Request(db, case_id, message_id, sender.handle, self.clock.now(),
+                          self.committee.members,
+                          tuple(s.handle for s in seats if s.handle))
+        transcript, note = carry_out(request, new_text(entry.parsed.text))
+        writes.insert_events(db, request.events)
+        others = [s for s in seats if s.participant_id != participant_id]
+        mails: list[Mail] = []
+        if note:
+            mails += message_mails(case_id, message_id, participant_id, seats, roots, note)
+        if any(event["kind"] == "acknowledged" for event in request.events):
+            status = f"Acknowledged by {request.name_of(sender.handle)}"
+            mails += [Mail(STATUS, s.email, case_id, step="acknowledged",
+                           participant_id=s.participant_id, in_reply_to=roots.get(s.participant_id),
+                           references=roots.get(s.participant_id),
+                           data={"status_text": status}) for s in others]
+        note_to = [request.name_of(s.handle or "") for s in others] if note else []
+        mails.append(confirmation(sender.email, transcript, note_to))
         return mails
 
     def _prepare(self, delivery: Delivery) -> _Prepared:

@@ -56,6 +56,10 @@ def build(session: Session, row: Outbox, config: Config, key: bytes) -> dict[str
         "reply_address": committee.address,
         "case": None,
         "limit": row.data.get("limit"),
+        "note": row.data.get("note"),
+        "transcript": row.data.get("transcript", []),
+        "note_to": row.data.get("note_to", []),
+        "status_text": row.data.get("status_text", ""),
         "now": row.created_at,
     }
     if row.kind == DIGEST:

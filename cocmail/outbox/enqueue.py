@@ -31,12 +31,14 @@ REPORT = "report"  # a new report, to each member
 MESSAGE = "message"  # a new message in a case, to the members
 FAILURE = "failure"  # a mail to an outside party failed for good, to the members
 NOTICE = "notice"  # to one address: no more automatic answers today
+CONFIRMATION = "confirmation"  # to a member: what their reply's commands did
+STATUS = "status"  # to the members: a change in a case (acknowledged by …)
 DIGEST = "digest"  # to each member, daily: open cases and mail that failed for good
 
 # Kinds that answer a message someone sent: rate-limited per address (RFC 3834).
 ANSWERS = (ACK,)
 # Kinds that carry case content: only to members who may see the case.
-CASE_CONTENT = (REPORT, MESSAGE, FAILURE)
+CASE_CONTENT = (REPORT, MESSAGE, FAILURE, STATUS)
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,7 @@ def opened_mails(
 
 def message_mails(
     case_id: int, message_id: int, sender_participant_id: int | None, seats: list[Seat],
-    roots: dict[int, str],
+    roots: dict[int, str], note: str | None = None,
 ) -> list[Mail]:
     """A new message in a case: to every member who may see it, except its sender."""
     mails = []
@@ -193,5 +195,6 @@ def message_mails(
         root = roots.get(seat.participant_id)
         mails.append(Mail(MESSAGE, seat.email, case_id, step=str(message_id),
                           participant_id=seat.participant_id, source_message_id=message_id,
-                          in_reply_to=root, references=root))
+                          in_reply_to=root, references=root,
+                          data={} if note is None else {"note": note}))
     return mails

@@ -23,7 +23,7 @@ import jinja2
 
 from cocmail.errors import ConfigError
 
-KINDS = ("ack", "report", "message", "failure", "notice", "digest")
+KINDS = ("ack", "report", "message", "failure", "notice", "digest", "confirmation", "status")
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,12 @@ def sample_context(kind: str) -> dict[str, Any]:
                    "description": "the acknowledgement of their report",
                    "queued_at": "Wednesday 25 November 2026, 10:00 UTC"},
         "limit": 10,
+        "note": None,
+        "transcript": [{"line": "ack", "applied": True, "text": "Case #42 is acknowledged."},
+                       {"line": "severity urgent", "applied": False,
+                        "text": "Severity must be one of low, medium, high, critical."}],
+        "note_to": ["Carol Example"],
+        "status_text": "Acknowledged by Alice Example",
         "day": "Wednesday 25 November 2026",
         "since": "Tuesday 24 November 2026, 08:00 UTC",
         "cases": [{"id": 42, "state": "new", "severity": None,

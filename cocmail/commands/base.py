@@ -1,0 +1,82 @@
+"""What every member command shares: the request it works on, the result it
+reports, and how a reply's first lines are split into commands and a note."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy.engine import Connection
+
+from cocmail.config import Member
+
+_ENDINGS = ("thanks", "thank you", "thx", "--", "-- ")
+
+
+@dataclass
+class Request:
+    """One member's reply in one case, inside the intake's transaction."""
+
+    db: Connection
+    case_id: int
+    message_id: int  # the reply, as stored
+    handle: str  # the member who sent it
+    now: dt.datetime
+    members: tuple[Member, ...]
+    seated: tuple[str, ...]  # handles of the members who may see the case
+    mails: list[Any] = field(default_factory=list)  # outbox Mails the commands cause
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def event(self, kind: str, **data: Any) -> None:
+        self.events.append({"case_id": self.case_id, "at": self.now, "kind": kind,
+                            "actor": self.handle, "message_id": self.message_id,
+                            "data": data})
+
+    def name_of(self, handle: str) -> str:
+        return next((m.name for m in self.members if m.handle == handle), handle)
+
+
+@dataclass(frozen=True)
+class Result:
+    applied: bool
+    text: str  # one or two sentences for the confirmation
+
+
+class Command(Protocol):
+    name: str
+    usage: str
+    summary: str
+
+    def run(self, request: Request, args: list[str]) -> Result: ...
+
+
+def split(text: str, names: Collection[str]) -> tuple[list[tuple[str, str, list[str]]], str]:
+    """The command lines at the top of ``text`` as (line, name, arguments), and the
+    note: the text after them.
+
+    >>> split("ACK\\nseverity high\\n\\nI will call the reporter.", {"ack", "severity"})
+    ([('ACK', 'ack', []), ('severity high', 'severity', ['high'])], 'I will call the reporter.')
+    >>> split("ack\\nthanks\\nAlice", {"ack"})
+    ([('ack', 'ack', [])], '')
+    >>> split("Acknowledged, looking at it", {"ack"})
+    ([], 'Acknowledged, looking at it')
+    """
+    lines = text.split("\n")
+    commands: list[tuple[str, str, list[str]]] = []
+    index = 0
+    while index < len(lines):
+        line = lines[index].strip()
+        if not line:
+            index += 1
+            continue
+        if line.lower().rstrip("!.,") in _ENDINGS:
+            return commands, ""
+        words = line.split()
+        name = words[0].lower()
+        if name not in names:
+            break
+        commands.append((line, name, words[1:]))
+        index += 1
+    return commands, "\n".join(lines[index:]).strip()
