@@ -40,6 +40,7 @@ from cocmail.outbox.enqueue import (
 )
 from cocmail.parse import ParsedMessage, ParseError, clean, mailbox, parse
 from cocmail.replytext import new_text
+from cocmail.schedule.roster import on_call
 from cocmail.store import writes
 from cocmail.store.db import Store
 from cocmail.store.models import Participant, Quarantine
@@ -352,8 +353,9 @@ class Intake:
                 assert entry.parsed is not None
                 reporter = (None if participant_id is None
                             else (participant_id, _reporter_address(entry, self.committee)))
+                paged = self._page(db, case_id, message_id, seats.get(case_id, []))
                 mails += opened_mails(case_id, message_id, reporter, seats.get(case_id, []),
-                                      entry.parsed.message_id, entry.parsed.references)
+                                      entry.parsed.message_id, entry.parsed.references, paged)
             elif entry.decision.role == "member" and entry.decision.verified:
                 mails += self._member_reply(db, entry, case_id, participant_id, message_id,
                                             seats.get(case_id, []), roots)
@@ -361,6 +363,20 @@ class Intake:
                 mails += message_mails(case_id, message_id, participant_id,
                                        seats.get(case_id, []), roots)
         return mails
+
+    def _page(self, db: Connection, case_id: int, message_id: int,
+              seats: list[Seat]) -> list[str]:
+        """Whom a new case pages, recorded in its history (or that nobody could be)."""
+        rotation = self.enqueue.rotation
+        now = self.clock.now()
+        seated = [s.handle for s in seats if s.handle]
+        paged = on_call(db, rotation, now, seated) if rotation is not None else []
+        writes.insert_events(db, [{
+            "case_id": case_id, "at": now, "message_id": message_id, "actor": "cocmail",
+            "kind": "paged" if paged else "nobody-paged", "data": {"members": paged}}])
+        if not paged:
+            log.error("case #%d: nobody on duty could be paged", case_id)
+        return paged
 
     def _member_reply(
         self, db: Connection, entry: _Write, case_id: int, participant_id: int | None,

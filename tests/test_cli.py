@@ -24,7 +24,7 @@ def test_case_show_and_quarantine_json_shapes(serve, db_url: str) -> None:
     # The reporter, then every member of the committee has a seat in a new case.
     assert [x["role"] for x in case["participants"]] == ["reporter"] + ["member"] * 4
     assert {"id", "kind", "status", "recipient", "attempts"} <= set(case["mail"][0])
-    assert [e["kind"] for e in case["events"]] == ["opened"]
+    assert [e["kind"] for e in case["events"]] == ["opened", "paged"]
 
     [q] = server.json("quarantine", "list")
     assert {"id", "reason", "received_at"} <= set(q)

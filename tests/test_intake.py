@@ -63,7 +63,8 @@ class TestRouting:
             assert case is not None and case.state == "new"
             assert [(p.role, p.email) for p in case.participants] == [
                 ("reporter", "rita@reporter.example")]
-            assert [e.kind for e in case.events] == ["opened"]
+            # The test committee has no members: nobody can be paged, and that is recorded.
+            assert [e.kind for e in case.events] == ["opened", "nobody-paged"]
             assert case.opened_at == dt.datetime(2026, 11, 25, 10, tzinfo=dt.UTC)
 
     @pytest.mark.parametrize("headers, sender, envelope_from", [
@@ -303,7 +304,7 @@ class TestEvents:
         with pytest.raises(DBAPIError), store.unit_of_work() as s:
             s.execute(text("DELETE FROM events"))
         with store.unit_of_work() as s:
-            assert s.scalars(select(Event.kind)).all() == ["opened"]
+            assert s.scalars(select(Event.kind)).all() == ["opened", "nobody-paged"]
 
 
 def test_migrations_walk_down_and_up(db_url: str, tmp_path: Path) -> None:

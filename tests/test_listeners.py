@@ -106,7 +106,8 @@ def test_metrics_count_outcomes(serve, tmp_path: Path) -> None:
         body = urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/metrics",
                                       timeout=10).read().decode()
     assert 'cocmail_outbox_total{kind="ack",outcome="sent"} 1' in body
-    assert 'cocmail_outbox_total{kind="report",outcome="sent"} 4' in body
+    assert 'cocmail_outbox_total{kind="page",outcome="sent"} 2' in body
+    assert 'cocmail_outbox_total{kind="report",outcome="sent"} 2' in body
     assert 'cocmail_outbox_queued 0' in body and 'cocmail_outbox_failed 0' in body
     health = urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/healthz", timeout=10)
     assert health.status == 200

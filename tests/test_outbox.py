@@ -21,6 +21,8 @@ from tests.sink import Received, Sink
 KEY = TOKEN_KEY.encode()
 MEMBER_EMAILS = sorted(m[2] for m in MEMBERS)
 REPORTER = "rita@reporter.example"
+# A new report reaches the two members on triage duty as a page, the others as a report.
+REPORTISH = ("report", "page")
 
 
 def _outbox(server: Server, *args: str) -> list[dict]:
@@ -54,9 +56,20 @@ class TestReport:
         mails = sink.wait_for(1 + len(MEMBERS))
         assert sink.settle() == mails  # nothing more arrives
         acks = [m for m in mails if m.kind == "ack"]
-        reports = _by_recipient([m for m in mails if m.kind == "report"])
+        reports = _by_recipient([m for m in mails if m.kind in REPORTISH])
         assert [m.recipient for m in acks] == [REPORTER]
         assert sorted(reports) == MEMBER_EMAILS
+        # The page goes to exactly the two on duty now.
+        on_duty = server.json("rotation", "show", "--json")[0]["on_duty"]
+        email_of = {m[0]: m[2] for m in MEMBERS}
+        assert sorted(m.recipient for m in mails if m.kind == "page") == sorted(
+            email_of[h] for h in on_duty)
+        page = next(m for m in mails if m.kind == "page")
+        assert page.header("Subject").startswith("[conduct #1] Triage: ")
+        assert '"ack"' in page.text and 'on triage duty' in page.text
+        events = server.json("case", "show", "1")["events"]
+        assert {"kind": "paged", "members": sorted(on_duty)} == {
+            "kind": events[1]["kind"], "members": sorted(events[1]["data"]["members"])}
 
         case = server.json("case", "show", "1")
         reply_of = {p["email"]: p["reply_address"] for p in case["participants"]}
@@ -81,9 +94,38 @@ class TestReport:
         for report in reports.values():
             assert report.header("Auto-Submitted") == "auto-generated"
             assert "Someone was rude to me at the meetup." in report.text
-            assert report.header("Subject") == "[conduct #1] Something happened at the meetup"
+            assert report.header("Subject") in (
+                "[conduct #1] Something happened at the meetup",
+                "[conduct #1] Triage: Something happened at the meetup")
         rows = _outbox(server)
         assert {r["status"] for r in rows} == {"sent"} and len(rows) == len(mails)
+
+    def test_pages_follow_an_override_and_skip_a_member_kept_out(
+            self, serve, sink: Sink, db_url: str) -> None:
+        server: Server = serve(db_url, delivery=relay_to(sink))
+        first, second = server.json("rotation", "show", "--json")[0]["on_duty"]
+        stand_in = next(m[0] for m in MEMBERS if m[0] not in (first, second))
+        now = dt.datetime.now(dt.UTC)
+        result = server.cli("rotation", "override", "add", "--member", stand_in,
+                            "--instead-of", first,
+                            "--from", (now - dt.timedelta(minutes=1)).isoformat(),
+                            "--to", (now + dt.timedelta(minutes=30)).isoformat())
+        assert result.returncode == 0, result.stderr
+        email_of = {m[0]: m[2] for m in MEMBERS}
+        send(server.smtp_port, message())
+        pages = sink.wait_for(2, where=lambda m: m.kind == "page")
+        assert sorted(p.recipient for p in pages) == sorted([email_of[stand_in],
+                                                             email_of[second]])
+        # A report that keeps the second one out pages the next member instead.
+        without = f"conduct+without-{second}@{DOMAIN}"
+        send(server.smtp_port, message(to=without, subject="another"), rcpts=[without])
+        pages = sink.wait_for(4, where=lambda m: m.kind == "page")
+        later = sorted(p.recipient for p in pages if p.header("X-Cocmail-Case") == "2")
+        assert email_of[second] not in later and email_of[stand_in] in later
+        assert len(later) == 2
+        sink.settle()
+        assert email_of[second] not in {m.recipient for m in sink.mails
+                                        if m.header("X-Cocmail-Case") == "2"}
 
     def test_a_reply_to_the_acknowledgement_threads_into_the_case(
             self, serve, sink: Sink, db_url: str) -> None:
@@ -100,7 +142,7 @@ class TestReport:
         notes = sink.wait_for(len(MEMBERS), where=lambda m: m.kind == "message")
         sink.settle()
         assert len(sink.mails) == len(first) + len(MEMBERS)  # nothing to the reporter
-        reports = _by_recipient([m for m in first if m.kind == "report"])
+        reports = _by_recipient([m for m in first if m.kind in REPORTISH])
         for note in notes:
             root = reports[note.recipient].header("Message-ID")
             assert note.header("In-Reply-To") == root  # threads under their report
@@ -165,7 +207,7 @@ class TestConfidentiality:
         sink.wait_for(len(MEMBERS) - 1, where=lambda m: m.kind == "message")
         sink.settle()
         bob = next(m[2] for m in MEMBERS if m[0] == "bob")
-        assert [m.kind for m in sink.mails if m.recipient == bob] == ["report"]
+        assert [m.kind for m in sink.mails if m.recipient == bob] in (["report"], ["page"])
 
     def test_without_handle_keeps_that_member_out_from_the_start(
             self, serve, sink: Sink, db_url: str) -> None:
@@ -256,14 +298,14 @@ class TestLoops:
         acks = sink.wait_for(1, where=lambda m: m.kind == "ack")
         sink.settle()
         assert [a.recipient for a in acks] == [REPORTER]
-        assert len(sink.of_kind("report")) == len(MEMBERS)
+        assert len(sink.of_kind("report") + sink.of_kind("page")) == len(MEMBERS)
 
     def test_answers_to_one_address_are_limited_per_day(
             self, serve, sink: Sink, db_url: str) -> None:
         server: Server = serve(db_url, delivery=relay_to(sink, answers_per_day=2))
         for n in range(4):
             send(server.smtp_port, message(subject=f"report {n}"))
-        sink.wait_for(4 * len(MEMBERS), where=lambda m: m.kind == "report")
+        sink.wait_for(4 * len(MEMBERS), where=lambda m: m.kind in REPORTISH)
         mails = sink.settle()
         to_reporter = [m.kind for m in mails if m.recipient == REPORTER]
         assert sorted(to_reporter) == ["ack", "ack", "notice"]
@@ -300,11 +342,12 @@ class TestHeaderSafety:
             names = [line.split(b":", 1)[0].lower() for line in head.split(b"\r\n")
                      if line and line[:1] not in (b" ", b"\t")]
             assert b"bcc" not in names
-        report = next(m for m in mails if m.kind == "report")
+        report = next(m for m in mails if m.kind in REPORTISH)
         [attachment] = list(report.message.iter_attachments())
         assert attachment.get_content() == b"hello"
         assert "\n" not in attachment.get_filename()
-        assert report.header("Subject").startswith("[conduct #1] Help Bcc: victim@example.com")
+        assert report.header("Subject").replace("Triage: ", "").startswith(
+            "[conduct #1] Help Bcc: victim@example.com")
 
 
 class TestDelivery:

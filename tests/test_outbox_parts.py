@@ -22,7 +22,7 @@ from cocmail.errors import ConfigError
 from cocmail.metrics import Metrics
 from cocmail.outbox.compose import compose
 from cocmail.outbox.enqueue import ACK, REPORT, Enqueue, Mail
-from cocmail.outbox.templates import Rendered, Templates, sample_context
+from cocmail.outbox.templates import KINDS, Rendered, Templates, sample_context
 from cocmail.outbox.transport import DeliveryError, SmtpTransport
 from cocmail.outbox.worker import OutboxWorker
 from cocmail.store import migrate
@@ -112,7 +112,7 @@ class TestTemplates:
     def test_every_shipped_template_renders(self) -> None:
         templates = Templates()
         templates.check()
-        for kind in ("ack", "report", "message", "failure", "notice"):
+        for kind in KINDS:
             rendered = templates.render(kind, sample_context(kind))
             assert rendered.subject and rendered.text.strip()
 

@@ -27,6 +27,7 @@ from cocmail.tokens import make_token
 DESCRIPTIONS = {
     "ack": "the acknowledgement of their report",
     "report": "a new report",
+    "page": "a triage page for a new report",
     "message": "a message in the case",
     "notice": "a notice that automatic answers stopped for the day",
     "failure": "a notice of a failed mail",
@@ -57,6 +58,7 @@ def build(session: Session, row: Outbox, config: Config, key: bytes) -> dict[str
         "case": None,
         "limit": row.data.get("limit"),
         "note": row.data.get("note"),
+        "on_duty": [_member_name(config, h) for h in row.data.get("on_duty", [])],
         "transcript": row.data.get("transcript", []),
         "note_to": row.data.get("note_to", []),
         "status_text": row.data.get("status_text", ""),
@@ -170,6 +172,10 @@ def _message(session: Session, source: Message, timezone: zoneinfo.ZoneInfo) -> 
         "attachments": [{"filename": a.filename, "content_type": a.content_type,
                          "size": human_size(a.size), "part": a.part} for a in attachments],
     }
+
+
+def _member_name(config: Config, handle: str) -> str:
+    return next((m.name for m in config.committee.members if m.handle == handle), handle)
 
 
 def _timezone_of(config: Config, participant: Participant | None) -> zoneinfo.ZoneInfo:

@@ -13,21 +13,22 @@ what is addressed to them (the acknowledgement), never the committee's traffic.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
-from cocmail.config import Committee, Config
+from cocmail.config import Committee, Config, Rotation
 from cocmail.store import writes
 from cocmail.store.models import Outbox, Participant, Recusal
 from cocmail.tokens import make_message_id
 
 # Kinds (the X-Cocmail-Kind header; DESIGN.md lists them all).
 ACK = "ack"  # to the reporter: we have your report
-REPORT = "report"  # a new report, to each member
+REPORT = "report"  # a new report, to each member not on triage duty
+PAGE = "page"  # a new report, to the two members on triage duty: the report, and "ack"
 MESSAGE = "message"  # a new message in a case, to the members
 FAILURE = "failure"  # a mail to an outside party failed for good, to the members
 NOTICE = "notice"  # to one address: no more automatic answers today
@@ -38,7 +39,7 @@ DIGEST = "digest"  # to each member, daily: open cases and mail that failed for 
 # Kinds that answer a message someone sent: rate-limited per address (RFC 3834).
 ANSWERS = (ACK,)
 # Kinds that carry case content: only to members who may see the case.
-CASE_CONTENT = (REPORT, MESSAGE, FAILURE, STATUS)
+CASE_CONTENT = (REPORT, PAGE, MESSAGE, FAILURE, STATUS)
 
 
 @dataclass(frozen=True)
@@ -78,14 +79,16 @@ class Seat:
 class Enqueue:
     """Writes outbox rows; one per process, shared by every transaction."""
 
-    def __init__(self, key: bytes, committee: Committee, answers_per_day: int) -> None:
+    def __init__(self, key: bytes, committee: Committee, answers_per_day: int,
+                 rotation: Rotation | None = None) -> None:
         self.key = key
         self.committee = committee
         self.answers_per_day = answers_per_day
+        self.rotation = rotation
 
     @classmethod
     def for_config(cls, config: Config, key: bytes) -> Enqueue:
-        return cls(key, config.committee, config.delivery.answers_per_day)
+        return cls(key, config.committee, config.delivery.answers_per_day, config.rotation)
 
     def queue(self, db: Connection, mails: Iterable[Mail], now: dt.datetime) -> None:
         """Write ``mails`` (due at once). Answers to a sender over the day's limit are
@@ -165,10 +168,10 @@ class Enqueue:
 
 def opened_mails(
     case_id: int, message_id: int, reporter: tuple[int, str] | None, seats: list[Seat],
-    their_message_id: str | None, their_references: tuple[str, ...],
+    their_message_id: str | None, their_references: tuple[str, ...], paged: Sequence[str],
 ) -> list[Mail]:
-    """A new case: the acknowledgement to its reporter (in their thread) and the
-    report to each member."""
+    """A new case: the acknowledgement to its reporter (in their thread), a page to
+    the members on duty (``paged``) and the report to the other members."""
     mails = []
     if reporter is not None:
         participant_id, email = reporter
@@ -178,8 +181,10 @@ def opened_mails(
                           source_message_id=message_id,
                           in_reply_to=f"<{their_message_id}>" if their_message_id else None,
                           references=" ".join(f"<{r}>" for r in references) or None))
-    mails += [Mail(REPORT, seat.email, case_id, participant_id=seat.participant_id,
-                   source_message_id=message_id) for seat in seats]
+    mails += [Mail(PAGE if seat.handle in paged else REPORT, seat.email, case_id,
+                   participant_id=seat.participant_id, source_message_id=message_id,
+                   data={"on_duty": list(paged)})
+              for seat in seats]
     return mails
 
 

@@ -23,7 +23,8 @@ import jinja2
 
 from cocmail.errors import ConfigError
 
-KINDS = ("ack", "report", "message", "failure", "notice", "digest", "confirmation", "status")
+KINDS = ("ack", "report", "page", "message", "failure", "notice", "digest", "confirmation",
+         "status")
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ def sample_context(kind: str) -> dict[str, Any]:
                    "queued_at": "Wednesday 25 November 2026, 10:00 UTC"},
         "limit": 10,
         "note": None,
+        "on_duty": ["Alice Example", "Carol Example"],
         "transcript": [{"line": "ack", "applied": True, "text": "Case #42 is acknowledged."},
                        {"line": "severity urgent", "applied": False,
                         "text": "Severity must be one of low, medium, high, critical."}],

@@ -36,7 +36,7 @@ from cocmail.errors import StoreUnavailable
 from cocmail.metrics import Metrics
 from cocmail.outbox import context as context_module
 from cocmail.outbox.compose import compose
-from cocmail.outbox.enqueue import FAILURE, REPORT, Enqueue, Mail
+from cocmail.outbox.enqueue import FAILURE, PAGE, REPORT, Enqueue, Mail
 from cocmail.outbox.templates import Templates
 from cocmail.outbox.transport import DeliveryError, Transport
 from cocmail.store.db import Store
@@ -181,7 +181,7 @@ class OutboxWorker:
             return _Outcome(row.id, "cancelled", values.reason)
         rendered = self.templates.render(row.kind, values)
         raw, parts = None, None
-        if row.kind == REPORT and values.get("message", {}).get("attachments"):
+        if row.kind in (REPORT, PAGE) and values.get("message", {}).get("attachments"):
             source = session.get(Message, row.source_message_id)
             assert source is not None
             raw = source.raw

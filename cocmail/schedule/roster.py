@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Sequence
 
 from sqlalchemy import select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from cocmail.config import Config
+from cocmail.config import Config, Rotation
 from cocmail.schedule.rotation import Override, Schedule, weeks_with_too_few
 from cocmail.store.models import RotationOverride
 
@@ -24,6 +26,30 @@ def load_schedule(session: Session, config: Config, since: dt.datetime | None = 
     return Schedule(config.rotation, [
         Override(row.member, row.instead_of, row.starts_at, row.ends_at, row.id)
         for row in session.scalars(query)])
+
+
+def on_call(db: Connection, rotation: Rotation, now: dt.datetime,
+            seated: Sequence[str]) -> list[str]:
+    """Whom to page for a case opened ``now``: the two on duty, overrides applied;
+    one who has no seat in the case (kept out by the reporter) is replaced by the
+    next member of the rotation who has one."""
+    if len(rotation.order) < 2:
+        return [h for h in rotation.order if h in seated][:2]
+    overrides = [Override(row.member, row.instead_of, row.starts_at, row.ends_at, row.id)
+                 for row in db.execute(select(RotationOverride).where(
+                     RotationOverride.starts_at <= now, RotationOverride.ends_at > now))]
+    pair = Schedule(rotation, overrides).on_duty(now)
+    paged = [h for h in pair if h in seated]
+    for handle in pair:
+        if handle in seated:
+            continue
+        start = rotation.order.index(handle) if handle in rotation.order else 0
+        for offset in range(1, len(rotation.order)):
+            candidate = rotation.order[(start + offset) % len(rotation.order)]
+            if candidate in seated and candidate not in paged and candidate not in pair:
+                paged.append(candidate)
+                break
+    return paged
 
 
 def problems(config: Config, schedule: Schedule | None, now: dt.datetime) -> list[str]:
