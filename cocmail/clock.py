@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from typing import Protocol
+
+# Tests run a daemon at another moment (across a DST change, say) by shifting its
+# clock: every process of cocmail reads the same offset, so they agree on "now".
+OFFSET_ENV = "COCMAIL_CLOCK_OFFSET"
 
 
 class Clock(Protocol):
@@ -13,10 +18,14 @@ class Clock(Protocol):
 
 
 class SystemClock:
-    """The real time."""
+    """The real time, shifted by ``$COCMAIL_CLOCK_OFFSET`` seconds when that is set
+    (tests only; the daemon logs a warning when it is)."""
+
+    def __init__(self) -> None:
+        self.offset = dt.timedelta(seconds=float(os.environ.get(OFFSET_ENV) or 0))
 
     def now(self) -> dt.datetime:
-        return dt.datetime.now(dt.UTC)
+        return dt.datetime.now(dt.UTC) + self.offset
 
 
 class FixedClock:

@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from cocmail.store import migrate
+from cocmail.store.db import Store
 from tests.sink import Sink
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,6 +136,15 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return pg.new_database()
 
 
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    """A migrated, empty store on each backend."""
+    s = Store(db_url)
+    migrate.upgrade(s)
+    yield s
+    s.dispose()
+
+
 # --- config files -------------------------------------------------------------
 
 def toml_value(value: Any) -> str:
@@ -216,12 +227,15 @@ class Server:
     lmtp_port: int
     http_port: int
     log_path: Path
+    env: dict[str, str] = field(default_factory=dict)  # e.g. a shifted clock
 
     def cli(self, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-        return run_cli(self.config, *args, stdin=stdin)
+        return run_cli(self.config, *args, stdin=stdin, env=self.env)
 
     def json(self, *args: str) -> Any:
-        return cli_json(self.config, *args)
+        result = self.cli(*args, "--json")
+        assert result.returncode == 0, result.stderr.decode()
+        return json.loads(result.stdout)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -244,7 +258,8 @@ class Servers:
         self.tmp_path = tmp_path
         self.started: list[Server] = []
 
-    def __call__(self, db_url: str, **sections: dict[str, Any]) -> Server:
+    def __call__(self, db_url: str, env: dict[str, str] | None = None,
+                 **sections: dict[str, Any]) -> Server:
         directory = self.tmp_path / f"server{len(self.started)}"
         directory.mkdir()
         smtp_port, lmtp_port, http_port = free_port(), free_port(), free_port()
@@ -260,21 +275,22 @@ class Servers:
         if listen and listen[0].startswith("127.0.0.1:"):
             smtp_port = int(listen[0].rsplit(":", 1)[1])
         config = write_config(directory, db_url, merged)
-        return self._launch(config, smtp_port, lmtp_port, http_port, directory / "serve.log")
+        return self._launch(config, smtp_port, lmtp_port, http_port, directory / "serve.log",
+                            env or {})
 
     def restart(self, server: Server) -> Server:
         server.stop()
         return self._launch(server.config, server.smtp_port, server.lmtp_port, server.http_port,
-                            server.log_path)
+                            server.log_path, server.env)
 
     def _launch(self, config: Path, smtp_port: int, lmtp_port: int, http_port: int,
-                log_path: Path) -> Server:
+                log_path: Path, env: dict[str, str]) -> Server:
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
                 [*COCMAIL, "serve", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT,
-                env={**os.environ, "COCMAIL_TOKEN_KEY": TOKEN_KEY}, cwd=ROOT,
+                env={**os.environ, "COCMAIL_TOKEN_KEY": TOKEN_KEY, **env}, cwd=ROOT,
             )
-        server = Server(config, proc, smtp_port, lmtp_port, http_port, log_path)
+        server = Server(config, proc, smtp_port, lmtp_port, http_port, log_path, env)
         self.started.append(server)
         try:
             wait_for_port(smtp_port, proc)

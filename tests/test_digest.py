@@ -4,7 +4,6 @@ member may see; end to end through a real SMTP sink."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,6 @@ from cocmail.outbox import context
 from cocmail.outbox.enqueue import Enqueue
 from cocmail.outbox.templates import Templates
 from cocmail.schedule.digest import queue_digests
-from cocmail.store import migrate
 from cocmail.store.db import Store
 from cocmail.store.models import Outbox
 from tests.conftest import DOMAIN, MEMBERS, Server, relay_to, write_config
@@ -28,14 +26,6 @@ from tests.sink import Sink
 KEY = b"k" * 32
 MORNING = dt.datetime(2026, 11, 25, 7, 59, tzinfo=dt.UTC)
 DIGEST_AT_8 = {"digest": {"enabled": True, "at": "08:00"}}
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    s = Store(db_url)
-    migrate.upgrade(s)
-    yield s
-    s.dispose()
 
 
 def test_digests_are_due_once_a_day_with_what_each_member_may_see(

@@ -4,7 +4,6 @@ quarantine and replay, with a fixed clock."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,14 +25,6 @@ from tests.mail import message
 KEY = b"k" * 32
 COMMITTEE = Committee("Test", "conduct", CONDUCT, "+", None, None, ())
 GROUP = Committee("Test", "conduct", CONDUCT, "+", None, "conduct.conduct.example.org", ())
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    s = Store(db_url)
-    migrate.upgrade(s)
-    yield s
-    s.dispose()
 
 
 def intake_for(store: Store, committee: Committee = COMMITTEE) -> Intake:

@@ -11,7 +11,6 @@ import email.policy
 import ssl
 import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,6 @@ from cocmail.outbox.enqueue import ACK, REPORT, Enqueue, Mail
 from cocmail.outbox.templates import KINDS, Rendered, Templates, sample_context
 from cocmail.outbox.transport import DeliveryError, SmtpTransport
 from cocmail.outbox.worker import OutboxWorker
-from cocmail.store import migrate
 from cocmail.store.db import Store
 from cocmail.store.models import Outbox
 from cocmail.tokens import case_of_message_id
@@ -34,14 +32,6 @@ from tests.sink import Sink
 
 KEY = b"k" * 32
 NOW = dt.datetime(2026, 11, 25, 10, tzinfo=dt.UTC)
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    s = Store(db_url)
-    migrate.upgrade(s)
-    yield s
-    s.dispose()
 
 
 def _config(tmp_path: Path, db_url: str, **sections: dict) -> config_module.Config:
