@@ -110,7 +110,8 @@ def cmd_cases_list(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_case_show(config: Config, args: argparse.Namespace) -> int:
-    from cocmail.views import case_detail, list_outbox
+    from cocmail.schedule.escalation import sla_status
+    from cocmail.views import case_detail, list_outbox, utc_text
 
     store = open_store(config)
     key = tokens.load_key(config)
@@ -120,11 +121,15 @@ def cmd_case_show(config: Config, args: argparse.Namespace) -> int:
             raise NotFound(f"no case #{args.id}")
         detail = case_detail(case, config.committee, key)
         detail["mail"] = list_outbox(session, failed_only=False, limit=None, case_id=case.id)
+        detail["first_response_due"] = utc_text(case.opened_at + config.sla.first_response)
+        detail["sla"] = sla_status(case.opened_at, case.acknowledged_at,
+                                   config.sla.first_response, SystemClock().now())
     if args.json:
         _print_json(detail)
         return 0
     print(f"Case #{detail['id']}: {detail['state']}, severity {detail['severity'] or 'not set'}")
-    print(f"  opened {detail['opened_at']}, acknowledged {detail['acknowledged_at'] or 'no'}")
+    print(f"  opened {detail['opened_at']}, acknowledged {detail['acknowledged_at'] or 'no'} "
+          f"(first response due {detail['first_response_due']}: {detail['sla']})")
     print(f"  recused: {', '.join(detail['recused']) or 'nobody'}; "
           f"decision: {detail['decision'] or 'none'}")
     print("Participants:")
@@ -138,7 +143,10 @@ def cmd_case_show(config: Config, args: argparse.Namespace) -> int:
               f"{m['size']} bytes, {m['attachments']} attachment(s)")
     print("History:")
     for e in detail["events"]:
-        print(f"  {e['at']} {e['kind']:<12} by {e['actor']}")
+        data = e["data"]
+        step = f" step {data['step']}" if data.get("step") else ""
+        whom = f": {', '.join(data['members']) or 'nobody'}" if "members" in data else ""
+        print(f"  {e['at']} {e['kind']:<12} by {e['actor']}{step}{whom}")
     print("Mail:")
     for m in reversed(detail["mail"]):
         print(f"  {m['id']:>6} {m['created_at']} {m['kind']:<12} to {m['recipient']:<20} "

@@ -64,6 +64,7 @@ class Rotation:
     handoff_weekday: int  # Monday is 0
     handoff_time: dt.time
     order: tuple[str, ...]
+    handoff_mail: bool = True  # mail the outgoing and incoming pair at each hand-off
 
 
 @dataclass(frozen=True)
@@ -357,6 +358,7 @@ def _rotation(t: _Table, committee: Committee) -> Rotation:
         handoff_weekday=weekday,
         handoff_time=time,
         order=order,
+        handoff_mail=t.get("handoff_mail", bool, True),
     )
     t.done()
     return rotation
@@ -368,10 +370,16 @@ def _sla(t: _Table) -> Sla:
         notify = st.get("notify", str)
         if notify not in NOTIFY_TARGETS:
             raise ConfigError(f"{st.key}.notify", f"must be one of {', '.join(NOTIFY_TARGETS)}")
-        steps.append(EscalationStep(after=st.convert("after", parse_duration), notify=notify))
+        after = st.convert("after", parse_duration)
+        if after <= dt.timedelta(0):
+            raise ConfigError(f"{st.key}.after", "must be longer than 0s")
+        steps.append(EscalationStep(after=after, notify=notify))
         st.done()
+    first_response = t.convert("first_response", parse_duration, dt.timedelta(days=3))
+    if first_response <= dt.timedelta(0):
+        raise ConfigError("sla.first_response", "must be longer than 0s")
     sla = Sla(
-        first_response=t.convert("first_response", parse_duration, dt.timedelta(days=3)),
+        first_response=first_response,
         escalation=tuple(sorted(steps, key=lambda s: s.after)),
     )
     t.done()

@@ -4,13 +4,16 @@ asyncio loop."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import signal
 import ssl
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
 
 from cocmail import tokens
 from cocmail.clock import Clock, SystemClock
@@ -25,6 +28,8 @@ from cocmail.outbox.enqueue import Enqueue
 from cocmail.outbox.process import OutboxProcess
 from cocmail.outbox.templates import Templates
 from cocmail.schedule.digest import queue_digests
+from cocmail.schedule.escalation import escalate
+from cocmail.schedule.handoff import queue_handoffs
 from cocmail.store import migrate
 from cocmail.store.db import Store
 from cocmail.store.models import Outbox
@@ -80,6 +85,10 @@ class Daemon:
         self._stop = asyncio.Event()
 
     async def start(self) -> None:
+        offset = getattr(self.clock, "offset", None)
+        if offset:
+            log.warning("the clock is shifted by %s ($COCMAIL_CLOCK_OFFSET): for tests only",
+                        offset)
         # A broken template override stops the start, before any mail is taken.
         Templates(self.config.templates.directory).check()
         transport.for_config(self.config.delivery)  # the relay's password is readable
@@ -128,30 +137,46 @@ class Daemon:
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         self.scheduler.add_job(self._sweep, "interval",
                                seconds=self.config.scheduler.tick.total_seconds(),
-                               next_run_time=self.clock.now(), coalesce=True, max_instances=1,
+                               # APScheduler's own (real) time: it only says when to look.
+                               next_run_time=dt.datetime.now(dt.UTC), coalesce=True,
+                               max_instances=1,
                                misfire_grace_time=None, id="sweep")
         self.scheduler.start()
 
     async def _sweep(self) -> None:
         loop = asyncio.get_running_loop()
-        try:
-            queued = await loop.run_in_executor(self.executor, self._queue_due)
-        except StoreUnavailable as exc:
-            log.error("sweep: store unavailable: %s", exc)
-            return
-        except Exception:
-            log.exception("sweep failed")
-            return
+        queued = await loop.run_in_executor(self.executor, self._queue_due)
         if queued and self.outbox is not None:
             self.outbox.wake()
 
     def _queue_due(self) -> int:
-        """Queue what is due now (the daily digest); how many mails were queued."""
+        """Queue what is due now: escalation steps, hand-offs, the daily digest. Each
+        in a transaction of its own, so one that fails does not hold up the others
+        (the next tick tries it again); how many mails were queued."""
         assert self.enqueue is not None
-        with self.store.unit_of_work() as session:
-            queued = queue_digests(session, self.config, self.enqueue, self.clock.now())
-        if queued:
-            log.info("sweep: queued %d digest(s)", queued)
+        enqueue = self.enqueue
+        queued = 0
+        tasks: list[tuple[str, Callable[[Session, dt.datetime], int]]] = [
+            ("escalation", lambda s, now: escalate(s.connection(), self.config, enqueue, now)),
+            ("hand-off", lambda s, now: queue_handoffs(s, self.config, enqueue, now)),
+            ("digest", lambda s, now: queue_digests(s, self.config, enqueue, now)),
+        ]
+        for name, work in tasks:
+            try:
+                with self.store.unit_of_work() as session:
+                    count = work(session, self.clock.now())
+            except StoreUnavailable as exc:
+                log.error("sweep: %s: store unavailable: %s", name, exc)
+                self.metrics.inc("cocmail_sweep_total", task=name, outcome="failed")
+                continue
+            except Exception:
+                log.exception("sweep: %s failed", name)
+                self.metrics.inc("cocmail_sweep_total", task=name, outcome="failed")
+                continue
+            self.metrics.inc("cocmail_sweep_total", task=name, outcome="ok")
+            if count:
+                log.info("sweep: queued %d %s mail(s)", count, name)
+            queued += count
         return queued
 
     async def health(self) -> tuple[bool, str]:

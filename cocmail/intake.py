@@ -40,6 +40,7 @@ from cocmail.outbox.enqueue import (
 )
 from cocmail.parse import ParsedMessage, ParseError, clean, mailbox, parse
 from cocmail.replytext import new_text
+from cocmail.schedule.escalation import CRITICAL, critical, paged_members
 from cocmail.schedule.roster import on_call
 from cocmail.store import writes
 from cocmail.store.db import Store
@@ -410,12 +411,18 @@ class Intake:
         mails: list[Mail] = []
         if note:
             mails += message_mails(case_id, message_id, participant_id, seats, roots, note)
-        if any(event["kind"] == "acknowledged" for event in request.events):
+        kinds = {event["kind"]: event for event in request.events}
+        if "acknowledged" in kinds:
+            # Everyone cocmail paged about the case learns that they can stand down.
+            paged = paged_members(db, case_id)
             status = f"Acknowledged by {request.name_of(sender.handle)}"
             mails += [Mail(STATUS, s.email, case_id, step="acknowledged",
                            participant_id=s.participant_id, in_reply_to=roots.get(s.participant_id),
                            references=roots.get(s.participant_id),
-                           data={"status_text": status}) for s in others]
+                           data={"status_text": status}) for s in others if s.handle in paged]
+        if kinds.get("severity", {}).get("data", {}).get("after") == CRITICAL:
+            mails += critical(db, self.enqueue, case_id, message_id, sender.handle, seats,
+                              self.clock.now())
         note_to = [request.name_of(s.handle or "") for s in others] if note else []
         mails.append(confirmation(sender.email, transcript, note_to))
         return mails

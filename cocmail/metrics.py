@@ -15,6 +15,8 @@ _HELP = {
     "cocmail_smtp_errors_total": "Unexpected errors in SMTP/LMTP sessions (answered 451).",
     "cocmail_outbox_total": "Outgoing mail attempts by outcome (sent, deferred, failed, "
                             "cancelled) and kind.",
+    "cocmail_sweep_total": "Sweeps of the scheduler by task (escalation, hand-off, digest) "
+                           "and outcome (ok, failed).",
 }
 
 

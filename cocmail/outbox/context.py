@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session
 
 from cocmail.addresses import reply_address, without_address
 from cocmail.config import Config
-from cocmail.outbox.enqueue import ACK, CASE_CONTENT, DIGEST
-from cocmail.schedule.digest import member_digest
+from cocmail.outbox.enqueue import ACK, CASE_CONTENT, DIGEST, ESCALATION, HANDOFF
+from cocmail.schedule.digest import member_digest, visible_cases
+from cocmail.schedule.escalation import age, sla_status
 from cocmail.store.models import Attachment, Case, Message, Outbox, Participant, Recusal
 from cocmail.tokens import make_token
 
@@ -32,6 +33,10 @@ DESCRIPTIONS = {
     "notice": "a notice that automatic answers stopped for the day",
     "failure": "a notice of a failed mail",
     "digest": "the daily digest",
+    "escalation": "an escalation page",
+    "handoff": "the hand-off of triage duty",
+    "status": "a status mail",
+    "confirmation": "the confirmation of a reply's commands",
 }
 
 
@@ -66,6 +71,8 @@ def build(session: Session, row: Outbox, config: Config, key: bytes) -> dict[str
     }
     if row.kind == DIGEST:
         context.update(_digest(session, row, config, timezone))
+    if row.kind == HANDOFF:
+        context.update(_handoff(session, row, config))
     if row.case_id is None:
         return context
     case = session.get(Case, row.case_id)
@@ -108,6 +115,15 @@ def build(session: Session, row: Outbox, config: Config, key: bytes) -> dict[str
             "error": failed.last_error or "", "attempts": failed.attempts,
             "queued_at": _when(failed.created_at, timezone),
         }
+    if row.kind == ESCALATION:
+        context["escalation"] = {
+            "step": row.data["step"],
+            "waited": age(dt.timedelta(seconds=int(row.data.get("waited", 0)))),
+            "paged": [_member_name(config, h) for h in row.data.get("paged", [])],
+            "by": _member_name(config, str(row.data.get("by", ""))),
+            "instead_of_chair": bool(row.data.get("instead_of_chair")),
+            "severity": case.severity,
+        }
     if row.kind == ACK and participant is None:
         return Cancelled("an acknowledgement needs the reporter's seat in the case")
     return context
@@ -139,12 +155,42 @@ def _digest(session: Session, row: Outbox, config: Config,
                       "role": "member", "handle": handle},
         "day": f"{day:%A} {day.day} {day:%B %Y}",
         "since": _when(since, timezone),
-        "cases": [{"id": case.id, "state": case.state, "severity": case.severity,
-                   "opened_at": _when(case.opened_at, timezone),
-                   "acknowledged": case.acknowledged_at is not None}
+        "cases": [_case_line(case, config, row.created_at, timezone)
                   for case in content["cases"]],
         "failed_mail": failed,
     }
+
+
+def _handoff(session: Session, row: Outbox, config: Config) -> dict[str, Any]:
+    handle = str(row.data["handle"])
+    member = next((m for m in config.committee.members if m.handle == handle), None)
+    timezone = zoneinfo.ZoneInfo(member.timezone if member else config.rotation.timezone)
+    listed = {int(i) for i in row.data["cases"]}
+    cases = [case for case in visible_cases(session, handle) if case.id in listed]
+    incoming, outgoing = row.data["incoming"], row.data["outgoing"]
+    return {
+        "recipient": {"email": row.recipient, "name": member.name if member else None,
+                      "role": "member", "handle": handle},
+        "handoff": {
+            "at": _when(dt.datetime.fromisoformat(row.data["at"]), timezone),
+            "until": _when(dt.datetime.fromisoformat(row.data["until"]), timezone),
+            "incoming": [_member_name(config, h) for h in incoming],
+            "outgoing": [_member_name(config, h) for h in outgoing],
+            "staying": [_member_name(config, h) for h in incoming if h in outgoing],
+            "on_duty": handle in incoming,
+        },
+        "cases": [_case_line(case, config, row.created_at, timezone) for case in cases],
+    }
+
+
+def _case_line(case: Case, config: Config, now: dt.datetime,
+               timezone: zoneinfo.ZoneInfo) -> dict[str, Any]:
+    """One case in a digest or a hand-off: metadata only."""
+    return {"id": case.id, "state": case.state, "severity": case.severity,
+            "opened_at": _when(case.opened_at, timezone), "age": age(now - case.opened_at),
+            "acknowledged": case.acknowledged_at is not None,
+            "sla": sla_status(case.opened_at, case.acknowledged_at, config.sla.first_response,
+                              now)}
 
 
 def _message(session: Session, source: Message, timezone: zoneinfo.ZoneInfo) -> dict[str, Any]:

@@ -35,11 +35,17 @@ NOTICE = "notice"  # to one address: no more automatic answers today
 CONFIRMATION = "confirmation"  # to a member: what their reply's commands did
 STATUS = "status"  # to the members: a change in a case (acknowledged by …)
 DIGEST = "digest"  # to each member, daily: open cases and mail that failed for good
+ESCALATION = "escalation"  # to members: a case nobody acknowledged, or one marked critical
+HANDOFF = "handoff"  # to the outgoing and incoming pair: duty changed hands, what is waiting
+
+# Who must hear first when mail queues up: the reporter's acknowledgement and the
+# triagers' pages, then escalations, then the rest (the outbox's ``priority``).
+PRIORITY = {ACK: 0, PAGE: 0, ESCALATION: 1}
 
 # Kinds that answer a message someone sent: rate-limited per address (RFC 3834).
 ANSWERS = (ACK,)
 # Kinds that carry case content: only to members who may see the case.
-CASE_CONTENT = (REPORT, PAGE, MESSAGE, FAILURE, STATUS)
+CASE_CONTENT = (REPORT, PAGE, MESSAGE, FAILURE, STATUS, ESCALATION)
 
 
 @dataclass(frozen=True)
@@ -102,7 +108,7 @@ class Enqueue:
              "message_id": make_message_id(self.key, mail.case_id, domain),
              "in_reply_to": mail.in_reply_to, "references": mail.references,
              "data": mail.data, "status": "queued", "created_at": now, "due_at": now,
-             "attempts": 0}
+             "attempts": 0, "priority": PRIORITY.get(mail.kind, 2)}
             for mail in mails
         ])
 

@@ -24,7 +24,7 @@ import jinja2
 from cocmail.errors import ConfigError
 
 KINDS = ("ack", "report", "page", "message", "failure", "notice", "digest", "confirmation",
-         "status")
+         "status", "escalation", "handoff")
 
 
 @dataclass(frozen=True)
@@ -68,9 +68,9 @@ class Templates:
     def check(self) -> None:
         """Render every kind with sample values; raise ``ConfigError`` naming the
         template that does not render (start-up calls this)."""
-        for kind in KINDS:
+        for kind, context in ((k, c) for k in KINDS for c in sample_contexts(k)):
             try:
-                self.render(kind, sample_context(kind))
+                self.render(kind, context)
             except jinja2.TemplateNotFound as exc:
                 raise ConfigError("templates.directory", f"template {exc.name} is missing") \
                     from None
@@ -81,6 +81,15 @@ class Templates:
                     "templates.directory",
                     f"{where}{f' line {line}' if line else ''} does not render: {exc}",
                 ) from None
+
+
+def sample_contexts(kind: str) -> list[dict[str, Any]]:
+    """``sample_context`` once for each branch of the kind's template."""
+    context = sample_context(kind)
+    if kind != "escalation":
+        return [context]
+    return [{**context, "escalation": {**context["escalation"], "step": step}}
+            for step in ("on-duty", "committee", "chair", "critical")]
 
 
 def sample_context(kind: str) -> dict[str, Any]:
@@ -122,7 +131,16 @@ def sample_context(kind: str) -> dict[str, Any]:
         "day": "Wednesday 25 November 2026",
         "since": "Tuesday 24 November 2026, 08:00 UTC",
         "cases": [{"id": 42, "state": "new", "severity": None,
-                   "opened_at": "Wednesday 25 November 2026, 10:00 UTC", "acknowledged": False}],
+                   "opened_at": "Wednesday 25 November 2026, 10:00 UTC", "age": "4 hours",
+                   "acknowledged": False, "sla": "answer due in 2 days"}],
+        "escalation": {"step": "on-duty",
+                       "waited": "4 hours", "paged": ["Alice Example", "Carol Example"],
+                       "by": "Carol Example", "instead_of_chair": False, "severity": "high"},
+        "handoff": {"at": "Monday 30 November 2026, 09:00 UTC",
+                    "until": "Monday 7 December 2026, 09:00 UTC",
+                    "incoming": ["Alice Example", "Carol Example"],
+                    "outgoing": ["Bob Example", "Alice Example"], "staying": ["Alice Example"],
+                    "on_duty": True},
         "failed_mail": [{"id": 7, "case": 42, "description": "the acknowledgement of their report",
                          "to": "the reporter", "attempts": 1,
                          "error": "550 5.1.1 no such user"}],

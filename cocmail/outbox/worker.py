@@ -44,7 +44,7 @@ from cocmail.store.models import Message, Outbox
 
 log = logging.getLogger(__name__)
 
-BATCH = 64  # rows claimed at a time (fewer, larger transactions under a backlog)
+BATCH = 16  # rows claimed at a time: a page waits for at most one batch to go out
 CONCURRENCY = 4  # mails in flight at once
 
 
@@ -121,7 +121,8 @@ class OutboxWorker:
             select(Outbox.id).where(
                 Outbox.status == "queued", Outbox.due_at <= now,
                 or_(Outbox.claimed_until.is_(None), Outbox.claimed_until < now))
-            .order_by(Outbox.due_at, Outbox.id).limit(limit)
+            # Most urgent first (``enqueue.PRIORITY``), then oldest: an index scan.
+            .order_by(Outbox.priority, Outbox.due_at, Outbox.id).limit(limit)
             .with_for_update(skip_locked=True)))
         if ids:
             session.execute(update(Outbox).where(Outbox.id.in_(ids)).values(

@@ -55,14 +55,8 @@ def queue_digests(session: Session, config: Config, enqueue: Enqueue, now: dt.da
 def member_digest(session: Session, handle: str, since: dt.datetime) -> dict[str, Any]:
     """What member ``handle`` may see: their open cases, and the failed mail of those
     cases (and of no case) since ``since``."""
-    hidden = {case_id for case_id, in session.execute(
-        select(Recusal.case_id).where(Recusal.handle == handle,
-                                      Recusal.kind.in_(("hard", "excl"))))}
-    cases = [case for case in session.scalars(
-        select(Case).join(Participant, Participant.case_id == Case.id).where(
-            Participant.role == "member", Participant.handle == handle,
-            Case.state != "closed").order_by(Case.id))
-        if case.id not in hidden]
+    hidden = _hidden_from(session, handle)
+    cases = visible_cases(session, handle)
     seated = {case_id for case_id, in session.execute(
         select(Participant.case_id).where(Participant.role == "member",
                                           Participant.handle == handle))}
@@ -71,3 +65,19 @@ def member_digest(session: Session, handle: str, since: dt.datetime) -> dict[str
         .order_by(Outbox.id))
         if row.case_id is None or (row.case_id in seated and row.case_id not in hidden)]
     return {"cases": cases, "failed": failed}
+
+
+def visible_cases(session: Session, handle: str) -> list[Case]:
+    """The open cases member ``handle`` may see: a seat, and no recusal."""
+    hidden = _hidden_from(session, handle)
+    return [case for case in session.scalars(
+        select(Case).join(Participant, Participant.case_id == Case.id).where(
+            Participant.role == "member", Participant.handle == handle,
+            Case.closed_at.is_(None)).order_by(Case.id))
+        if case.id not in hidden]
+
+
+def _hidden_from(session: Session, handle: str) -> set[int]:
+    return {case_id for case_id, in session.execute(
+        select(Recusal.case_id).where(Recusal.handle == handle,
+                                      Recusal.kind.in_(("hard", "excl"))))}

@@ -75,6 +75,10 @@ class Case(Base):
     opened_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     acknowledged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # How far the escalation has gone: the largest ``after`` (in seconds) of the
+    # steps taken, the first-response deadline included. The sweep advances it
+    # with a compare-and-set, so a step is taken once however many daemons look.
+    escalated_through: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     participants: Mapped[list[Participant]] = relationship(
         back_populates="case", order_by="Participant.id"
@@ -83,7 +87,11 @@ class Case(Base):
     events: Mapped[list[Event]] = relationship(order_by="Event.id")
     recusals: Mapped[list[Recusal]] = relationship(order_by="Recusal.id")
 
-    __table_args__ = (Index("ix_cases_state", "state"),)
+    __table_args__ = (
+        Index("ix_cases_state", "state"),
+        # The sweep's look-up: cases nobody has acknowledged yet, still open.
+        Index("ix_cases_waiting", "acknowledged_at", "closed_at"),
+    )
 
 
 class Participant(Base):
@@ -238,6 +246,9 @@ class Outbox(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # 0 first (acknowledgements, pages), 1 escalations, 2 the rest: under a
+    # backlog, the reporter and the triagers hear first.
+    priority: Mapped[int] = mapped_column(Integer, default=2, server_default="2")
     last_error: Mapped[str | None] = mapped_column(Text)
     claimed_by: Mapped[str | None] = mapped_column(String(64))
     claimed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -247,7 +258,8 @@ class Outbox(Base):
     participant: Mapped[Participant | None] = relationship()
 
     __table_args__ = (
-        Index("ix_outbox_status_due_at", "status", "due_at"),
+        # The worker's claim: queued rows, most urgent kind first, then oldest.
+        Index("ix_outbox_claim", "status", "priority", "due_at"),
         Index("ix_outbox_recipient_created_at", "recipient", "created_at"),
     )
 
@@ -264,4 +276,17 @@ class RotationOverride(Base):
     starts_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     ends_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
     reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class Handoff(Base):
+    """Triage duty changed hands at ``at``: the record that the hand-off mail was
+    queued (once, whichever daemon saw it first) and who handed over to whom."""
+
+    __tablename__ = "handoffs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, unique=True)
+    outgoing: Mapped[list[str]] = mapped_column(JSON)
+    incoming: Mapped[list[str]] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

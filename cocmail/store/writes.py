@@ -158,7 +158,8 @@ def _insert_many(db: Connection, table: Any, rows: list[dict[str, Any]]) -> list
 def insert_cases(db: Connection, count: int, opened_at: dt.datetime,
                  channel: str = "email") -> list[int]:
     return _insert_many(db, Case.__table__,
-                        [{"state": "new", "channel": channel, "opened_at": opened_at}] * count)
+                        [{"state": "new", "channel": channel, "opened_at": opened_at,
+                          "escalated_through": 0}] * count)
 
 
 def insert_participants(db: Connection, rows: list[dict[str, Any]]) -> list[int]:
@@ -216,3 +217,13 @@ def insert_ignoring_duplicates(db: Connection, table: Any, rows: list[dict[str, 
                                           dialect=dialect) from exc
     finally:
         cursor.close()
+
+
+def insert_once(db: Connection, table: Any, row: dict[str, Any]) -> bool:
+    """Insert ``row`` unless a row with its unique key is stored; True when this call
+    inserted it. Two transactions racing for the same key: the second waits for the
+    first to commit and then inserts nothing (how a sweep takes a hand-off once)."""
+    make = postgresql_insert if db.dialect.name == "postgresql" else sqlite_insert
+    # RETURNING, not rowcount: psycopg reports -1 for an INSERT SQLAlchemy executes.
+    statement = make(table).values(**row).on_conflict_do_nothing().returning(table.c.id)
+    return db.execute(statement).first() is not None

@@ -1,0 +1,285 @@
+"""The escalation ladder and the hand-offs, swept from the store with a clock the
+test moves: each step once, at its time; `ack` stops the rest; critical pages
+everyone; a hand-off mails the outgoing and incoming pair once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from cocmail import config as config_module
+from cocmail.addresses import reply_address, split_recipient
+from cocmail.clock import FixedClock
+from cocmail.intake import Delivery, Intake
+from cocmail.outbox import context
+from cocmail.outbox.enqueue import Enqueue
+from cocmail.outbox.templates import Templates
+from cocmail.schedule.escalation import escalate
+from cocmail.schedule.handoff import queue_handoffs
+from cocmail.schedule.rotation import Schedule
+from cocmail.store.db import Store
+from cocmail.store.models import Case, Event, Outbox, Participant, Recusal, RotationOverride
+from cocmail.tokens import make_token
+from tests.conftest import CONDUCT, MEMBERS, write_config
+from tests.mail import message
+
+KEY = b"k" * 32
+OPENED = dt.datetime(2026, 11, 25, 10, tzinfo=dt.UTC)  # a Wednesday
+HOUR = dt.timedelta(hours=1)
+LADDER = {"sla": {"first_response": "3d", "escalation": [
+    {"after": "4h", "notify": "on-duty"}, {"after": "24h", "notify": "committee"},
+    {"after": "48h", "notify": "chair"}]}}
+EMAIL = {m[0]: m[2] for m in MEMBERS}
+
+
+class Committee:
+    """A store, a config and an intake whose clock the test moves."""
+
+    def __init__(self, store: Store, tmp_path: Path, db_url: str, **sections: Any) -> None:
+        self.store = store
+        self.config = config_module.load(write_config(tmp_path, db_url, {**LADDER, **sections}))
+        self.enqueue = Enqueue.for_config(self.config, KEY)
+        self.clock = FixedClock(OPENED)
+        self.intake = Intake(store, self.config.committee, KEY, self.clock, self.enqueue)
+
+    def report(self, to: str = CONDUCT) -> int:
+        accepted = self.intake.accept(Delivery(
+            message(to=to), "rita@reporter.example",
+            (split_recipient(to, self.config.committee),), "smtp"))
+        assert accepted.opened and accepted.case_id is not None
+        return accepted.case_id
+
+    def reply(self, case_id: int, handle: str, body: str) -> None:
+        with self.store.unit_of_work() as session:
+            seat = session.scalars(select(Participant).where(
+                Participant.case_id == case_id, Participant.handle == handle)).one()
+            to = reply_address(self.config.committee, case_id, make_token(KEY, case_id, seat.id))
+        self.intake.accept(Delivery(
+            message(sender=EMAIL[handle], to=to, subject="Re: report", body=body),
+            EMAIL[handle], (split_recipient(to, self.config.committee),), "smtp"))
+
+    def sweep(self, at: dt.datetime) -> int:
+        self.clock._now = at
+        with self.store.unit_of_work() as session:
+            return escalate(session.connection(), self.config, self.enqueue, at)
+
+    def handoffs(self, at: dt.datetime) -> int:
+        with self.store.unit_of_work() as session:
+            return queue_handoffs(session, self.config, self.enqueue, at)
+
+    def mails(self, kind: str) -> list[tuple[str, str]]:
+        """(step, handle) of each queued mail of ``kind``, in order."""
+        handle = {v: k for k, v in EMAIL.items()}
+        with self.store.unit_of_work() as session:
+            return [(row.step, handle[row.recipient]) for row in session.scalars(
+                select(Outbox).where(Outbox.kind == kind).order_by(Outbox.id))]
+
+    def events(self, case_id: int) -> list[tuple[str, dict]]:
+        with self.store.unit_of_work() as session:
+            return [(e.kind, e.data) for e in session.scalars(
+                select(Event).where(Event.case_id == case_id).order_by(Event.id))]
+
+    def on_duty(self, at: dt.datetime) -> list[str]:
+        return list(Schedule(self.config.rotation).on_duty(at))
+
+
+@pytest.fixture
+def committee(store: Store, tmp_path: Path, db_url: str) -> Committee:
+    return Committee(store, tmp_path, db_url,
+                     rotation={"handoff_mail": True})
+
+
+def test_each_step_fires_once_at_its_time(committee: Committee) -> None:
+    case = committee.report()
+    pair = committee.on_duty(OPENED)
+    everyone = [m[0] for m in MEMBERS]
+    assert committee.sweep(OPENED + 4 * HOUR - dt.timedelta(seconds=1)) == 0
+    assert committee.sweep(OPENED + 4 * HOUR) == 2
+    assert committee.sweep(OPENED + 4 * HOUR) == 0  # taken: not again
+    assert committee.sweep(OPENED + 23 * HOUR) == 0
+    assert committee.sweep(OPENED + 24 * HOUR) == len(everyone)
+    assert committee.sweep(OPENED + 48 * HOUR) == 1
+    assert committee.sweep(OPENED + 72 * HOUR) == 0  # the deadline: recorded, no mail
+    assert committee.sweep(OPENED + 400 * HOUR) == 0
+    assert sorted(committee.mails("escalation")) == sorted(
+        [("on-duty@14400", h) for h in pair]
+        + [("committee@86400", h) for h in everyone]
+        + [("chair@172800", "alice")])
+    steps = [(kind, data.get("step"), sorted(data.get("members", [])))
+             for kind, data in committee.events(case) if kind != "opened"]
+    assert steps == [
+        ("paged", None, sorted(pair)),
+        ("escalated", "on-duty", sorted(pair)),
+        ("escalated", "committee", everyone),
+        ("escalated", "chair", ["alice"]),
+        ("sla-missed", "sla", []),
+    ]
+    with committee.store.unit_of_work() as session:
+        row = session.scalars(select(Outbox).where(Outbox.kind == "escalation")).first()
+        assert row is not None
+        rendered = context.build(session, row, committee.config, KEY)
+        assert isinstance(rendered, dict)
+        text = Templates().render("escalation", rendered)
+        assert text.subject == "Not acknowledged after 4 hours"
+        assert '"ack"' in text.text and "on triage duty" in text.text
+
+
+def test_ack_stops_the_rest_and_tells_everyone_paged(committee: Committee) -> None:
+    case = committee.report()
+    pair = committee.on_duty(OPENED)
+    committee.sweep(OPENED + 24 * HOUR)  # on-duty and committee steps both due: both taken
+    assert [s for s, _ in committee.mails("escalation")].count("committee@86400") == len(MEMBERS)
+    acker = next(h for h in EMAIL if h not in pair)
+    committee.clock._now = OPENED + 25 * HOUR
+    committee.reply(case, acker, "ack\n")
+    # Everyone was paged by the committee step: all but the acker hear of it.
+    assert sorted(h for _, h in committee.mails("status")) == sorted(
+        h for h in EMAIL if h != acker)
+    assert committee.sweep(OPENED + 100 * HOUR) == 0
+    assert "sla-missed" not in [kind for kind, _ in committee.events(case)]
+
+
+def test_the_status_goes_to_those_paged_only(committee: Committee) -> None:
+    case = committee.report()
+    first, second = committee.on_duty(OPENED)
+    committee.reply(case, first, "ack\n")
+    assert committee.mails("status") == [("acknowledged", second)]
+
+
+def test_a_late_sweep_takes_every_step_due_once(committee: Committee) -> None:
+    committee.report()
+    # The daemon was down for 50 hours: three steps are due, each is taken once.
+    assert committee.sweep(OPENED + 50 * HOUR) == 2 + len(MEMBERS) + 1
+    assert committee.sweep(OPENED + 50 * HOUR) == 0
+
+
+def test_a_step_reaches_the_committee_when_the_chair_recused(committee: Committee) -> None:
+    case = committee.report()
+    with committee.store.unit_of_work() as session:
+        session.add(Recusal(case_id=case, handle="alice", kind="hard", at=OPENED))
+    committee.sweep(OPENED + 47 * HOUR)
+    before = len(committee.mails("escalation"))
+    committee.sweep(OPENED + 48 * HOUR)
+    chair_step = committee.mails("escalation")[before:]
+    assert sorted(h for _, h in chair_step) == ["bob", "carol", "dave"]
+    assert committee.events(case)[-1][1]["instead_of_chair"] is True
+
+
+def test_critical_pages_everyone_once(committee: Committee) -> None:
+    case = committee.report()
+    committee.reply(case, "bob", "severity critical\n")
+    assert sorted(committee.mails("escalation")) == [
+        ("critical", h) for h in ("alice", "carol", "dave")]
+    committee.reply(case, "bob", "severity high\n")
+    committee.reply(case, "carol", "severity critical\n")
+    assert len(committee.mails("escalation")) == 3  # asked for once per case
+    with committee.store.unit_of_work() as session:
+        row = session.scalars(select(Outbox).where(Outbox.kind == "escalation")).first()
+        assert row is not None
+        rendered = context.build(session, row, committee.config, KEY)
+        assert isinstance(rendered, dict)
+        text = Templates().render("escalation", rendered)
+    assert text.subject == "URGENT: meeting requested (severity critical)"
+    assert "Bob B has marked case conduct #1 as critical" in " ".join(text.text.split())
+
+
+def test_two_sweeps_at_once_take_each_step_once(committee: Committee, db_url: str) -> None:
+    for _ in range(20):
+        committee.report()
+    stores = [Store(db_url), Store(db_url)]
+    start = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def sweep(store: Store) -> None:
+        try:
+            start.wait()
+            for minutes in range(0, 60 * 50, 90):
+                with store.unit_of_work() as session:
+                    escalate(session.connection(), committee.config, committee.enqueue,
+                             OPENED + dt.timedelta(minutes=minutes))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sweep, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s in stores:
+        s.dispose()
+    assert not errors, errors
+    mails = committee.mails("escalation")
+    assert len(mails) == 20 * (2 + len(MEMBERS) + 1)
+    with committee.store.unit_of_work() as session:
+        escalated = session.scalars(select(Event.case_id).where(Event.kind == "escalated")).all()
+    assert sorted(escalated) == sorted(list(range(1, 21)) * 3)
+
+
+def test_closed_and_acknowledged_cases_are_not_swept(committee: Committee) -> None:
+    acked, closed, waiting = committee.report(), committee.report(), committee.report()
+    with committee.store.unit_of_work() as session:
+        session.execute(update(Case).where(Case.id == acked).values(acknowledged_at=OPENED))
+        session.execute(update(Case).where(Case.id == closed).values(closed_at=OPENED,
+                                                                     state="closed"))
+    committee.sweep(OPENED + 5 * HOUR)
+    with committee.store.unit_of_work() as session:
+        assert set(session.scalars(select(Outbox.case_id).where(
+            Outbox.kind == "escalation"))) == {waiting}
+
+
+class TestHandoff:
+    MONDAY = dt.datetime(2026, 11, 30, 9, tzinfo=dt.UTC)
+
+    def test_the_pairs_get_one_mail_with_the_cases_waiting(self, committee: Committee) -> None:
+        waiting, acked = committee.report(), committee.report()
+        with committee.store.unit_of_work() as session:
+            session.execute(update(Case).where(Case.id == acked).values(acknowledged_at=OPENED))
+        before = committee.on_duty(self.MONDAY - dt.timedelta(seconds=1))
+        after = committee.on_duty(self.MONDAY)
+        assert committee.handoffs(self.MONDAY - dt.timedelta(seconds=1)) == 0
+        assert committee.handoffs(self.MONDAY + dt.timedelta(seconds=30)) == 3
+        assert committee.handoffs(self.MONDAY + dt.timedelta(hours=20)) == 0
+        assert sorted(h for _, h in committee.mails("handoff")) == sorted(set(before + after))
+        assert [k for k, _ in committee.events(waiting)][-1] == "handed-off"
+        assert "handed-off" not in [k for k, _ in committee.events(acked)]
+        with committee.store.unit_of_work() as session:
+            rows = {row.data["handle"]: row for row in session.scalars(
+                select(Outbox).where(Outbox.kind == "handoff"))}
+            incoming = next(h for h in after if h not in before)
+            rendered = context.build(session, rows[incoming], committee.config, KEY)
+            assert isinstance(rendered, dict)
+            text = Templates().render("handoff", rendered)
+        assert text.subject == "Triage hand-off: 1 case waiting"
+        flat = " ".join(text.text.split())
+        assert f"conduct #{waiting}: new" in flat and f"#{acked}:" not in flat
+        assert "opened 4 days ago, overdue by 1 day" in flat  # Wednesday + 3 days < Monday
+        assert "New reports page you" in flat
+
+    def test_a_member_kept_out_of_a_case_does_not_see_it_listed(
+            self, committee: Committee) -> None:
+        after = committee.on_duty(self.MONDAY)
+        committee.report(to=f"conduct+without-{after[0]}@{CONDUCT.split('@')[1]}")
+        committee.handoffs(self.MONDAY)
+        with committee.store.unit_of_work() as session:
+            row = session.scalars(select(Outbox).where(
+                Outbox.kind == "handoff", Outbox.recipient == EMAIL[after[0]])).one()
+            rendered = context.build(session, row, committee.config, KEY)
+        assert isinstance(rendered, dict) and rendered["cases"] == []
+
+    def test_an_override_is_a_handoff_too(self, committee: Committee) -> None:
+        now = OPENED
+        first, second = committee.on_duty(now)
+        stand_in = next(h for h in EMAIL if h not in (first, second))
+        with committee.store.unit_of_work() as session:
+            session.add(RotationOverride(member=stand_in, instead_of=first,
+                                         starts_at=now - HOUR, ends_at=now + HOUR,
+                                         created_at=now))
+        assert committee.handoffs(now) == 3
+        assert sorted(h for _, h in committee.mails("handoff")) == sorted(
+            [first, second, stand_in])
+        assert committee.handoffs(now + 2 * HOUR) == 3  # and back at its end
