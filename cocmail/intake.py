@@ -41,7 +41,7 @@ from cocmail.outbox.enqueue import (
 from cocmail.parse import ParsedMessage, ParseError, clean, mailbox, parse
 from cocmail.replytext import new_text
 from cocmail.schedule.escalation import CRITICAL, critical, paged_members
-from cocmail.schedule.roster import on_call
+from cocmail.schedule.roster import on_duty_now, replace_unseated
 from cocmail.store import writes
 from cocmail.store.db import Store
 from cocmail.store.models import Participant, Quarantine
@@ -344,6 +344,11 @@ class Intake:
         seats = {**seats, **self.enqueue.member_seats(db, joined_cases)}
         roots = self.enqueue.thread_roots(db, joined_cases)
         mails: list[Mail] = []
+        rotation = self.enqueue.rotation
+        # One look-up of who is on duty for the whole batch: they share "now".
+        pair = (on_duty_now(db, rotation, self.clock.now())
+                if rotation is not None and any(e.decision.action == "open" for e in entries)
+                else ())
         for entry in entries:
             if entry.automatic or entry.decision.action == "quarantine":
                 continue
@@ -354,7 +359,7 @@ class Intake:
                 assert entry.parsed is not None
                 reporter = (None if participant_id is None
                             else (participant_id, _reporter_address(entry, self.committee)))
-                paged = self._page(db, case_id, message_id, seats.get(case_id, []))
+                paged = self._page(db, case_id, message_id, seats.get(case_id, []), pair)
                 mails += opened_mails(case_id, message_id, reporter, seats.get(case_id, []),
                                       entry.parsed.message_id, entry.parsed.references, paged)
             elif entry.decision.role == "member" and entry.decision.verified:
@@ -366,12 +371,13 @@ class Intake:
         return mails
 
     def _page(self, db: Connection, case_id: int, message_id: int,
-              seats: list[Seat]) -> list[str]:
-        """Whom a new case pages, recorded in its history (or that nobody could be)."""
+              seats: list[Seat], pair: Sequence[str]) -> list[str]:
+        """Whom a new case pages (``pair``, the members on duty, or who stands in for
+        one the reporter kept out), recorded in its history (or that nobody could be)."""
         rotation = self.enqueue.rotation
         now = self.clock.now()
         seated = [s.handle for s in seats if s.handle]
-        paged = on_call(db, rotation, now, seated) if rotation is not None else []
+        paged = replace_unseated(pair, rotation, seated) if rotation is not None else []
         writes.insert_events(db, [{
             "case_id": case_id, "at": now, "message_id": message_id, "actor": "cocmail",
             "kind": "paged" if paged else "nobody-paged", "data": {"members": paged}}])

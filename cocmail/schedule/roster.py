@@ -33,12 +33,25 @@ def on_call(db: Connection, rotation: Rotation, now: dt.datetime,
     """Whom to page for a case opened ``now``: the two on duty, overrides applied;
     one who has no seat in the case (kept out by the reporter) is replaced by the
     next member of the rotation who has one."""
+    return replace_unseated(on_duty_now(db, rotation, now), rotation, seated)
+
+
+def on_duty_now(db: Connection, rotation: Rotation, now: dt.datetime) -> tuple[str, ...]:
+    """The pair on duty at ``now``, with the overrides in force then (one query)."""
     if len(rotation.order) < 2:
-        return [h for h in rotation.order if h in seated][:2]
+        return tuple(rotation.order)
     overrides = [Override(row.member, row.instead_of, row.starts_at, row.ends_at, row.id)
                  for row in db.execute(select(RotationOverride).where(
                      RotationOverride.starts_at <= now, RotationOverride.ends_at > now))]
-    pair = Schedule(rotation, overrides).on_duty(now)
+    return Schedule(rotation, overrides).on_duty(now)
+
+
+def replace_unseated(pair: Sequence[str], rotation: Rotation,
+                     seated: Sequence[str]) -> list[str]:
+    """``pair``, with a member who has no seat in the case replaced by the next
+    member of the rotation who has one."""
+    if len(rotation.order) < 2:
+        return [h for h in rotation.order if h in seated][:2]
     paged = [h for h in pair if h in seated]
     for handle in pair:
         if handle in seated:
