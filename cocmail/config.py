@@ -117,6 +117,32 @@ class Delivery:
 
 
 @dataclass(frozen=True)
+class Imap:
+    """A hosted mailbox to drain, when the conduct address is one (``[imap]``)."""
+
+    host: str
+    port: int
+    security: str  # tls (implicit) | starttls | none (plain text: loopback tests only)
+    username: str
+    auth: str  # password | xoauth2
+    password_file: Path | None
+    password_env: str | None
+    oauth2_token_file: Path | None
+    oauth2_token_command: str | None
+    tls_ca_file: Path | None
+    folder: str  # where new mail arrives
+    after: str  # move | flag: what happens to a message once it is stored
+    processed_folder: str  # where stored messages are moved
+    quarantine_folder: str  # where quarantined (and oversized) messages are moved
+    flag: str  # the keyword set on stored messages when ``after`` is flag
+    idle: bool  # use IDLE where the server has it
+    idle_renew: dt.timedelta  # IDLE is re-issued this often (servers drop it at ~30 min)
+    poll_interval: dt.timedelta  # how often to look without IDLE
+    timeout: dt.timedelta  # of each network operation
+    batch: int  # messages fetched and stored together
+
+
+@dataclass(frozen=True)
 class Digest:
     enabled: bool
     at: dt.time  # local time of day, in ``timezone``
@@ -164,6 +190,7 @@ class Config:
     logging: Logging = field(default_factory=lambda: Logging("info"))
     templates: Templates = field(default_factory=lambda: Templates(None))
     digest: Digest = field(default_factory=lambda: Digest(True, dt.time(8, 0), "UTC"))
+    imap: Imap | None = None
 
 
 _MISSING: Any = object()
@@ -446,6 +473,60 @@ def _delivery(t: _Table, base: Path) -> Delivery:
     return delivery
 
 
+def _imap(t: _Table, base: Path) -> Imap:
+    security = t.get("security", str, "tls")
+    if security not in ("tls", "starttls", "none"):
+        raise ConfigError("imap.security", 'must be "tls", "starttls" or "none"')
+    auth = t.get("auth", str, "password")
+    if auth not in ("password", "xoauth2"):
+        raise ConfigError("imap.auth", 'must be "password" or "xoauth2"')
+    after = t.get("after", str, "move")
+    if after not in ("move", "flag"):
+        raise ConfigError("imap.after", 'must be "move" or "flag"')
+    imap = Imap(
+        host=t.get("host", str),
+        port=t.get("port", int, 993 if security == "tls" else 143),
+        security=security,
+        username=t.get("username", str),
+        auth=auth,
+        password_file=t.convert("password_file", _path_under(base), None),
+        password_env=t.get("password_env", str, None),
+        oauth2_token_file=t.convert("oauth2_token_file", _path_under(base), None),
+        oauth2_token_command=t.get("oauth2_token_command", str, None),
+        tls_ca_file=t.convert("tls_ca_file", _path_under(base), None),
+        folder=t.get("folder", str, "INBOX"),
+        after=after,
+        processed_folder=t.get("processed_folder", str, "cocmail-processed"),
+        quarantine_folder=t.get("quarantine_folder", str, "cocmail-quarantine"),
+        flag=t.get("flag", str, "$CocmailStored"),
+        idle=t.get("idle", bool, True),
+        idle_renew=t.convert("idle_renew", parse_duration, dt.timedelta(minutes=25)),
+        poll_interval=t.convert("poll_interval", parse_duration, dt.timedelta(seconds=60)),
+        timeout=t.convert("timeout", parse_duration, dt.timedelta(seconds=60)),
+        batch=t.get("batch", int, 50),
+    )
+    if not 1 <= imap.port <= 65535:
+        raise ConfigError("imap.port", "must be a port number (1-65535)")
+    if auth == "password":
+        if (imap.password_file is None) == (imap.password_env is None):
+            raise ConfigError("imap.password_file", "give password_file or password_env "
+                              "(exactly one)")
+    elif (imap.oauth2_token_file is None) == (imap.oauth2_token_command is None):
+        raise ConfigError("imap.oauth2_token_file", "give oauth2_token_file or "
+                          "oauth2_token_command (exactly one)")
+    if not 1 <= imap.batch <= 1000:
+        raise ConfigError("imap.batch", "must be between 1 and 1000")
+    if imap.idle_renew <= dt.timedelta(0) or imap.idle_renew > dt.timedelta(minutes=29):
+        raise ConfigError("imap.idle_renew", "must be between 1s and 29m (RFC 2177)")
+    if imap.poll_interval <= dt.timedelta(0) or imap.timeout <= dt.timedelta(0):
+        raise ConfigError("imap.poll_interval", "durations must be longer than 0s")
+    for key in ("folder", "processed_folder", "quarantine_folder"):
+        if not getattr(imap, key).strip():
+            raise ConfigError(f"imap.{key}", "must not be empty")
+    t.done()
+    return imap
+
+
 def load(path: Path) -> Config:
     """Read and validate the config file at ``path``."""
     try:
@@ -509,6 +590,8 @@ def from_dict(raw: dict[str, Any], path: Path) -> Config:
     templates = Templates(directory=tt.convert("directory", _path_under(base), None))
     tt.done()
 
+    imap = _imap(top.table("imap"), base) if "imap" in raw else None
+
     top.done()
     return Config(
         path=path,
@@ -524,4 +607,5 @@ def from_dict(raw: dict[str, Any], path: Path) -> Config:
         logging=Logging(level),
         templates=templates,
         digest=digest,
+        imap=imap,
     )

@@ -20,6 +20,7 @@ from cocmail.clock import Clock, SystemClock
 from cocmail.config import Config
 from cocmail.errors import ConfigError, StoreUnavailable
 from cocmail.http import HttpServer
+from cocmail.ingest.imap import ImapPoller, health_gauges
 from cocmail.ingest.smtp import SmtpHandler, server_factory
 from cocmail.intake import Intake
 from cocmail.metrics import Metrics
@@ -30,6 +31,7 @@ from cocmail.outbox.templates import Templates
 from cocmail.schedule.digest import queue_digests
 from cocmail.schedule.escalation import escalate
 from cocmail.schedule.handoff import queue_handoffs
+from cocmail.secret import oauth2_token, read_secret
 from cocmail.store import migrate
 from cocmail.store.db import Store
 from cocmail.store.models import Outbox
@@ -81,6 +83,7 @@ class Daemon:
         self.outbox: OutboxProcess | None = None
         self.enqueue: Enqueue | None = None
         self.scheduler: Any = None
+        self.imap: ImapPoller | None = None
         self._servers: list[asyncio.Server] = []
         self._stop = asyncio.Event()
 
@@ -109,6 +112,17 @@ class Daemon:
             self.writer = process_writer
         else:
             self.writer = BatchWriter(intake, threads=4, metrics=self.metrics)
+        if self.config.imap is not None:
+            imap = self.config.imap
+            # A password or token that cannot be read is a config error, now.
+            if imap.auth == "password":
+                read_secret("imap", imap.password_file, imap.password_env)
+            elif imap.oauth2_token_file is not None:
+                oauth2_token("imap", imap.oauth2_token_file, None)
+            self.imap = ImapPoller(self.config, self.store, self.writer, self.metrics,
+                                   self.clock, asyncio.get_running_loop(),
+                                   on_stored=self.outbox.wake)
+            self.imap.start()
         smtp = self.config.smtp
         context = tls_context(self.config)
         loop = asyncio.get_running_loop()
@@ -185,6 +199,8 @@ class Daemon:
             await loop.run_in_executor(self.executor, self._ping)
         except StoreUnavailable as exc:
             return False, f"store unavailable: {exc}"
+        if self.imap is not None:
+            return self.imap.status()
         return True, "ok"
 
     def _ping(self) -> None:
@@ -197,7 +213,7 @@ class Daemon:
             gauges = await loop.run_in_executor(self.executor, self._outbox_gauges)
         except StoreUnavailable:
             gauges = {}
-        return self.metrics.render(gauges)
+        return self.metrics.render({**gauges, **health_gauges(self.imap)})
 
     def _outbox_gauges(self) -> dict[str, float]:
         """Mail waiting and mail given up, as the store has them (all replicas)."""
@@ -230,6 +246,9 @@ class Daemon:
             await server.wait_closed()
         # Let messages being stored finish their commit before the process ends.
         loop = asyncio.get_running_loop()
+        if self.imap is not None:
+            # Its batch in hand is stored and moved, or left in the folder.
+            await loop.run_in_executor(None, self.imap.close)
         if self.writer is not None:
             # Blocks the loop while the writers finish: nothing else runs by now.
             self.writer.close()

@@ -15,6 +15,9 @@ _HELP = {
     "cocmail_smtp_errors_total": "Unexpected errors in SMTP/LMTP sessions (answered 451).",
     "cocmail_outbox_total": "Outgoing mail attempts by outcome (sent, deferred, failed, "
                             "cancelled) and kind.",
+    "cocmail_imap_messages_total": "Messages taken from the IMAP folder by outcome (stored, "
+                                   "duplicate, quarantined, too-big).",
+    "cocmail_imap_connections_total": "IMAP connection attempts by outcome.",
     "cocmail_sweep_total": "Sweeps of the scheduler by task (escalation, hand-off, digest) "
                            "and outcome (ok, failed).",
 }

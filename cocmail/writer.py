@@ -33,14 +33,28 @@ class Writer(Protocol):
 
     async def store(self, delivery: Delivery) -> Accepted: ...
 
+    async def store_many(self, deliveries: list[Delivery]) -> list[Accepted | Exception]:
+        """Store ``deliveries`` in the order given (the IMAP poller's batch); each
+        result is what ``store`` would have returned or raised."""
+        ...
+
     def close(self) -> None: ...
+
+
+def settled(results: list[Accepted | BaseException]) -> list[Accepted | Exception]:
+    """``gather(..., return_exceptions=True)``'s results; a cancellation is raised."""
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, Exception):
+            raise result
+    return [r for r in results if isinstance(r, Accepted | Exception)]
 
 
 class BatchWriter:
     def __init__(self, intake: Intake, threads: int, metrics: Metrics) -> None:
         self.intake = intake
         self.metrics = metrics
-        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        # Each entry is one delivery, or several that must be stored in order.
+        self._queue: queue.SimpleQueue[list[_Item] | None] = queue.SimpleQueue()
         self._threads = [
             threading.Thread(target=self._run, name=f"intake-writer-{i}", daemon=True)
             for i in range(threads)
@@ -51,9 +65,16 @@ class BatchWriter:
     async def store(self, delivery: Delivery) -> Accepted:
         return await asyncio.wrap_future(self.submit(delivery))
 
+    async def store_many(self, deliveries: list[Delivery]) -> list[Accepted | Exception]:
+        # One queue entry: one writer stores them, in one transaction, in order.
+        futures: list[Future[Accepted]] = [Future() for _ in deliveries]
+        self._queue.put(list(zip(deliveries, futures, strict=True)))
+        return settled(await asyncio.gather(*(asyncio.wrap_future(f) for f in futures),
+                                            return_exceptions=True))
+
     def submit(self, delivery: Delivery) -> Future[Accepted]:
         future: Future[Accepted] = Future()
-        self._queue.put((delivery, future))
+        self._queue.put([(delivery, future)])
         return future
 
     def close(self) -> None:
@@ -68,7 +89,7 @@ class BatchWriter:
             item = self._queue.get()
             if item is None:
                 return
-            batch = [item]
+            batch = list(item)
             stop = False
             while len(batch) < MAX_BATCH:
                 try:
@@ -78,7 +99,7 @@ class BatchWriter:
                 if more is None:
                     stop = True
                     break
-                batch.append(more)
+                batch += more
             self._store(batch)
             if stop:
                 return

@@ -27,7 +27,7 @@ from cocmail.errors import StoreUnavailable
 from cocmail.intake import Accepted, Delivery
 from cocmail.metrics import Metrics
 from cocmail.outbox.enqueue import Enqueue
-from cocmail.writer import MAX_BATCH, BatchWriter
+from cocmail.writer import MAX_BATCH, BatchWriter, settled
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,29 @@ class ProcessWriter:
             self._restart("could not send to it")
             raise StoreUnavailable("the intake writer is restarting") from None
         return await future
+
+    async def store_many(self, deliveries: list[Delivery]) -> list[Accepted | Exception]:
+        """In order: the small ones go down the pipe together (the process stores what
+        it reads in arrival order); a large one waits for those before it."""
+        results: list[Accepted | Exception] = []
+        pending: list[asyncio.Task[Accepted]] = []
+
+        async def settle() -> None:
+            results.extend(settled(await asyncio.gather(*pending, return_exceptions=True)))
+            pending.clear()
+
+        for delivery in deliveries:
+            if len(delivery.raw) > PIPE_UP_TO:
+                await settle()
+                try:
+                    results.append(await self.in_process.store(delivery))
+                except Exception as exc:  # reported in its place, as store() raises it
+                    results.append(exc)
+            else:
+                # Created now, so each is sent down the pipe before the next.
+                pending.append(asyncio.ensure_future(self.store(delivery)))
+        await settle()
+        return results
 
     def _on_results(self) -> None:
         assert self._conn is not None

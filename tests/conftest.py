@@ -25,6 +25,10 @@ import pytest
 
 from cocmail.store import migrate
 from cocmail.store.db import Store
+from tests.dovecot import PASSWORD as DOVECOT_PASSWORD
+from tests.dovecot import USER as DOVECOT_USER
+from tests.dovecot import Dovecot
+from tests.dovecot import available as dovecot_available
 from tests.sink import Sink
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -318,6 +322,26 @@ def sink() -> Iterator[Sink]:
     relay.start()
     yield relay
     relay.stop()
+
+
+@pytest.fixture
+def dovecot() -> Iterator[Dovecot]:
+    """A private Dovecot on a loopback port (see tests/dovecot.py)."""
+    if not dovecot_available():
+        missing("Dovecot (Debian package dovecot-imapd; started as root)")
+    server = Dovecot(free_port())
+    server.start()
+    yield server
+    server.remove()
+
+
+def imap_from(server: Dovecot, tmp_path: Path, **overrides: Any) -> dict[str, Any]:
+    """The [imap] section that drains ``server``'s INBOX."""
+    password = tmp_path / "imap.pass"
+    password.write_text(DOVECOT_PASSWORD + "\n")
+    return {"host": "127.0.0.1", "port": server.port, "security": "none",
+            "username": DOVECOT_USER, "password_file": str(password), "timeout": "10s",
+            **overrides}
 
 
 def relay_to(sink: Sink, **overrides: Any) -> dict[str, Any]:

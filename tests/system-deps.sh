@@ -5,6 +5,7 @@
 missing=""
 command -v swaks >/dev/null 2>&1 || missing="$missing swaks"
 [ -x /usr/sbin/postfix ] || missing="$missing postfix"
+[ -x /usr/sbin/dovecot ] || missing="$missing dovecot-imapd"
 [ -z "$missing" ] && exit 0
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -22,7 +22,7 @@ from typing import Protocol
 import aiosmtplib
 
 from cocmail.config import Delivery
-from cocmail.errors import ConfigError
+from cocmail.secret import read_secret
 
 
 class DeliveryError(Exception):
@@ -176,15 +176,4 @@ def _describe(exc: BaseException) -> str:
 
 
 def _password(config: Delivery) -> str | None:
-    if config.password_env is not None:
-        value = os.environ.get(config.password_env)
-        if not value:
-            raise ConfigError("delivery.password_env", f"${config.password_env} is not set")
-        return value
-    if config.password_file is not None:
-        try:
-            return config.password_file.read_text().strip()
-        except OSError as exc:
-            raise ConfigError("delivery.password_file",
-                              f"{config.password_file}: {exc.strerror}") from None
-    return None
+    return read_secret("delivery", config.password_file, config.password_env)

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -290,3 +291,16 @@ class Handoff(Base):
     outgoing: Mapped[list[str]] = mapped_column(JSON)
     incoming: Mapped[list[str]] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class ImapState(Base):
+    """How far the IMAP poller has read a folder: the last UID it stored, under the
+    folder's UIDVALIDITY (a new UIDVALIDITY means the UIDs start over)."""
+
+    __tablename__ = "imap_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account: Mapped[str] = mapped_column(String(400), unique=True)  # user@host/folder
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

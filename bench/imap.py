@@ -1,0 +1,108 @@
+"""IMAP benchmark: how fast cocmail drains a mailbox, against a bare imapclient
+loop, in the same run.
+
+    python bench/imap.py [--messages N] [--rounds R]
+
+A private Dovecot (as the tests start it; needs root and dovecot-imapd) gets N
+(default 1,000) 4 KB reports appended to its INBOX. Then, in turn for R rounds:
+(a) a bare loop with imapclient fetches them (BODY.PEEK[], 50 at a time) and
+moves them to another folder, storing nothing; (b) `cocmail serve` on SQLite,
+with the messages already waiting, drains them: each is parsed, routed and
+committed (with the acknowledgement and the members' mail queued) before it is
+moved. The bare loop is timed from its login, cocmail from its start (it logs
+in at once), each to the moment the INBOX is empty. Prints messages/s for
+each, each round's ratio and the median ratio (target: cocmail at least 0.5 x
+the bare loop). All traffic is on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import ROOT, free_port, report, start_cocmail
+
+sys.path.insert(0, str(ROOT))
+from tests.dovecot import PASSWORD, USER, Dovecot, available
+
+BATCH = 50
+
+
+def fill(dovecot: Dovecot, count: int, tag: str) -> None:
+    with dovecot.client() as client:
+        for n in range(count):
+            sender = f"reporter{n}@reporter.example"
+            client.append("INBOX", report(4096, f"{tag}-{n}", message_id=f"{tag}-{n}@bench",
+                                          sender=sender))
+
+
+def bare(dovecot: Dovecot) -> float:
+    """Seconds for a loop that fetches and moves every message, storing nothing."""
+    with dovecot.client() as client:
+        if not client.folder_exists("bare-processed"):
+            client.create_folder("bare-processed")
+        start = time.perf_counter()
+        client.select_folder("INBOX")
+        uids = sorted(client.search("ALL"))
+        for begin in range(0, len(uids), BATCH):
+            chunk = uids[begin:begin + BATCH]
+            fetched = client.fetch(chunk, ["BODY.PEEK[]"])
+            assert all(fetched[uid][b"BODY[]"] for uid in chunk)
+            client.move(chunk, "bare-processed")
+        return time.perf_counter() - start
+
+
+def inbox_count(dovecot: Dovecot) -> int:
+    with dovecot.client() as client:
+        return int(client.folder_status("INBOX", [b"MESSAGES"])[b"MESSAGES"])
+
+
+def drained_by_cocmail(dovecot: Dovecot, directory: Path) -> float:
+    """Seconds from cocmail's start (its SMTP port open; it logs in to Dovecot at
+    the same moment) to an empty INBOX."""
+    password = directory / "imap.pass"
+    password.write_text(PASSWORD)
+    extra = (f'\n[imap]\nhost = "127.0.0.1"\nport = {dovecot.port}\nsecurity = "none"\n'
+             f'username = "{USER}"\npassword_file = "{password}"\nbatch = {BATCH}\n')
+    server = start_cocmail(directory, extra=extra)
+    try:
+        start = time.perf_counter()
+        while inbox_count(dovecot) > 0:
+            time.sleep(0.05)
+        return time.perf_counter() - start
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    if not available():
+        sys.exit("bench/imap.py: needs /usr/sbin/dovecot (dovecot-imapd) and root")
+    dovecot = Dovecot(free_port())
+    dovecot.start()
+    ratios = []
+    try:
+        print(f"imap: {args.messages} reports of 4 KB in Dovecot's INBOX, {args.rounds} rounds")
+        for round_ in range(1, args.rounds + 1):
+            fill(dovecot, args.messages, f"bare{round_}")
+            bare_rate = args.messages / bare(dovecot)
+            fill(dovecot, args.messages, f"cocmail{round_}")
+            with tempfile.TemporaryDirectory() as directory:
+                cocmail_rate = args.messages / drained_by_cocmail(dovecot, Path(directory))
+            ratios.append(cocmail_rate / bare_rate)
+            print(f"  round {round_}: bare imapclient loop {bare_rate:6.0f} msg/s, "
+                  f"cocmail (SQLite) {cocmail_rate:6.0f} msg/s, ratio {ratios[-1]:.2f}")
+        print(f"  median ratio: {statistics.median(ratios):.2f}  (target >= 0.50)")
+    finally:
+        dovecot.remove()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,436 @@
+"""IMAP intake: drain a hosted mailbox into the same intake as SMTP.
+
+One thread in ``cocmail serve`` keeps one connection (imapclient): it takes the
+messages of ``imap.folder`` oldest first by UID, fetches them with
+``BODY.PEEK[]`` (nothing is marked read by a fetch), hands them to the intake
+writer in order, and only once the store has committed them moves them to
+``imap.processed_folder`` (MOVE, or COPY + ``\\Deleted`` + UID EXPUNGE) or flags
+them (``imap.after = "flag"``). Quarantined messages (unparseable ones among
+them) go to ``imap.quarantine_folder``, so no message blocks the ones behind it.
+
+Where it can go wrong, it goes wrong the same way: any error on the connection
+(a refused or dropped connection, a login failure, a BYE during IDLE, an abort
+that is not an ``OSError``, a timeout) closes it and reconnects after a backoff
+(1 s doubling to 5 min, with jitter), with one log line saying what happened and
+the health state saying so. The store being down is the same: the message stays
+in the folder. A message is moved only after its commit, so a crash between the
+two leaves it in the folder; it is fetched again and recognised as a duplicate.
+
+Where the server has IDLE, the thread waits in IDLE (re-issued every
+``imap.idle_renew``, before the server's 30 minutes); otherwise it looks every
+``imap.poll_interval``. It stores the last UID it took and the folder's
+UIDVALIDITY: with ``after = "flag"`` messages stay in the folder and the UID
+says where to go on; a new UIDVALIDITY starts over from the first message (the
+copies already stored are recognised by Message-ID and bytes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import logging
+import random
+import re
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from imapclient import IMAPClient
+from imapclient.exceptions import CapabilityError
+from sqlalchemy import select
+
+from cocmail.addresses import Recipient, split_recipient
+from cocmail.clock import Clock
+from cocmail.config import Config
+from cocmail.errors import AddressError, StoreUnavailable
+from cocmail.intake import Accepted, Delivery
+from cocmail.metrics import Metrics
+from cocmail.secret import oauth2_token, read_secret
+from cocmail.store.db import Store
+from cocmail.store.models import ImapState
+from cocmail.writer import Writer
+
+log = logging.getLogger(__name__)
+
+BACKOFF_FIRST = 1.0
+BACKOFF_MAX = 300.0
+# Bodies fetched in one command: at most this many bytes (and imap.batch messages).
+FETCH_BYTES = 16 * 1024 * 1024
+# Headers a receiving server writes with the address the message was delivered to.
+_DELIVERED_TO = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To")
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+
+
+class ConnectionLost(Exception):
+    """The server ended the session (BYE) or the socket closed under us."""
+
+
+@dataclass
+class Health:
+    connected: bool = False
+    since: float = 0.0  # time.monotonic() of the last change
+    detail: str = "not started"
+
+
+class ImapPoller:
+    def __init__(self, config: Config, store: Store, writer: Writer, metrics: Metrics,
+                 clock: Clock, loop: asyncio.AbstractEventLoop,
+                 on_stored: Callable[[], None] | None = None) -> None:
+        assert config.imap is not None
+        self.config = config
+        self.imap = config.imap
+        self.store = store
+        self.writer = writer
+        self.metrics = metrics
+        self.clock = clock
+        self.loop = loop
+        self.on_stored = on_stored
+        self.account = f"{self.imap.username}@{self.imap.host}/{self.imap.folder}"
+        self.health = Health(since=time.monotonic())
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="imap-poller", daemon=True)
+        self._client: IMAPClient | None = None
+
+    # -- life cycle ---------------------------------------------------------
+
+    def start(self) -> None:
+        if self.imap.security == "none":
+            log.warning("imap: %s:%d without TLS (imap.security = \"none\"): the password "
+                        "and every report cross the network in clear text",
+                        self.imap.host, self.imap.port)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop after the batch in hand (stored and moved, or left in the folder)."""
+        self._stop.set()
+        self._thread.join(self.imap.timeout.total_seconds() + 10)
+
+    def status(self) -> tuple[bool, str]:
+        """For /healthz: False once the mailbox has been out of reach for a minute."""
+        health = self.health
+        down_for = time.monotonic() - health.since
+        if health.connected:
+            return True, "imap: connected"
+        return down_for < 60, f"imap: not connected for {down_for:.0f} s: {health.detail}"
+
+    def _set_health(self, connected: bool, detail: str) -> None:
+        if connected != self.health.connected:
+            self.health = Health(connected, time.monotonic(), detail)
+        else:
+            self.health.detail = detail
+        self.metrics.inc("cocmail_imap_connections_total",
+                         outcome="connected" if connected else "failed")
+
+    def _run(self) -> None:
+        backoff = BACKOFF_FIRST
+        while not self._stop.is_set():
+            try:
+                client = self._connect()
+            except Exception as exc:
+                self._failed(f"cannot connect to {self.imap.host}:{self.imap.port}: "
+                             f"{_describe(exc)}", backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                continue
+            self._client = client
+            self._set_health(True, "connected")
+            log.info("imap: connected to %s:%d as %s", self.imap.host, self.imap.port,
+                     self.imap.username)
+            connected_at = time.monotonic()
+            try:
+                self._serve(client)
+                backoff = BACKOFF_FIRST
+            except Exception as exc:
+                if time.monotonic() - connected_at > 30:
+                    backoff = BACKOFF_FIRST  # it worked for a while: start the backoff over
+                if isinstance(exc, StoreUnavailable):
+                    what = f"the store is unavailable ({exc}); messages stay in {self.imap.folder}"
+                else:
+                    what = (f"connection to {self.imap.host}:{self.imap.port} lost: "
+                            f"{_describe(exc)}")
+                self._failed(what, backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+            finally:
+                self._client = None
+                _close(client)
+
+    def _failed(self, what: str, backoff: float) -> None:
+        wait = backoff * random.uniform(0.8, 1.2)
+        if not self._stop.is_set():
+            log.error("imap: %s; trying again in %.0f s", what, wait)
+        self._set_health(False, what)
+        self._stop.wait(wait)
+
+    # -- one connection -----------------------------------------------------
+
+    def _connect(self) -> IMAPClient:
+        imap = self.imap
+        context = ssl.create_default_context(
+            cafile=str(imap.tls_ca_file) if imap.tls_ca_file else None)
+        timeout = imap.timeout.total_seconds()
+        client = IMAPClient(imap.host, imap.port, use_uid=True, ssl=imap.security == "tls",
+                            ssl_context=context, timeout=timeout)
+        try:
+            if imap.security == "starttls":
+                client.starttls(context)
+            if imap.auth == "xoauth2":
+                client.oauth2_login(imap.username, oauth2_token(
+                    "imap", imap.oauth2_token_file, imap.oauth2_token_command))
+            else:
+                client.login(imap.username,
+                             read_secret("imap", imap.password_file, imap.password_env) or "")
+            for folder in self._folders():
+                if not client.folder_exists(folder):
+                    client.create_folder(folder)
+                    log.info("imap: created folder %s", folder)
+        except BaseException:
+            _close(client)
+            raise
+        return client
+
+    def _folders(self) -> list[str]:
+        imap = self.imap
+        return [imap.processed_folder, imap.quarantine_folder] if imap.after == "move" \
+            else [imap.quarantine_folder]
+
+    def _serve(self, client: IMAPClient) -> None:
+        """Drain the folder, wait for more, drain again, until told to stop."""
+        selected = client.select_folder(self.imap.folder)
+        uidvalidity = int(selected[b"UIDVALIDITY"])
+        last_uid = self._position(uidvalidity)
+        idle = self.imap.idle and client.has_capability("IDLE")
+        if not idle:
+            log.info("imap: %s", "IDLE is off (imap.idle)" if self.imap.idle is False
+                     else "the server has no IDLE: looking every "
+                     f"{self.imap.poll_interval.total_seconds():g} s")
+        while not self._stop.is_set():
+            last_uid = self._drain(client, uidvalidity, last_uid)
+            if self._stop.is_set():
+                return
+            if idle:
+                self._idle(client)
+            else:
+                self._stop.wait(self.imap.poll_interval.total_seconds())
+            # A folder deleted and made again under the same name (a restore) sends
+            # nothing to a session that has the old one selected: ask its name.
+            status = client.folder_status(self.imap.folder, [b"UIDVALIDITY"])
+            if int(status[b"UIDVALIDITY"]) != uidvalidity:
+                selected = client.select_folder(self.imap.folder)
+                uidvalidity = int(selected[b"UIDVALIDITY"])
+                last_uid = self._position(uidvalidity)
+
+    def _idle(self, client: IMAPClient) -> None:
+        """Wait in IDLE until the folder changes, the renewal is due, or a stop."""
+        client.idle()
+        renew_at = time.monotonic() + self.imap.idle_renew.total_seconds()
+        changed, early = False, 0
+        while not self._stop.is_set() and not changed and time.monotonic() < renew_at:
+            began = time.monotonic()
+            responses = client.idle_check(timeout=1.0)
+            if not responses and time.monotonic() - began < 0.5:
+                # Nothing, and at once: once the socket has closed, idle_check
+                # returns [] immediately for ever. Not a loop to spin in.
+                early += 1
+                if early >= 3:
+                    raise ConnectionLost("the connection closed during IDLE")
+                continue
+            early = 0
+            for response in responses:
+                if b"BYE" in response:
+                    raise ConnectionLost(f"the server said BYE during IDLE: {response!r}")
+                if b"EXISTS" in response or b"RECENT" in response:
+                    changed = True
+        client.idle_done()
+
+    def _position(self, uidvalidity: int) -> int:
+        """The last UID taken from this folder, under ``uidvalidity`` (0: from the start)."""
+        with self.store.unit_of_work() as session:
+            state = session.scalars(select(ImapState).where(
+                ImapState.account == self.account)).one_or_none()
+            if state is None:
+                session.add(ImapState(account=self.account, uidvalidity=uidvalidity,
+                                      last_uid=0, updated_at=self.clock.now()))
+                return 0
+            if state.uidvalidity != uidvalidity:
+                log.warning("imap: %s has a new UIDVALIDITY (%d, was %d): reading it from "
+                            "the start; messages stored before are recognised as duplicates",
+                            self.imap.folder, uidvalidity, state.uidvalidity)
+                state.uidvalidity, state.last_uid = uidvalidity, 0
+                state.updated_at = self.clock.now()
+            return int(state.last_uid)
+
+    def _advance(self, uidvalidity: int, last_uid: int) -> None:
+        with self.store.unit_of_work() as session:
+            state = session.scalars(select(ImapState).where(
+                ImapState.account == self.account)).one()
+            if state.uidvalidity == uidvalidity and last_uid > state.last_uid:
+                state.last_uid = last_uid
+                state.updated_at = self.clock.now()
+
+    # -- taking messages ----------------------------------------------------
+
+    def _drain(self, client: IMAPClient, uidvalidity: int, last_uid: int) -> int:
+        """Store and move every message waiting, oldest first; the new last UID."""
+        if self.imap.after == "move":
+            # Whatever is still in the folder has not been moved: new, or stored
+            # just before a crash (then it is recognised as a duplicate).
+            uids = sorted(client.search("ALL"))
+        else:
+            uids = sorted(u for u in client.search(["UID", f"{last_uid + 1}:*"])
+                          if u > last_uid)
+        if not uids:
+            return last_uid
+        log.info("imap: %d message(s) waiting in %s", len(uids), self.imap.folder)
+        try:
+            for chunk in _chunks(uids, self.imap.batch):
+                if self._stop.is_set():
+                    break
+                sizes = {uid: int(data[b"RFC822.SIZE"])
+                         for uid, data in client.fetch(chunk, ["RFC822.SIZE"]).items()}
+                for group in _by_size([u for u in chunk if u in sizes], sizes, FETCH_BYTES):
+                    last_uid = max(last_uid, self._take(client, group, sizes))
+        finally:
+            # Once a drain, not once a batch (a write of its own on SQLite's one
+            # lock): after a crash the rest is fetched again and found stored.
+            with contextlib.suppress(StoreUnavailable):
+                self._advance(uidvalidity, last_uid)
+        return last_uid
+
+    def _take(self, client: IMAPClient, uids: list[int], sizes: dict[int, int]) -> int:
+        """Fetch, store and then move ``uids``; the highest UID dealt with. Raises
+        ``StoreUnavailable`` after moving the ones stored before the failure."""
+        limit = self.config.smtp.max_message_size
+        too_big = [u for u in uids if sizes[u] > limit]
+        for uid in too_big:
+            log.error("imap: message UID %d is %d bytes, over smtp.max_message_size (%d): "
+                      "moved to %s without storing it; forward it in parts",
+                      uid, sizes[uid], limit, self.imap.quarantine_folder)
+            self.metrics.inc("cocmail_imap_messages_total", outcome="too-big")
+        wanted = [u for u in uids if u not in too_big]
+        fetched = client.fetch(wanted, ["BODY.PEEK[]"]) if wanted else {}
+        order = [u for u in wanted if u in fetched]  # expunged meanwhile: gone
+        deliveries = [self._delivery(bytes(fetched[u][b"BODY[]"])) for u in order]
+        results = self._store(deliveries) if deliveries else []
+        stored: list[int] = []
+        quarantined = list(too_big)
+        failure: Exception | None = None
+        for uid, result in zip(order, results, strict=True):
+            if isinstance(result, Exception):
+                failure = result
+                break
+            (quarantined if result.quarantine_reason else stored).append(uid)
+            self.metrics.inc("cocmail_imap_messages_total",
+                             outcome="duplicate" if result.duplicate else
+                             "quarantined" if result.quarantine_reason else "stored")
+        self._finish(client, stored, quarantined)
+        if (stored or quarantined) and self.on_stored is not None:
+            self.loop.call_soon_threadsafe(self.on_stored)
+        if failure is not None:
+            if isinstance(failure, StoreUnavailable):
+                raise failure
+            raise StoreUnavailable(f"storing failed: {_describe(failure)}") from failure
+        return max([*stored, *quarantined], default=0)
+
+    def _store(self, deliveries: list[Delivery]) -> list[Accepted | Exception]:
+        future = asyncio.run_coroutine_threadsafe(self.writer.store_many(deliveries), self.loop)
+        return future.result()
+
+    def _finish(self, client: IMAPClient, stored: list[int], quarantined: list[int]) -> None:
+        imap = self.imap
+        if stored:
+            if imap.after == "move":
+                _move(client, stored, imap.processed_folder)
+            else:
+                client.add_flags(stored, [imap.flag.encode()])
+        if quarantined:
+            _move(client, quarantined, imap.quarantine_folder)
+
+    def _delivery(self, raw: bytes) -> Delivery:
+        head = _HEADER_END.split(raw, maxsplit=1)[0]
+        message = email.message_from_bytes(head + b"\r\n\r\n")
+        return Delivery(raw, _return_path(message.get_all("Return-Path") or []),
+                        self._recipients(message), "imap")
+
+    def _recipients(self, message: email.message.Message) -> tuple[Recipient, ...]:
+        """Where the message was addressed among our addresses: what the receiving
+        server recorded, else To and Cc; the conduct address when none is ours."""
+        committee = self.config.committee
+        found: dict[str, Recipient] = {}
+        for names in (_DELIVERED_TO, ("To", "Cc")):
+            values = [str(v) for name in names for v in (message.get_all(name) or [])]
+            for _, address in email.utils.getaddresses(values):
+                try:
+                    recipient = split_recipient(address, committee)
+                except AddressError:
+                    continue
+                found.setdefault(recipient.address, recipient)
+            if found:
+                break
+        if not found:
+            return (split_recipient(committee.address, committee),)
+        return tuple(found.values())
+
+
+def _move(client: IMAPClient, uids: list[int], folder: str) -> None:
+    try:
+        client.move(uids, folder)
+    except CapabilityError:
+        client.copy(uids, folder)
+        client.add_flags(uids, [b"\\Deleted"])
+        if client.has_capability("UIDPLUS"):
+            client.uid_expunge(uids)
+        else:
+            client.expunge()
+
+
+def _return_path(values: Sequence[str]) -> str | None:
+    """The envelope sender the receiving server recorded ('' for a bounce's <>)."""
+    if not values:
+        return None
+    value = str(values[0]).strip()
+    if value in ("<>", ""):
+        return ""
+    return email.utils.parseaddr(value)[1] or None
+
+
+def _chunks(items: Sequence[int], size: int) -> Iterable[list[int]]:
+    for start in range(0, len(items), size):
+        yield list(items[start:start + size])
+
+
+def _by_size(uids: list[int], sizes: dict[int, int], limit: int) -> Iterable[list[int]]:
+    """``uids`` in order, in groups of at most ``limit`` bytes (one message at least)."""
+    group: list[int] = []
+    total = 0
+    for uid in uids:
+        if group and total + sizes[uid] > limit:
+            yield group
+            group, total = [], 0
+        group.append(uid)
+        total += sizes[uid]
+    if group:
+        yield group
+
+
+def _close(client: IMAPClient) -> None:
+    try:
+        client.logout()
+    except Exception:  # the connection may be gone already: only the socket is left
+        try:
+            client.shutdown()
+        except Exception as exc:
+            log.debug("imap: closing the socket: %s", exc)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def health_gauges(poller: ImapPoller | None) -> dict[str, float]:
+    if poller is None:
+        return {}
+    return {"cocmail_imap_connected": 1.0 if poller.health.connected else 0.0}
+

@@ -1,0 +1,205 @@
+"""IMAP intake against a real Dovecot: `cocmail serve` drains the mailbox into the
+store, in order, moves what it stored, and survives the server going away."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from cocmail import config as config_module
+from cocmail.store.db import Store
+from cocmail.store.models import Message
+from tests.conftest import Server, imap_from, relay_to
+from tests.dovecot import Dovecot
+from tests.mail import message, send
+from tests.sink import Sink
+
+PROCESSED = "cocmail-processed"
+QUARANTINE = "cocmail-quarantine"
+
+
+def _wait(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        time.sleep(0.3)
+
+
+def _reports(tag: str, count: int, start: int = 0) -> list[bytes]:
+    return [message(sender=f"reporter{n}@reporter.example", subject=f"report {n}",
+                    message_id=f"{tag}-{n}@reporter.example")
+            for n in range(start, start + count)]
+
+
+def _first_message_ids(server: Server) -> list[str]:
+    """For each case in order, the Message-ID of the message that opened it (read
+    from the store: one CLI call per case would take a second each)."""
+    store = Store(config_module.load(server.config).database.url)
+    try:
+        with store.unit_of_work() as session:
+            first = (select(func.min(Message.id)).where(Message.case_id.is_not(None))
+                     .group_by(Message.case_id))
+            return [m or "" for m in session.scalars(
+                select(Message.message_id).where(Message.id.in_(first))
+                .order_by(Message.case_id))]
+    finally:
+        store.dispose()
+
+
+def test_messages_before_and_during_idle_are_stored_in_order_and_moved(
+        serve, dovecot: Dovecot, db_url: str, tmp_path: Path) -> None:
+    dovecot.append("INBOX", _reports("early", 3))
+    server: Server = serve(db_url, imap=imap_from(dovecot, tmp_path))
+    _wait("the first three are moved", lambda: len(dovecot.uids(PROCESSED)) == 3)
+    assert dovecot.uids("INBOX") == []
+    # Now the poller waits in IDLE: two more arrive.
+    dovecot.append("INBOX", _reports("idle", 2, start=3))
+    _wait("all five are moved", lambda: len(dovecot.uids(PROCESSED)) == 5)
+    assert _first_message_ids(server) == (
+        [f"early-{n}@reporter.example" for n in range(3)]
+        + [f"idle-{n}@reporter.example" for n in range(3, 5)])
+    assert dovecot.message_ids(PROCESSED) == [f"<{m}>" for m in _first_message_ids(server)]
+    # Fetched with BODY.PEEK[]: nothing was marked read.
+    assert all(b"\\Seen" not in flags for flags in dovecot.flags(PROCESSED).values())
+    case = server.json("case", "show", "1")
+    assert case["messages"][0]["channel"] == "imap"
+    assert case["participants"][0]["role"] == "reporter"
+    assert "cocmail_imap_connected 1" in _metrics(server)
+    assert "imap: connected" in _health(server)
+
+
+def test_a_reply_by_imap_joins_its_case_and_a_copy_by_smtp_is_stored_once(
+        serve, dovecot: Dovecot, sink: Sink, db_url: str, tmp_path: Path) -> None:
+    server: Server = serve(db_url, imap=imap_from(dovecot, tmp_path), delivery=relay_to(sink))
+    report = message(message_id="both-ways@reporter.example")
+    assert send(server.smtp_port, report)[0] == 250
+    # The provider forwarded it and kept a copy in the mailbox: same bytes.
+    dovecot.append("INBOX", [report])
+    _wait("the copy is moved", lambda: len(dovecot.uids(PROCESSED)) == 1)
+    assert len(server.json("cases", "list")) == 1
+    assert server.json("case", "show", "1")["message_count"] == 1
+    # The reporter answers to their reply address; it reaches the mailbox.
+    reply_to = next(p["reply_address"] for p in server.json("case", "show", "1")["participants"]
+                    if p["role"] == "reporter")
+    dovecot.append("INBOX", [message(to=reply_to, subject="Re: more",
+                                     message_id="reply@reporter.example",
+                                     headers={"Delivered-To": reply_to})])
+    _wait("the reply is moved", lambda: len(dovecot.uids(PROCESSED)) == 2)
+    case = server.json("case", "show", "1")
+    assert [m["message_id"] for m in case["messages"]] == [
+        "both-ways@reporter.example", "reply@reporter.example"]
+    assert case["messages"][1]["verified"] is True
+
+
+def test_a_connection_killed_mid_batch_loses_and_duplicates_nothing(
+        serve, dovecot: Dovecot, db_url: str, tmp_path: Path) -> None:
+    total = 600  # enough that the stop comes while they are being taken
+    dovecot.append("INBOX", _reports("kill", total))
+    server: Server = serve(db_url, imap=imap_from(dovecot, tmp_path, batch=5))
+    _wait("some are moved", lambda: len(dovecot.uids(PROCESSED)) >= 10, timeout=60)
+    dovecot.stop()  # every connection drops, mid-batch
+    assert len(_first_message_ids(server)) < total, "all were taken before the stop"
+    time.sleep(1.5)
+    dovecot.start()
+    _wait("all are moved", lambda: len(dovecot.uids(PROCESSED)) == total, timeout=120)
+    assert dovecot.uids("INBOX") == []
+    opened = _first_message_ids(server)
+    assert sorted(opened) == sorted(f"kill-{n}@reporter.example" for n in range(total))
+    assert opened == [f"kill-{n}@reporter.example" for n in range(total)]  # in order
+    assert "imap: connection to" in server.log() or "imap: cannot connect" in server.log()
+    # Each message once in the processed folder, too.
+    moved = dovecot.message_ids(PROCESSED)
+    assert len(moved) == len(set(moved)) == total
+
+
+def test_a_new_uidvalidity_loses_and_duplicates_nothing(
+        serve, dovecot: Dovecot, db_url: str, tmp_path: Path) -> None:
+    folder = "conduct-in"
+    first = _reports("uv", 3)
+    dovecot.append(folder, first)
+    # IDLE renewed every 2 s: the renewal is when a recreated folder is noticed.
+    server: Server = serve(db_url, imap=imap_from(dovecot, tmp_path, folder=folder,
+                                                  after="flag", idle_renew="2s"))
+    _wait("three cases", lambda: len(server.json("cases", "list")) == 3)
+    _wait("three flagged", lambda: all(b"$CocmailStored" in f
+                                       for f in dovecot.flags(folder).values()))
+    # The folder is recreated (a restore, a migration): UIDs start over.
+    with dovecot.client() as client:
+        client.delete_folder(folder)
+    dovecot.append(folder, [*first, *_reports("uv", 2, start=3)])
+    _wait("five cases", lambda: len(server.json("cases", "list")) == 5, timeout=90)
+    time.sleep(2)
+    assert _first_message_ids(server) == [f"uv-{n}@reporter.example" for n in range(5)]
+    assert "new UIDVALIDITY" in server.log()
+    _wait("all five flagged", lambda: all(b"$CocmailStored" in f
+                                          for f in dovecot.flags(folder).values()))
+    assert len(dovecot.uids(folder)) == 5  # "flag" leaves them where they are
+
+
+def test_a_malformed_message_is_quarantined_and_the_next_one_still_taken(
+        serve, dovecot: Dovecot, db_url: str, tmp_path: Path) -> None:
+    dovecot.append("INBOX", [b"this is not a mail message\r\nat all\r\n",
+                             *_reports("after", 1)])
+    server: Server = serve(db_url, imap=imap_from(dovecot, tmp_path))
+    _wait("one quarantined, one moved", lambda: len(dovecot.uids(QUARANTINE)) == 1
+          and len(dovecot.uids(PROCESSED)) == 1)
+    assert dovecot.uids("INBOX") == []
+    [entry] = server.json("quarantine", "list")
+    assert entry["reason"] == "unparseable"
+    assert _first_message_ids(server) == ["after-0@reporter.example"]
+
+
+def test_a_wrong_password_is_retried_with_a_clear_line_and_health_says_so(
+        serve, dovecot: Dovecot, db_url: str, tmp_path: Path) -> None:
+    section = imap_from(dovecot, tmp_path)
+    Path(section["password_file"]).write_text("wrong\n")
+    dovecot.append("INBOX", _reports("late", 1))
+    server: Server = serve(db_url, imap=section)
+    _wait("the failure is logged", lambda: "imap: cannot connect to" in server.log())
+    assert "LoginError" in server.log() and "trying again in" in server.log()
+    assert "cocmail_imap_connected 0" in _metrics(server)
+    # Fixed: the next attempt reads the file again and logs in.
+    Path(section["password_file"]).write_text(f"{_password()}\n")
+    _wait("the report is moved", lambda: len(dovecot.uids(PROCESSED)) == 1, timeout=60)
+    assert len(server.json("cases", "list")) == 1
+
+
+def _password() -> str:
+    from tests.dovecot import PASSWORD
+
+    return PASSWORD
+
+
+def _http(server: Server, path: str) -> str:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}{path}",
+                                    timeout=10) as response:
+            return str(response.read().decode())
+    except urllib.error.HTTPError as exc:
+        return str(exc.read().decode())
+
+
+def _metrics(server: Server) -> str:
+    return _http(server, "/metrics")
+
+
+def _health(server: Server) -> str:
+    return _http(server, "/healthz")
+
+
+def test_without_idle_the_folder_is_polled(
+        serve, dovecot: Dovecot, db_url: str, tmp_path: Path) -> None:
+    server: Server = serve(db_url, imap=imap_from(dovecot, tmp_path, idle=False,
+                                                  poll_interval="1s"))
+    _wait("connected", lambda: "imap: connected" in _health(server))
+    dovecot.append("INBOX", _reports("polled", 2))
+    _wait("both are moved", lambda: len(dovecot.uids(PROCESSED)) == 2, timeout=30)
+    assert "IDLE is off" in server.log()
+    assert _first_message_ids(server) == [f"polled-{n}@reporter.example" for n in range(2)]
