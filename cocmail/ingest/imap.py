@@ -225,7 +225,10 @@ class ImapPoller:
         """Wait in IDLE until the folder changes, the renewal is due, or a stop."""
         client.idle()
         renew_at = time.monotonic() + self.imap.idle_renew.total_seconds()
-        changed, early = False, 0
+        # Mail that arrived while the last batch was taken, or just before IDLE
+        # began, was announced in answer to another command: imaplib kept that
+        # EXISTS aside, and idle_check will not show it.
+        changed, early = _announced(client), 0
         while not self._stop.is_set() and not changed and time.monotonic() < renew_at:
             began = time.monotonic()
             responses = client.idle_check(timeout=1.0)
@@ -371,6 +374,13 @@ class ImapPoller:
         if not found:
             return (split_recipient(committee.address, committee),)
         return tuple(found.values())
+
+
+def _announced(client: IMAPClient) -> bool:
+    """Did the server announce new mail in an answer to some other command? (imaplib
+    keeps such untagged responses in ``untagged_responses``, by name.)"""
+    kept = getattr(client._imap, "untagged_responses", {})
+    return any([kept.pop(name, None) for name in ("EXISTS", "RECENT")])
 
 
 def _move(client: IMAPClient, uids: list[int], folder: str) -> None:
