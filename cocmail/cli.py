@@ -110,6 +110,7 @@ def cmd_cases_list(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_case_show(config: Config, args: argparse.Namespace) -> int:
+    from cocmail.commands.plan import plan_of
     from cocmail.schedule.escalation import sla_status
     from cocmail.views import case_detail, list_outbox, utc_text
 
@@ -124,6 +125,7 @@ def cmd_case_show(config: Config, args: argparse.Namespace) -> int:
         detail["first_response_due"] = utc_text(case.opened_at + config.sla.first_response)
         detail["sla"] = sla_status(case.opened_at, case.acknowledged_at,
                                    config.sla.first_response, SystemClock().now())
+        detail["plan"] = plan_of(session.connection(), case.id)
     if args.json:
         _print_json(detail)
         return 0
@@ -132,6 +134,7 @@ def cmd_case_show(config: Config, args: argparse.Namespace) -> int:
           f"(first response due {detail['first_response_due']}: {detail['sla']})")
     print(f"  recused: {', '.join(detail['recused']) or 'nobody'}; "
           f"decision: {detail['decision'] or 'none'}")
+    print("  plan: " + ", ".join(f"{item} {state}" for item, state in detail["plan"].items()))
     print("Participants:")
     for p in detail["participants"]:
         print(f"  {p['role']:<10} {p['email']}  reply to {p['reply_address']}")

@@ -31,6 +31,7 @@ from cocmail.outbox.templates import Templates
 from cocmail.schedule.digest import queue_digests
 from cocmail.schedule.escalation import escalate
 from cocmail.schedule.handoff import queue_handoffs
+from cocmail.schedule.reminders import queue_reminders
 from cocmail.secret import oauth2_token, read_secret
 from cocmail.store import migrate
 from cocmail.store.db import Store
@@ -173,6 +174,7 @@ class Daemon:
         tasks: list[tuple[str, Callable[[Session, dt.datetime], int]]] = [
             ("escalation", lambda s, now: escalate(s.connection(), self.config, enqueue, now)),
             ("hand-off", lambda s, now: queue_handoffs(s, self.config, enqueue, now)),
+            ("reminder", lambda s, now: queue_reminders(s.connection(), enqueue, now)),
             ("digest", lambda s, now: queue_digests(s, self.config, enqueue, now)),
         ]
         for name, work in tasks:

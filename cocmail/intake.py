@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -25,12 +25,16 @@ from cocmail.addresses import Recipient, split_recipient
 from cocmail.automatic import original_sender, why_automatic
 from cocmail.clock import Clock
 from cocmail.commands.base import Request
+from cocmail.commands.deciding import ACTIONS
+from cocmail.commands.party import parties
+from cocmail.commands.plan import plan_of
 from cocmail.commands.reply import carry_out
 from cocmail.config import Committee
 from cocmail.dedupe import dedupe_key
 from cocmail.errors import AddressError, StoreUnavailable
 from cocmail.outbox.enqueue import (
     CONFIRMATION,
+    PAGE,
     STATUS,
     Enqueue,
     Mail,
@@ -44,7 +48,7 @@ from cocmail.schedule.escalation import CRITICAL, critical, paged_members
 from cocmail.schedule.roster import on_duty_now, replace_unseated
 from cocmail.store import writes
 from cocmail.store.db import Store
-from cocmail.store.models import Participant, Quarantine
+from cocmail.store.models import Case, FollowUp, Message, Participant, Quarantine, Recusal
 
 log = logging.getLogger(__name__)
 
@@ -426,12 +430,85 @@ class Intake:
                            participant_id=s.participant_id, in_reply_to=roots.get(s.participant_id),
                            references=roots.get(s.participant_id),
                            data={"status_text": status}) for s in others if s.handle in paged]
+        for kind, verb in (("closed", "Closed"), ("reopened", "Reopened")):
+            if kind not in kinds:
+                continue
+            reason = kinds[kind]["data"].get("reason")
+            status = f"{verb} by {request.name_of(sender.handle)}" + (
+                f": {reason}" if reason else "")
+            mails += [Mail(STATUS, s.email, case_id, step=f"{kind}:{message_id}",
+                           participant_id=s.participant_id,
+                           in_reply_to=roots.get(s.participant_id),
+                           references=roots.get(s.participant_id),
+                           data={"status_text": status}) for s in others]
+        if "recused" in kinds:
+            mails += self._replace_triager(db, case_id, sender.handle, seats, roots)
+        if "reconvened" in kinds:
+            asked = set(kinds["reconvened"]["data"]["voters"])
+            lines = _case_summary(db, case_id)
+            mails += [Mail(STATUS, s.email, case_id, step=f"reconvened:{message_id}",
+                           participant_id=s.participant_id,
+                           in_reply_to=roots.get(s.participant_id),
+                           references=roots.get(s.participant_id),
+                           data={"status_text": f"Reconvened by {request.name_of(sender.handle)}: "
+                                                "your vote, please",
+                                 "lines": lines,
+                                 "footer": "Your vote is needed: reply to this mail."})
+                      for s in others if s.handle in asked]
+        if "decided" in kinds:
+            decided = kinds["decided"]["data"]
+            lines = [f"Decision: {decided['action']}"
+                     + ("" if decided["consensus"] else " (recorded by override)"),
+                     f"Votes: {decided['tally']}",
+                     *(f"Details: {d}" for d in decided["details"]),
+                     *_follow_ups(db, case_id)]
+            mails += [Mail(STATUS, s.email, case_id, step=f"decided:{message_id}",
+                           participant_id=s.participant_id,
+                           in_reply_to=roots.get(s.participant_id),
+                           references=roots.get(s.participant_id),
+                           data={"status_text": f"Decided: {decided['action']}",
+                                 "lines": lines}) for s in others]
         if kinds.get("severity", {}).get("data", {}).get("after") == CRITICAL:
             mails += critical(db, self.enqueue, case_id, message_id, sender.handle, seats,
                               self.clock.now())
         note_to = [request.name_of(s.handle or "") for s in others] if note else []
         mails.append(confirmation(sender.email, transcript, note_to))
         return mails
+
+    def _replace_triager(self, db: Connection, case_id: int, handle: str, seats: list[Seat],
+                         roots: dict[int, str]) -> list[Mail]:
+        """A triager recused from a case nobody has acknowledged: page the next member
+        of the rotation who can act on it instead."""
+        paged = paged_members(db, case_id)
+        waiting = db.execute(select(Case.acknowledged_at, Case.closed_at).where(
+            Case.id == case_id)).one()
+        rotation = self.enqueue.rotation
+        if handle not in paged or waiting.acknowledged_at or waiting.closed_at or not rotation:
+            return []
+        recused = set(db.execute(select(Recusal.handle).where(
+            Recusal.case_id == case_id)).scalars())
+        able = {s.handle: s for s in seats if s.handle and s.handle not in recused}
+        order = list(rotation.order)
+        start = order.index(handle) if handle in order else 0
+        candidates = [order[(start + k) % len(order)] for k in range(1, len(order))]
+        stand_in = next((h for h in candidates if h in able and h not in paged), None)
+        now = self.clock.now()
+        if stand_in is None:
+            log.error("case #%d: %s recused and nobody else can triage it", case_id, handle)
+            writes.insert_events(db, [{"case_id": case_id, "at": now, "kind": "nobody-paged",
+                                       "actor": "cocmail", "message_id": None,
+                                       "data": {"members": [], "instead_of": handle}}])
+            return []
+        writes.insert_events(db, [{"case_id": case_id, "at": now, "kind": "paged",
+                                   "actor": "cocmail", "message_id": None,
+                                   "data": {"members": [stand_in], "instead_of": handle}}])
+        first = db.execute(select(func.min(Message.id)).where(
+            Message.case_id == case_id)).scalar_one()
+        seat = able[stand_in]
+        on_duty = [h for h in paged if h != handle and h not in recused] + [stand_in]
+        return [Mail(PAGE, seat.email, case_id, participant_id=seat.participant_id,
+                     source_message_id=first, in_reply_to=roots.get(seat.participant_id),
+                     references=roots.get(seat.participant_id), data={"on_duty": on_duty})]
 
     def _prepare(self, delivery: Delivery) -> _Prepared:
         """What can be worked out before the transaction begins."""
@@ -484,6 +561,24 @@ class _Write:
     envelope_from: str | None
     message: dict[str, object] | int
     automatic: str | None  # why it is automatic: then it causes no mail
+
+
+def _case_summary(db: Connection, case_id: int) -> list[str]:
+    """What a member needs to vote: the plan's items and the parties."""
+    lines = ["Plan:"] + [f"  {item}: {state}" for item, state in plan_of(db, case_id).items()]
+    named = parties(db, case_id)
+    lines.append("Parties:" if named else "Parties: none named")
+    lines += [f"  {role}: {name + ' ' if name else ''}<{email}>" for role, email, name in named]
+    lines.append("Actions: " + ", ".join(ACTIONS))
+    lines.append('Reply "vote <action> [details]", like: vote coaching two sessions.')
+    return lines
+
+
+def _follow_ups(db: Connection, case_id: int) -> list[str]:
+    return [f"Follow-up {row.due_at:%Y-%m-%d %H:%M} UTC: {row.what}" for row in db.execute(
+        select(FollowUp.due_at, FollowUp.what).where(
+            FollowUp.case_id == case_id, FollowUp.reminded_at.is_(None))
+        .order_by(FollowUp.due_at))]
 
 
 def _looks_up(item: _Prepared) -> bool:

@@ -9,10 +9,25 @@ and ``run``; ``TABLE`` lists them, in the order ``help`` shows them.
 
 from __future__ import annotations
 
-from cocmail.commands import ack, assign, help, note, severity
+from cocmail.commands import (
+    ack,
+    assign,
+    close,
+    deciding,
+    follow_up,
+    help,
+    note,
+    party,
+    plan,
+    recuse,
+    severity,
+)
 from cocmail.commands.base import Command, Request, Result, split
 
 TABLE: dict[str, Command] = {c.name: c for c in (
-    ack.COMMAND, severity.COMMAND, assign.COMMAND, note.COMMAND, help.COMMAND)}
+    ack.COMMAND, severity.COMMAND, assign.COMMAND, party.COMMAND, plan.COMMAND,
+    deciding.RECONVENE, deciding.VOTE, deciding.DECIDE, follow_up.COMMAND, close.CLOSE,
+    close.REOPEN, recuse.COMMAND,
+    note.COMMAND, help.COMMAND)}
 
 __all__ = ["TABLE", "Command", "Request", "Result", "split"]

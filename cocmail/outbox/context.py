@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from cocmail.addresses import reply_address, without_address
 from cocmail.config import Config
-from cocmail.outbox.enqueue import ACK, CASE_CONTENT, DIGEST, ESCALATION, HANDOFF
+from cocmail.outbox.enqueue import ACK, CASE_CONTENT, DIGEST, ESCALATION, HANDOFF, REMINDER
 from cocmail.schedule.digest import member_digest, visible_cases
 from cocmail.schedule.escalation import age, sla_status
 from cocmail.store.models import Attachment, Case, Message, Outbox, Participant, Recusal
@@ -35,6 +35,7 @@ DESCRIPTIONS = {
     "digest": "the daily digest",
     "escalation": "an escalation page",
     "handoff": "the hand-off of triage duty",
+    "reminder": "a follow-up reminder",
     "status": "a status mail",
     "confirmation": "the confirmation of a reply's commands",
 }
@@ -67,6 +68,8 @@ def build(session: Session, row: Outbox, config: Config, key: bytes) -> dict[str
         "transcript": row.data.get("transcript", []),
         "note_to": row.data.get("note_to", []),
         "status_text": row.data.get("status_text", ""),
+        "status_lines": row.data.get("lines", []),
+        "status_footer": row.data.get("footer"),
         "now": row.created_at,
     }
     if row.kind == DIGEST:
@@ -123,6 +126,12 @@ def build(session: Session, row: Outbox, config: Config, key: bytes) -> dict[str
             "by": _member_name(config, str(row.data.get("by", ""))),
             "instead_of_chair": bool(row.data.get("instead_of_chair")),
             "severity": case.severity,
+        }
+    if row.kind == REMINDER:
+        context["reminder"] = {
+            "what": row.data["what"], "by": _member_name(config, str(row.data["by"])),
+            "due_at": _when(dt.datetime.fromisoformat(row.data["due_at"]), timezone),
+            "state": case.state,
         }
     if row.kind == ACK and participant is None:
         return Cancelled("an acknowledgement needs the reporter's seat in the case")

@@ -37,6 +37,7 @@ STATUS = "status"  # to the members: a change in a case (acknowledged by …)
 DIGEST = "digest"  # to each member, daily: open cases and mail that failed for good
 ESCALATION = "escalation"  # to members: a case nobody acknowledged, or one marked critical
 HANDOFF = "handoff"  # to the outgoing and incoming pair: duty changed hands, what is waiting
+REMINDER = "reminder"  # to the members of a case: a follow-up someone set is due
 
 # Who must hear first when mail queues up: the reporter's acknowledgement and the
 # triagers' pages, then escalations, then the rest (the outbox's ``priority``).
@@ -45,7 +46,7 @@ PRIORITY = {ACK: 0, PAGE: 0, ESCALATION: 1}
 # Kinds that answer a message someone sent: rate-limited per address (RFC 3834).
 ANSWERS = (ACK,)
 # Kinds that carry case content: only to members who may see the case.
-CASE_CONTENT = (REPORT, PAGE, MESSAGE, FAILURE, STATUS, ESCALATION)
+CASE_CONTENT = (REPORT, PAGE, MESSAGE, FAILURE, STATUS, ESCALATION, REMINDER)
 
 
 @dataclass(frozen=True)

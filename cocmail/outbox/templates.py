@@ -24,7 +24,7 @@ import jinja2
 from cocmail.errors import ConfigError
 
 KINDS = ("ack", "report", "page", "message", "failure", "notice", "digest", "confirmation",
-         "status", "escalation", "handoff")
+         "status", "escalation", "handoff", "reminder")
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,8 @@ def sample_context(kind: str) -> dict[str, Any]:
                         "text": "Severity must be one of low, medium, high, critical."}],
         "note_to": ["Carol Example"],
         "status_text": "Acknowledged by Alice Example",
+        "status_lines": ["Decision: coaching", "Votes: coaching 3"],
+        "status_footer": None,
         "day": "Wednesday 25 November 2026",
         "since": "Tuesday 24 November 2026, 08:00 UTC",
         "cases": [{"id": 42, "state": "new", "severity": None,
@@ -136,6 +138,9 @@ def sample_context(kind: str) -> dict[str, Any]:
         "escalation": {"step": "on-duty",
                        "waited": "4 hours", "paged": ["Alice Example", "Carol Example"],
                        "by": "Carol Example", "instead_of_chair": False, "severity": "high"},
+        "reminder": {"what": "the ban ends: check in with the respondent",
+                     "by": "Alice Example", "due_at": "Monday 1 March 2027, 09:00 CET",
+                     "state": "closed"},
         "handoff": {"at": "Monday 30 November 2026, 09:00 UTC",
                     "until": "Monday 7 December 2026, 09:00 UTC",
                     "incoming": ["Alice Example", "Carol Example"],

@@ -304,3 +304,20 @@ class ImapState(Base):
     uidvalidity: Mapped[int] = mapped_column(BigInteger)
     last_uid: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class FollowUp(Base):
+    """Something to come back to on a case (``follow-up``): reminded once, when due."""
+
+    __tablename__ = "follow_ups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    what: Mapped[str] = mapped_column(Text)
+    by: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    reminded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    # The sweep's look-up: not yet reminded, by due time.
+    __table_args__ = (Index("ix_follow_ups_reminded_at_due_at", "reminded_at", "due_at"),)

@@ -28,6 +28,7 @@ from cocmail.store.models import (
     Attachment,
     Case,
     Event,
+    FollowUp,
     Message,
     Outbox,
     Participant,
@@ -227,3 +228,7 @@ def insert_once(db: Connection, table: Any, row: dict[str, Any]) -> bool:
     # RETURNING, not rowcount: psycopg reports -1 for an INSERT SQLAlchemy executes.
     statement = make(table).values(**row).on_conflict_do_nothing().returning(table.c.id)
     return db.execute(statement).first() is not None
+
+
+def insert_follow_up(db: Connection, row: dict[str, Any]) -> None:
+    db.execute(insert(FollowUp).values(**row))
