@@ -11,6 +11,7 @@ quarantined, so no report is ever lost to a bug.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
@@ -48,7 +49,15 @@ from cocmail.schedule.escalation import CRITICAL, critical, paged_members
 from cocmail.schedule.roster import on_duty_now, replace_unseated
 from cocmail.store import writes
 from cocmail.store.db import Store
-from cocmail.store.models import Case, FollowUp, Message, Participant, Quarantine, Recusal
+from cocmail.store.models import (
+    Case,
+    Event,
+    FollowUp,
+    Message,
+    Participant,
+    Quarantine,
+    Recusal,
+)
 
 log = logging.getLogger(__name__)
 
@@ -412,6 +421,15 @@ class Intake:
                 "line": "(your reply)", "applied": False,
                 "text": f"You have stepped back from case #{case_id}: your reply is kept "
                         "with the case, but nothing in it was carried out or passed on."}], [])]
+        done_at = _already_carried_out(db, case_id, message_id, entry.parsed.message_id)
+        if done_at is not None:
+            # The same reply again, with other bytes (a replay, a forward, a client
+            # that sent it twice): its commands ran once, they do not run again.
+            return [confirmation(sender.email, [{
+                "line": "(your reply)", "applied": False,
+                "text": f"This reply (Message-ID <{entry.parsed.message_id}>) was carried out "
+                        f"at {done_at:%Y-%m-%d %H:%M} UTC; nothing in it was done again."}],
+                [])]
         request = Request(db, case_id, message_id, sender.handle, self.clock.now(),
                           self.committee.members,
                           tuple(s.handle for s in seats if s.handle))
@@ -561,6 +579,19 @@ class _Write:
     envelope_from: str | None
     message: dict[str, object] | int
     automatic: str | None  # why it is automatic: then it causes no mail
+
+
+def _already_carried_out(db: Connection, case_id: int, message_id: int,
+                         header_id: str | None) -> dt.datetime | None:
+    """When another stored message with the same Message-ID was taken in this case
+    (the events it caused name it), or None: a reply is acted on once."""
+    if not header_id:
+        return None
+    earlier = select(Message.id).where(Message.case_id == case_id,
+                                       Message.message_id == header_id,
+                                       Message.id != message_id)
+    return db.execute(select(func.min(Event.at)).where(
+        Event.case_id == case_id, Event.message_id.in_(earlier))).scalar()
 
 
 def _case_summary(db: Connection, case_id: int) -> list[str]:

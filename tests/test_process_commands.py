@@ -209,3 +209,17 @@ def test_a_soft_recusal_still_reads(committee: Committee) -> None:
     assert len(committee.mails("page")) == 2  # not a triager: nobody is replaced
     committee.reply(case, first, "a note\n")
     assert other in [h for _, h in committee.mails("message")]
+
+
+def test_a_replayed_reply_runs_nothing_twice(committee: Committee) -> None:
+    case = committee.report()
+    committee.reply(case, "bob", "plan safety-review\nclose\n", message_id="once@members.example")
+    statuses = len(committee.mails("status"))
+    # The same reply again, with other bytes (resent, forwarded back): refused.
+    committee.reply(case, "bob", "plan safety-review\nclose\nreopen\n",
+                    message_id="once@members.example")
+    [(_, applied, text)] = _transcript(committee)
+    assert not applied and "was carried out at" in text and "<once@members.example>" in text
+    assert len(committee.mails("status")) == statuses
+    assert [k for k, _ in committee.events(case)].count("closed") == 1
+    assert "reopened" not in [k for k, _ in committee.events(case)]
