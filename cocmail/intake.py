@@ -434,6 +434,8 @@ class Intake:
                           self.committee.members,
                           tuple(s.handle for s in seats if s.handle))
         transcript, note = carry_out(request, new_text(entry.parsed.text))
+        if any(event["kind"] == "purged" for event in request.events):
+            note = ""  # the text that came with a purge is not passed on
         writes.insert_events(db, request.events)
         others = [s for s in seats if s.participant_id != participant_id]
         mails: list[Mail] = []
@@ -461,6 +463,15 @@ class Intake:
                            data={"status_text": status}) for s in others]
         if "recused" in kinds:
             mails += self._replace_triager(db, case_id, sender.handle, seats, roots)
+        if "purge-requested" in kinds:
+            status = (f"{request.name_of(sender.handle)} asked to purge the case: a second "
+                      "member's \"purge\" within 7 days deletes its messages' text and "
+                      "attachments")
+            mails += [Mail(STATUS, s.email, case_id, step=f"purge-requested:{message_id}",
+                           participant_id=s.participant_id,
+                           in_reply_to=roots.get(s.participant_id),
+                           references=roots.get(s.participant_id),
+                           data={"status_text": status}) for s in others]
         if "reconvened" in kinds:
             asked = set(kinds["reconvened"]["data"]["voters"])
             lines = _case_summary(db, case_id)

@@ -223,3 +223,36 @@ def test_a_replayed_reply_runs_nothing_twice(committee: Committee) -> None:
     assert len(committee.mails("status")) == statuses
     assert [k for k, _ in committee.events(case)].count("closed") == 1
     assert "reopened" not in [k for k, _ in committee.events(case)]
+
+
+def test_purge_needs_two_members_then_no_body_text_is_left(committee: Committee) -> None:
+    case = committee.report()
+    committee.reply(case, "bob", "I spoke to SECRET-NOTE-MARKER today.\n")
+    committee.reply(case, "bob", "purge\n")
+    assert "when a second member replies" in _transcript(committee)[0][2]
+    committee.reply(case, "bob", "purge\n")
+    assert "a second member must" in _transcript(committee)[0][2]
+    assert _body_text_left(committee.store, "Someone was rude to me")
+    committee.reply(case, "carol", "purge\nmore SECRET-NOTE-MARKER text\n")
+    assert "is purged" in _transcript(committee)[0][2]
+    assert not _body_text_left(committee.store, "Someone was rude to me")
+    assert not _body_text_left(committee.store, "SECRET-NOTE-MARKER")
+    kinds = [k for k, _ in committee.events(case)]
+    assert kinds.count("purge-requested") == 1 and kinds.count("purged") == 1
+    assert "opened" in kinds  # the history stays
+
+
+def _body_text_left(store: Store, marker: str) -> list[str]:
+    """Every column of every table that still holds ``marker``."""
+    from cocmail.store.models import Base
+
+    found = []
+    with store.unit_of_work() as session:
+        for table in Base.metadata.sorted_tables:
+            for row in session.execute(table.select()).mappings():
+                for column, value in row.items():
+                    text = value.decode("utf-8", "replace") if isinstance(value, bytes) \
+                        else str(value)
+                    if marker in text:
+                        found.append(f"{table.name}.{column}")
+    return found

@@ -19,6 +19,7 @@ from cocmail.commands import (
     note,
     party,
     plan,
+    purge,
     recuse,
     severity,
 )
@@ -27,7 +28,7 @@ from cocmail.commands.base import Command, Request, Result, split
 TABLE: dict[str, Command] = {c.name: c for c in (
     ack.COMMAND, severity.COMMAND, assign.COMMAND, party.COMMAND, plan.COMMAND,
     deciding.RECONVENE, deciding.VOTE, deciding.DECIDE, follow_up.COMMAND, close.CLOSE,
-    close.REOPEN, recuse.COMMAND,
+    close.REOPEN, recuse.COMMAND, purge.COMMAND,
     note.COMMAND, help.COMMAND)}
 
 __all__ = ["TABLE", "Command", "Request", "Result", "split"]
