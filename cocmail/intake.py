@@ -24,6 +24,8 @@ from sqlalchemy.orm import Session
 from cocmail import route
 from cocmail.addresses import Recipient, split_recipient
 from cocmail.automatic import original_sender, why_automatic
+from cocmail.behalf import OnBehalf
+from cocmail.behalf import read as read_filing
 from cocmail.clock import Clock
 from cocmail.commands.base import Request
 from cocmail.commands.deciding import ACTIONS
@@ -259,8 +261,9 @@ class Intake:
         message. Rows of one kind are written by one statement for the whole list."""
         now = self.clock.now()
         opens = [e for e in entries if e.decision.action == "open"]
-        case_ids = dict(zip(map(id, opens), writes.insert_cases(db, len(opens), now),
-                            strict=True))
+        filed = {id(e): self._filed_for(e) for e in opens}
+        case_ids = dict(zip(map(id, opens), writes.insert_cases(
+            db, [f.channel if f else "email" for f in filed.values()], now), strict=True))
         # Each new case seats its reporter and every member of the committee (a
         # member who joins the committee later gets no seat in past cases).
         seated: list[tuple[_Write, dict[str, object]]] = []
@@ -273,6 +276,12 @@ class Intake:
                 name = entry.parsed.from_name if sender == entry.parsed.from_address else None
                 seated.append((entry, {"case_id": new_case, "role": "reporter", "email": sender,
                                        "name": name, "created_at": now}))
+            on_behalf = filed[id(entry)]
+            if on_behalf is not None and on_behalf.reporter and on_behalf.reporter != sender:
+                # The person who reported elsewhere: a party, told nothing by cocmail
+                # (the member who filed it holds the reporter's seat).
+                seated.append((entry, {"case_id": new_case, "role": "reported-by",
+                                       "email": on_behalf.reporter, "created_at": now}))
             seated += [(entry, {"case_id": new_case, "role": "member", "email": member.email,
                                 "name": member.name, "handle": member.handle,
                                 "created_at": now})
@@ -287,7 +296,7 @@ class Intake:
                 seated, writes.insert_participants(db, [row for _, row in seated]), strict=True):
             if row["role"] == "reporter":
                 participant_ids[id(entry)] = pid
-            else:
+            elif row["role"] == "member":
                 seats.setdefault(case_ids[id(entry)], []).append(
                     Seat(pid, str(row["email"]), str(row["handle"])))
 
@@ -332,12 +341,16 @@ class Intake:
             case_id, _ = seat(entry)
             assert case_id is not None
             opened = decision.action == "open"
+            on_behalf = filed.get(id(entry)) if opened else None
             events.append({
                 "case_id": case_id, "at": now, "message_id": message_id,
                 "kind": "opened" if opened else "message",
                 "actor": "reporter" if opened else decision.role or "unknown",
-                "data": ({"channel": "email", "without": list(decision.without)} if opened
-                         else {"verified": decision.verified}),
+                "data": ({"channel": on_behalf.channel if on_behalf else "email",
+                          "without": list(decision.without),
+                          **({"on_behalf_of": on_behalf.reporter or "anonymous",
+                              "filed_by": self._member_handle(entry)} if on_behalf else {})}
+                         if opened else {"verified": decision.verified}),
             })
             log.info("message %d %s case #%d", message_id, "opened" if opened else "joined",
                      case_id)
@@ -538,6 +551,21 @@ class Intake:
         return [Mail(PAGE, seat.email, case_id, participant_id=seat.participant_id,
                      source_message_id=first, in_reply_to=roots.get(seat.participant_id),
                      references=roots.get(seat.participant_id), data={"on_duty": on_duty})]
+
+    def _member_handle(self, entry: _Write) -> str | None:
+        """The committee member who sent ``entry``, if one did."""
+        if entry.parsed is None:
+            return None
+        sender = (original_sender(entry.parsed, self.committee.list_id)
+                  or _address(entry.envelope_from) or "").lower()
+        return next((m.handle for m in self.committee.members
+                     if m.email.lower() == sender), None)
+
+    def _filed_for(self, entry: _Write) -> OnBehalf | None:
+        """A member's filing of a report received elsewhere (``behalf.py``), or None."""
+        if entry.parsed is None or entry.automatic or self._member_handle(entry) is None:
+            return None
+        return read_filing(new_text(entry.parsed.text))
 
     def _prepare(self, delivery: Delivery) -> _Prepared:
         """What can be worked out before the transaction begins."""

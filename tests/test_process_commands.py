@@ -9,13 +9,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from cocmail.addresses import split_recipient
+from cocmail.intake import Delivery
 from cocmail.outbox import context
 from cocmail.outbox.templates import Templates
 from cocmail.schedule.reminders import queue_reminders
 from cocmail.store.db import Store
 from cocmail.store.models import Case, Outbox, Recusal
-from tests.committee import HOUR, OPENED, Committee
-from tests.conftest import MEMBERS
+from tests.committee import EMAIL, HOUR, OPENED, Committee
+from tests.conftest import CONDUCT, MEMBERS
+from tests.mail import message
 
 
 @pytest.fixture
@@ -256,3 +259,30 @@ def _body_text_left(store: Store, marker: str) -> list[str]:
                     if marker in text:
                         found.append(f"{table.name}.{column}")
     return found
+
+
+def test_a_member_files_a_report_received_elsewhere(committee: Committee) -> None:
+    committee.intake.accept(Delivery(
+        message(sender=EMAIL["carol"], body="on-behalf-of rita@chat.example\nchannel chat\n\n"
+                                            "Rita told me in a DM that ...\n"),
+        EMAIL["carol"], (split_recipient(CONDUCT, committee.config.committee),), "smtp"))
+    with committee.store.unit_of_work() as session:
+        case = session.get(Case, 1)
+        assert case is not None and case.channel == "chat"
+        seats = sorted((p.role, p.email) for p in case.participants if p.role != "member")
+        ack = session.scalars(select(Outbox).where(Outbox.kind == "ack")).one()
+        rendered = context.build(session, ack, committee.config, b"k" * 32)
+        assert isinstance(rendered, dict)
+        text = Templates().render("ack", rendered)
+    assert seats == [("reported-by", "rita@chat.example"), ("reporter", EMAIL["carol"])]
+    assert ack.recipient == EMAIL["carol"]  # not rita: cocmail writes to nobody outside
+    assert text.subject == "Filed: the report you received by chat"
+    opened = committee.events(1)[0][1]
+    assert opened["on_behalf_of"] == "rita@chat.example" and opened["filed_by"] == "carol"
+    # Anyone else's mail with such lines is an ordinary report.
+    committee.intake.accept(Delivery(
+        message(body="on-behalf-of x@y.example\nchannel chat\n"), "rita@reporter.example",
+        (split_recipient(CONDUCT, committee.config.committee),), "smtp"))
+    with committee.store.unit_of_work() as session:
+        second = session.get(Case, 2)
+        assert second is not None and second.channel == "email"

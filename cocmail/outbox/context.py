@@ -21,7 +21,15 @@ from cocmail.config import Config
 from cocmail.outbox.enqueue import ACK, CASE_CONTENT, DIGEST, ESCALATION, HANDOFF, REMINDER
 from cocmail.schedule.digest import member_digest, visible_cases
 from cocmail.schedule.escalation import age, sla_status
-from cocmail.store.models import Attachment, Case, Message, Outbox, Participant, Recusal
+from cocmail.store.models import (
+    Attachment,
+    Case,
+    Event,
+    Message,
+    Outbox,
+    Participant,
+    Recusal,
+)
 from cocmail.tokens import make_token
 
 # What each kind of mail is, in words (the failure notice names the mail that failed).
@@ -92,9 +100,12 @@ def build(session: Session, row: Outbox, config: Config, key: bytes) -> dict[str
     readers = [p for p in seats if recusals.get(p.handle or "") not in ("hard", "excl")]
     excluded = [m.name for m in committee.members if recusals.get(m.handle) == "excl"]
     first_response_by = case.opened_at + config.sla.first_response
+    opened = session.scalars(select(Event.data).where(
+        Event.case_id == case.id, Event.kind == "opened")).first() or {}
     context.update({
         "case": {"id": case.id, "reference": f"{committee.short_name} #{case.id}",
-                 "opened_at": _when(case.opened_at, timezone), "excluded": excluded},
+                 "opened_at": _when(case.opened_at, timezone), "excluded": excluded,
+                 "channel": case.channel, "on_behalf_of": opened.get("on_behalf_of")},
         "members": [p.name or p.email for p in readers],
         "keep_out": [{"name": p.name or p.handle, "address": without_address(committee, p.handle)}
                      for p in readers if p.handle],

@@ -86,6 +86,9 @@ class Templates:
 def sample_contexts(kind: str) -> list[dict[str, Any]]:
     """``sample_context`` once for each branch of the kind's template."""
     context = sample_context(kind)
+    if kind == "ack":
+        filed = {**context["case"], "channel": "chat", "on_behalf_of": "rita@example.net"}
+        return [context, {**context, "case": filed}]
     if kind != "escalation":
         return [context]
     return [{**context, "escalation": {**context["escalation"], "step": step}}
@@ -101,7 +104,8 @@ def sample_context(kind: str) -> dict[str, Any]:
         "committee": {"name": "Example Committee", "short_name": "conduct",
                       "address": "conduct@example.org"},
         "case": {"id": 42, "reference": "conduct #42", "opened_at": "Wednesday 25 November "
-                 "2026, 10:00 UTC", "excluded": ["Bob Example"]},
+                 "2026, 10:00 UTC", "excluded": ["Bob Example"], "channel": "email",
+                 "on_behalf_of": None},
         "recipient": member,
         "reply_address": "conduct+42.abcdefghijklmnop@example.org",
         "sla": {"first_response": "3 days",

@@ -156,11 +156,11 @@ def _insert_many(db: Connection, table: Any, rows: list[dict[str, Any]]) -> list
     return ids
 
 
-def insert_cases(db: Connection, count: int, opened_at: dt.datetime,
-                 channel: str = "email") -> list[int]:
+def insert_cases(db: Connection, channels: list[str], opened_at: dt.datetime) -> list[int]:
+    """One new case for each entry of ``channels`` (how its report reached us)."""
     return _insert_many(db, Case.__table__,
                         [{"state": "new", "channel": channel, "opened_at": opened_at,
-                          "escalated_through": 0}] * count)
+                          "escalated_through": 0} for channel in channels])
 
 
 def insert_participants(db: Connection, rows: list[dict[str, Any]]) -> list[int]:
