@@ -14,8 +14,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
@@ -455,48 +456,36 @@ class Intake:
         if note:
             mails += message_mails(case_id, message_id, participant_id, seats, roots, note)
         kinds = {event["kind"]: event for event in request.events}
+        name = request.name_of(sender.handle)
+
+        def status(step: str, text: str, to: Iterable[Seat], **data: Any) -> list[Mail]:
+            return [Mail(STATUS, s.email, case_id, step=step, participant_id=s.participant_id,
+                         in_reply_to=roots.get(s.participant_id),
+                         references=roots.get(s.participant_id),
+                         data={"status_text": text, **data}) for s in to]
+
         if "acknowledged" in kinds:
             # Everyone cocmail paged about the case learns that they can stand down.
             paged = paged_members(db, case_id)
-            status = f"Acknowledged by {request.name_of(sender.handle)}"
-            mails += [Mail(STATUS, s.email, case_id, step="acknowledged",
-                           participant_id=s.participant_id, in_reply_to=roots.get(s.participant_id),
-                           references=roots.get(s.participant_id),
-                           data={"status_text": status}) for s in others if s.handle in paged]
+            mails += status("acknowledged", f"Acknowledged by {name}",
+                            [s for s in others if s.handle in paged])
         for kind, verb in (("closed", "Closed"), ("reopened", "Reopened")):
-            if kind not in kinds:
-                continue
-            reason = kinds[kind]["data"].get("reason")
-            status = f"{verb} by {request.name_of(sender.handle)}" + (
-                f": {reason}" if reason else "")
-            mails += [Mail(STATUS, s.email, case_id, step=f"{kind}:{message_id}",
-                           participant_id=s.participant_id,
-                           in_reply_to=roots.get(s.participant_id),
-                           references=roots.get(s.participant_id),
-                           data={"status_text": status}) for s in others]
+            if kind in kinds:
+                reason = kinds[kind]["data"].get("reason")
+                mails += status(f"{kind}:{message_id}",
+                                f"{verb} by {name}" + (f": {reason}" if reason else ""), others)
         if "recused" in kinds:
             mails += self._replace_triager(db, case_id, sender.handle, seats, roots)
         if "purge-requested" in kinds:
-            status = (f"{request.name_of(sender.handle)} asked to purge the case: a second "
-                      "member's \"purge\" within 7 days deletes its messages' text and "
-                      "attachments")
-            mails += [Mail(STATUS, s.email, case_id, step=f"purge-requested:{message_id}",
-                           participant_id=s.participant_id,
-                           in_reply_to=roots.get(s.participant_id),
-                           references=roots.get(s.participant_id),
-                           data={"status_text": status}) for s in others]
+            mails += status(f"purge-requested:{message_id}",
+                            f"{name} asked to purge the case: a second member's \"purge\" "
+                            "within 7 days deletes its messages' text and attachments", others)
         if "reconvened" in kinds:
             asked = set(kinds["reconvened"]["data"]["voters"])
-            lines = _case_summary(db, case_id)
-            mails += [Mail(STATUS, s.email, case_id, step=f"reconvened:{message_id}",
-                           participant_id=s.participant_id,
-                           in_reply_to=roots.get(s.participant_id),
-                           references=roots.get(s.participant_id),
-                           data={"status_text": f"Reconvened by {request.name_of(sender.handle)}: "
-                                                "your vote, please",
-                                 "lines": lines,
-                                 "footer": "Your vote is needed: reply to this mail."})
-                      for s in others if s.handle in asked]
+            mails += status(f"reconvened:{message_id}", f"Reconvened by {name}: your vote, please",
+                            [s for s in others if s.handle in asked],
+                            lines=_case_summary(db, case_id),
+                            footer="Your vote is needed: reply to this mail.")
         if "decided" in kinds:
             decided = kinds["decided"]["data"]
             lines = [f"Decision: {decided['action']}"
@@ -504,12 +493,8 @@ class Intake:
                      f"Votes: {decided['tally']}",
                      *(f"Details: {d}" for d in decided["details"]),
                      *_follow_ups(db, case_id)]
-            mails += [Mail(STATUS, s.email, case_id, step=f"decided:{message_id}",
-                           participant_id=s.participant_id,
-                           in_reply_to=roots.get(s.participant_id),
-                           references=roots.get(s.participant_id),
-                           data={"status_text": f"Decided: {decided['action']}",
-                                 "lines": lines}) for s in others]
+            mails += status(f"decided:{message_id}", f"Decided: {decided['action']}", others,
+                            lines=lines)
         if kinds.get("severity", {}).get("data", {}).get("after") == CRITICAL:
             mails += critical(db, self.enqueue, case_id, message_id, sender.handle, seats,
                               self.clock.now())
