@@ -229,7 +229,15 @@ class ImapPoller:
         # began, was announced in answer to another command: imaplib kept that
         # EXISTS aside, and idle_check will not show it.
         changed, early = _announced(client), 0
+        # A look every poll_interval as well, in case a notification went astray.
+        renew_at = min(renew_at, time.monotonic() + self.imap.poll_interval.total_seconds())
         while not self._stop.is_set() and not changed and time.monotonic() < renew_at:
+            if _buffered(client):
+                # The server's news came in the same read as an earlier line and
+                # waits in imaplib's buffer, where idle_check's poll of the
+                # socket cannot see it.
+                changed = True
+                break
             began = time.monotonic()
             responses = client.idle_check(timeout=1.0)
             if not responses and time.monotonic() - began < 0.5:
@@ -381,6 +389,23 @@ def _announced(client: IMAPClient) -> bool:
     keeps such untagged responses in ``untagged_responses``, by name.)"""
     kept = getattr(client._imap, "untagged_responses", {})
     return any([kept.pop(name, None) for name in ("EXISTS", "RECENT")])
+
+
+def _buffered(client: IMAPClient) -> bool:
+    """Has imaplib read server data it has not handed out yet? (Looked at without
+    blocking: the socket is non-blocking for the look, as idle_check does.)"""
+    reader = getattr(client._imap, "file", None)
+    if reader is None or not hasattr(reader, "peek"):
+        return False
+    sock = client.socket()
+    sock.setblocking(False)
+    try:
+        return bool(reader.peek(1))
+    except (BlockingIOError, InterruptedError):
+        return False
+    finally:
+        sock.setblocking(True)
+        client._set_read_timeout()
 
 
 def _move(client: IMAPClient, uids: list[int], folder: str) -> None:
