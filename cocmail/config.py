@@ -48,6 +48,9 @@ class Committee:
     mediator: str | None
     list_id: str | None
     members: tuple[Member, ...]
+    # Authentication-Results written by these servers (our MTA) are believed: a
+    # DKIM or SPF failure for a member's domain stops their reply's commands.
+    authserv_ids: tuple[str, ...] = ()
 
     @property
     def local_part(self) -> str:
@@ -368,6 +371,7 @@ def _committee(t: _Table) -> Committee:
         mediator=t.convert("mediator", _email, None),
         list_id=t.get("list_id", str, None),
         members=tuple(members),
+        authserv_ids=tuple(str(v) for v in t.get("authserv_ids", list, [])),
     )
     t.done()
     return committee

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
+from cocmail.authresults import failure
 from cocmail.clock import Clock
 from cocmail.commands.base import Request
 from cocmail.commands.deciding import ACTIONS
@@ -58,6 +59,16 @@ class MemberReplies:
                 "line": "(your reply)", "applied": False,
                 "text": f"You have stepped back from case #{case_id}: your reply is kept "
                         "with the case, but nothing in it was carried out or passed on."}], [])]
+        failed = failure(parsed.headers, self.committee.authserv_ids, sender.email)
+        if failed is not None:
+            log.warning("case #%d: a reply for %s failed %s: no command carried out",
+                        case_id, sender.handle, failed.split(" for ")[0])
+            return [confirmation(sender.email, [{
+                "line": "(your reply)", "applied": False,
+                "text": f"Your reply failed the sender checks of our mail server ({failed}): "
+                        "it is kept with the case, but nothing in it was carried out or "
+                        "passed on. If you sent it, send it again from your usual mail "
+                        "account, or ask the operator to look at it."}], [])]
         done_at = _already_carried_out(db, case_id, message_id, parsed.message_id)
         if done_at is not None:
             # The same reply again, with other bytes (a replay, a forward, a client

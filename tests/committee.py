@@ -50,14 +50,14 @@ class Committee:
         return accepted.case_id
 
     def reply(self, case_id: int, handle: str, body: str,
-              message_id: str | None = None) -> None:
+              message_id: str | None = None, headers: dict[str, str] | None = None) -> None:
         with self.store.unit_of_work() as session:
             seat = session.scalars(select(Participant).where(
                 Participant.case_id == case_id, Participant.handle == handle)).one()
             to = reply_address(self.config.committee, case_id, make_token(KEY, case_id, seat.id))
         self.intake.accept(Delivery(
             message(sender=EMAIL[handle], to=to, subject="Re: report", body=body,
-                    message_id=message_id),
+                    message_id=message_id, headers=headers),
             EMAIL[handle], (split_recipient(to, self.config.committee),), "smtp"))
 
     def sweep(self, at: dt.datetime) -> int:

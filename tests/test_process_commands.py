@@ -286,3 +286,22 @@ def test_a_member_files_a_report_received_elsewhere(committee: Committee) -> Non
     with committee.store.unit_of_work() as session:
         second = session.get(Case, 2)
         assert second is not None and second.channel == "email"
+
+
+def test_a_dkim_failure_recorded_by_our_server_stops_commands(
+        store: Store, tmp_path: Path, db_url: str) -> None:
+    committee = Committee(store, tmp_path, db_url,
+                          committee={"authserv_ids": ["mx.conduct.example.org"]})
+    case = committee.report()
+    failed = {"Authentication-Results": "mx.conduct.example.org; dkim=fail (body hash) "
+                                        "header.d=members.example; spf=pass "
+                                        "smtp.mailfrom=bob@members.example"}
+    committee.reply(case, "bob", "close\n", headers=failed)
+    [(_, applied, text)] = _transcript(committee)
+    assert not applied and "dkim=fail for members.example" in text
+    assert "closed" not in [k for k, _ in committee.events(case)]
+    # The same header from a server that is not ours proves nothing either way.
+    forged = {"Authentication-Results": failed["Authentication-Results"].replace(
+        "mx.conduct.example.org", "mx.attacker.example")}
+    committee.reply(case, "bob", "close\n", headers=forged)
+    assert _transcript(committee)[0][1] is True
