@@ -13,7 +13,9 @@ from cocmail import config as config_module
 from cocmail.addresses import reply_address, split_recipient
 from cocmail.clock import FixedClock
 from cocmail.intake import Delivery, Intake
+from cocmail.outbox import context
 from cocmail.outbox.enqueue import Enqueue
+from cocmail.outbox.templates import Rendered, Templates
 from cocmail.schedule.escalation import escalate
 from cocmail.schedule.handoff import queue_handoffs
 from cocmail.schedule.rotation import Schedule
@@ -75,6 +77,17 @@ class Committee:
         with self.store.unit_of_work() as session:
             return [(row.step, handle[row.recipient]) for row in session.scalars(
                 select(Outbox).where(Outbox.kind == kind).order_by(Outbox.id))]
+
+    def rendered(self, *where: Any) -> list[tuple[dict[str, Any], Rendered]]:
+        """Each outbox row matching ``where``, in order: what its template sees, and
+        the mail as it would be sent."""
+        found = []
+        with self.store.unit_of_work() as session:
+            for row in session.scalars(select(Outbox).where(*where).order_by(Outbox.id)):
+                values = context.build(session, row, self.config, KEY)
+                assert isinstance(values, dict), values
+                found.append((values, Templates().render(row.kind, values)))
+        return found
 
     def events(self, case_id: int) -> list[tuple[str, dict]]:
         with self.store.unit_of_work() as session:

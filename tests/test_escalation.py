@@ -11,12 +11,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from cocmail.outbox import context
-from cocmail.outbox.templates import Templates
 from cocmail.schedule.escalation import escalate
 from cocmail.store.db import Store
 from cocmail.store.models import Case, Event, Outbox, Recusal, RotationOverride
-from tests.committee import EMAIL, HOUR, KEY, OPENED, Committee
+from tests.committee import EMAIL, HOUR, OPENED, Committee
 from tests.conftest import CONDUCT, MEMBERS
 
 
@@ -51,14 +49,9 @@ def test_each_step_fires_once_at_its_time(committee: Committee) -> None:
         ("escalated", "chair", ["alice"]),
         ("sla-missed", "sla", []),
     ]
-    with committee.store.unit_of_work() as session:
-        row = session.scalars(select(Outbox).where(Outbox.kind == "escalation")).first()
-        assert row is not None
-        rendered = context.build(session, row, committee.config, KEY)
-        assert isinstance(rendered, dict)
-        text = Templates().render("escalation", rendered)
-        assert text.subject == "Not acknowledged after 4 hours"
-        assert '"ack"' in text.text and "on triage duty" in text.text
+    _, text = committee.rendered(Outbox.kind == "escalation")[0]
+    assert text.subject == "Not acknowledged after 4 hours"
+    assert '"ack"' in text.text and "on triage duty" in text.text
 
 
 def test_ack_stops_the_rest_and_tells_everyone_paged(committee: Committee) -> None:
@@ -110,12 +103,7 @@ def test_critical_pages_everyone_once(committee: Committee) -> None:
     committee.reply(case, "bob", "severity high\n")
     committee.reply(case, "carol", "severity critical\n")
     assert len(committee.mails("escalation")) == 3  # asked for once per case
-    with committee.store.unit_of_work() as session:
-        row = session.scalars(select(Outbox).where(Outbox.kind == "escalation")).first()
-        assert row is not None
-        rendered = context.build(session, row, committee.config, KEY)
-        assert isinstance(rendered, dict)
-        text = Templates().render("escalation", rendered)
+    _, text = committee.rendered(Outbox.kind == "escalation")[0]
     assert text.subject == "URGENT: meeting requested (severity critical)"
     assert "Bob B has marked case conduct #1 as critical" in " ".join(text.text.split())
 
@@ -179,13 +167,9 @@ class TestHandoff:
         assert sorted(h for _, h in committee.mails("handoff")) == sorted(set(before + after))
         assert [k for k, _ in committee.events(waiting)][-1] == "handed-off"
         assert "handed-off" not in [k for k, _ in committee.events(acked)]
-        with committee.store.unit_of_work() as session:
-            rows = {row.data["handle"]: row for row in session.scalars(
-                select(Outbox).where(Outbox.kind == "handoff"))}
-            incoming = next(h for h in after if h not in before)
-            rendered = context.build(session, rows[incoming], committee.config, KEY)
-            assert isinstance(rendered, dict)
-            text = Templates().render("handoff", rendered)
+        incoming = next(h for h in after if h not in before)
+        [(_, text)] = committee.rendered(Outbox.kind == "handoff",
+                                         Outbox.recipient == EMAIL[incoming])
         assert text.subject == "Triage hand-off: 1 case waiting"
         flat = " ".join(text.text.split())
         assert f"conduct #{waiting}: new" in flat and f"#{acked}:" not in flat
@@ -197,11 +181,9 @@ class TestHandoff:
         after = committee.on_duty(self.MONDAY)
         committee.report(to=f"conduct+without-{after[0]}@{CONDUCT.split('@')[1]}")
         committee.handoffs(self.MONDAY)
-        with committee.store.unit_of_work() as session:
-            row = session.scalars(select(Outbox).where(
-                Outbox.kind == "handoff", Outbox.recipient == EMAIL[after[0]])).one()
-            rendered = context.build(session, row, committee.config, KEY)
-        assert isinstance(rendered, dict) and rendered["cases"] == []
+        [(values, _)] = committee.rendered(Outbox.kind == "handoff",
+                                           Outbox.recipient == EMAIL[after[0]])
+        assert values["cases"] == []
 
     def test_an_override_is_a_handoff_too(self, committee: Committee) -> None:
         now = OPENED
