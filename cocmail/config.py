@@ -29,6 +29,9 @@ _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday",
 NOTIFY_TARGETS = ("on-duty", "committee", "chair")
 
 
+MEDIATOR = "mediator"  # the mediator's handle in the cases they are given
+
+
 @dataclass(frozen=True)
 class Member:
     handle: str
@@ -51,6 +54,10 @@ class Committee:
     # Authentication-Results written by these servers (our MTA) are believed: a
     # DKIM or SPF failure for a member's domain stops their reply's commands.
     authserv_ids: tuple[str, ...] = ()
+    # A relay to a party in one of these roles waits for a second member's "approve".
+    relay_approval: tuple[str, ...] = ("reporter",)
+    # An emergency measure must be confirmed or reversed within this, or it escalates.
+    emergency_within: dt.timedelta = dt.timedelta(hours=24)
 
     @property
     def local_part(self) -> str:
@@ -348,6 +355,8 @@ def _committee(t: _Table) -> Committee:
         handle = mt.get("handle", str)
         if not _HANDLE.fullmatch(handle):
             raise ConfigError(f"{mt.key}.handle", "must be lower-case letters, digits, _ or -")
+        if handle == MEDIATOR:
+            raise ConfigError(f"{mt.key}.handle", f"{MEDIATOR!r} is kept for the mediator")
         members.append(
             Member(
                 handle=handle,
@@ -372,9 +381,20 @@ def _committee(t: _Table) -> Committee:
         list_id=t.get("list_id", str, None),
         members=tuple(members),
         authserv_ids=tuple(str(v) for v in t.get("authserv_ids", list, [])),
+        relay_approval=_relay_approval(t.get("relay_approval", list, ["reporter"])),
+        emergency_within=t.convert("emergency_within", parse_duration, dt.timedelta(hours=24)),
     )
     t.done()
     return committee
+
+
+def _relay_approval(roles: list[Any]) -> tuple[str, ...]:
+    allowed = ("respondent", "witness", "reporter", "observer")
+    for role in roles:
+        if role not in allowed:
+            raise ConfigError("committee.relay_approval",
+                              f"{role!r} is not one of {', '.join(allowed)}")
+    return tuple(roles)
 
 
 def _rotation(t: _Table, committee: Committee) -> Rotation:

@@ -29,8 +29,10 @@ from cocmail.outbox.enqueue import Enqueue
 from cocmail.outbox.process import OutboxProcess
 from cocmail.outbox.templates import Templates
 from cocmail.schedule.digest import queue_digests
+from cocmail.schedule.emergencies import escalate_emergencies
 from cocmail.schedule.escalation import escalate
 from cocmail.schedule.handoff import queue_handoffs
+from cocmail.schedule.late_members import seat_late_members
 from cocmail.schedule.reminders import queue_reminders
 from cocmail.secret import oauth2_token, read_secret
 from cocmail.store import migrate
@@ -165,7 +167,9 @@ class Daemon:
             self.outbox.wake()
 
     def _queue_due(self) -> int:
-        """Queue what is due now: escalation steps, hand-offs, the daily digest. Each
+        """Queue what is due now: escalation steps, hand-offs, reminders, unanswered
+        emergency measures, conflict checks for members who joined since a case
+        opened, the daily digest. Each
         in a transaction of its own, so one that fails does not hold up the others
         (the next tick tries it again); how many mails were queued."""
         assert self.enqueue is not None
@@ -175,6 +179,9 @@ class Daemon:
             ("escalation", lambda s, now: escalate(s.connection(), self.config, enqueue, now)),
             ("hand-off", lambda s, now: queue_handoffs(s, self.config, enqueue, now)),
             ("reminder", lambda s, now: queue_reminders(s.connection(), enqueue, now)),
+            ("emergency", lambda s, now: escalate_emergencies(s.connection(), enqueue, now)),
+            ("late-member", lambda s, now: seat_late_members(
+                s.connection(), self.config.committee, enqueue, now)),
             ("digest", lambda s, now: queue_digests(s, self.config, enqueue, now)),
         ]
         for name, work in tasks:

@@ -33,6 +33,7 @@ from cocmail.outbox.enqueue import (
     Enqueue,
     Mail,
     Seat,
+    clear_seats,
     message_mails,
     opened_mails,
 )
@@ -267,9 +268,13 @@ class Intake:
                 # (the member who filed it holds the reporter's seat).
                 seated.append((entry, {"case_id": new_case, "role": "reported-by",
                                        "email": on_behalf.reporter, "created_at": now}))
+            # Without a rotation nobody is on triage duty: the whole committee triages,
+            # so every member reads the report. With one, only the pair paged does
+            # (``_mails``); the others get the conflict check first.
             seated += [(entry, {"case_id": new_case, "role": "member", "email": member.email,
                                 "name": member.name, "handle": member.handle,
-                                "created_at": now})
+                                "created_at": now,
+                                "cleared_at": now if self.enqueue.rotation is None else None})
                        for member in self.committee.members
                        if member.handle not in entry.decision.without]
         writes.insert_recusals(db, [
@@ -283,7 +288,8 @@ class Intake:
                 participant_ids[id(entry)] = pid
             elif row["role"] == "member":
                 seats.setdefault(case_ids[id(entry)], []).append(
-                    Seat(pid, str(row["email"]), str(row["handle"])))
+                    Seat(pid, str(row["email"]), str(row["handle"]),
+                         row["cleared_at"] is not None))
 
         def seat(entry: _Write) -> tuple[int | None, int | None]:
             if entry.decision.action == "open":
@@ -352,7 +358,7 @@ class Intake:
         """The mails the new messages cause. Automatic mail causes none (RFC 3834)."""
         joins = [e for e in entries if e.decision.action == "join" and not e.automatic]
         joined_cases = [e.decision.case_id for e in joins if e.decision.case_id is not None]
-        seats = {**seats, **self.enqueue.member_seats(db, joined_cases)}
+        seats = {**seats, **self.enqueue.member_seats(db, joined_cases, pending=True)}
         roots = self.enqueue.thread_roots(db, joined_cases)
         mails: list[Mail] = []
         rotation = self.enqueue.rotation
@@ -371,7 +377,8 @@ class Intake:
                 reporter = (None if participant_id is None
                             else (participant_id, _reporter_address(entry, self.committee)))
                 paged = self._page(db, case_id, message_id, seats.get(case_id, []), pair)
-                mails += opened_mails(case_id, message_id, reporter, seats.get(case_id, []),
+                case_seats = clear_seats(db, seats.get(case_id, []), paged, self.clock.now())
+                mails += opened_mails(case_id, message_id, reporter, case_seats,
                                       entry.parsed.message_id, entry.parsed.references, paged)
             elif entry.decision.role == "member" and entry.decision.verified:
                 assert entry.parsed is not None and participant_id is not None
@@ -379,7 +386,7 @@ class Intake:
                                              message_id, seats.get(case_id, []), roots)
             else:
                 mails += message_mails(case_id, message_id, participant_id,
-                                       seats.get(case_id, []), roots)
+                                       [s for s in seats.get(case_id, []) if s.cleared], roots)
         return mails
 
     def _page(self, db: Connection, case_id: int, message_id: int,

@@ -20,8 +20,18 @@ from cocmail.commands.deciding import ACTIONS
 from cocmail.commands.party import parties
 from cocmail.commands.plan import plan_of
 from cocmail.commands.reply import carry_out
-from cocmail.config import Committee
-from cocmail.outbox.enqueue import CONFIRMATION, PAGE, STATUS, Enqueue, Mail, Seat, message_mails
+from cocmail.config import MEDIATOR, Committee
+from cocmail.outbox.enqueue import (
+    CASEFILE,
+    CONFIRMATION,
+    PAGE,
+    STATUS,
+    Enqueue,
+    Mail,
+    Seat,
+    conflict_notices,
+    message_mails,
+)
 from cocmail.parse import ParsedMessage
 from cocmail.replytext import new_text
 from cocmail.schedule.escalation import CRITICAL, critical, paged_members
@@ -78,18 +88,31 @@ class MemberReplies:
                 "text": f"This reply (Message-ID <{parsed.message_id}>) was carried out "
                         f"at {done_at:%Y-%m-%d %H:%M} UTC; nothing in it was done again."}],
                 [])]
+        readers = [s for s in seats if s.cleared]
         request = Request(db, case_id, message_id, sender.handle, self.clock.now(),
                           self.committee.members,
-                          tuple(s.handle for s in seats if s.handle))
+                          tuple(s.handle for s in readers if s.handle),
+                          participant_id=participant_id, cleared=sender.cleared,
+                          relay_approval=self.committee.relay_approval,
+                          emergency_within=self.committee.emergency_within)
         transcript, note = carry_out(request, new_text(parsed.text))
         if any(event["kind"] == "purged" for event in request.events):
             note = ""  # the text that came with a purge is not passed on
         writes.insert_events(db, request.events)
-        others = [s for s in seats if s.participant_id != participant_id]
-        mails: list[Mail] = []
+        others = [s for s in readers if s.participant_id != participant_id]
+        pending = [s for s in seats if not s.cleared and s.participant_id != participant_id]
+        mails: list[Mail] = list(request.mails)
         if note:
-            mails += message_mails(case_id, message_id, participant_id, seats, roots, note)
+            mails += message_mails(case_id, message_id, participant_id, readers, roots, note)
         kinds = {event["kind"]: event for event in request.events}
+        if "no-conflict" in kinds:
+            mails.append(Mail(CASEFILE, sender.email, case_id, step="cleared",
+                              participant_id=participant_id,
+                              in_reply_to=roots.get(participant_id),
+                              references=roots.get(participant_id)))
+        if "party-added" in kinds:
+            # Those still to answer the conflict check learn who is named now.
+            mails += conflict_notices(case_id, pending, f"party:{message_id}")
         name = request.name_of(sender.handle)
 
         def status(step: str, text: str, to: Iterable[Seat], **data: Any) -> list[Mail]:
@@ -110,6 +133,23 @@ class MemberReplies:
                                 f"{verb} by {name}" + (f": {reason}" if reason else ""), others)
         if "recused" in kinds:
             mails += self._replace_triager(db, case_id, sender.handle, seats, roots)
+            mails += self._seat_mediator(db, case_id)
+        if "emergency" in kinds:
+            measure = kinds["emergency"]["data"]
+            mails += status(f"emergency:{message_id}",
+                            f"Emergency measure by {name}: {measure['action']}", others,
+                            lines=[f"Reason: {measure['reason'] or '(none given)'}",
+                                   f"Confirm or reverse it by {measure['due_at'][:16]} UTC."],
+                            footer='Reply "emergency confirm" or "emergency reverse <reason>"; '
+                                   "without an answer the whole committee is paged.")
+            mails += conflict_notices(case_id, pending, f"emergency:{message_id}",
+                                      emergency=measure["action"])
+        for kind in ("emergency-confirmed", "emergency-reversed"):
+            if kind in kinds:
+                verb = kind.split("-")[1]
+                mails += status(f"{kind}:{message_id}",
+                                f"Emergency measure {verb} by {name}: "
+                                f"{kinds[kind]['data']['action']}", others)
         if "purge-requested" in kinds:
             mails += status(f"purge-requested:{message_id}",
                             f"{name} asked to purge the case: a second member's \"purge\" "
@@ -166,10 +206,39 @@ class MemberReplies:
         first = db.execute(select(func.min(Message.id)).where(
             Message.case_id == case_id)).scalar_one()
         seat = able[stand_in]
+        writes.clear(db, [seat.participant_id], now)  # a triager reads the report
         on_duty = [h for h in paged if h != handle and h not in recused] + [stand_in]
         return [Mail(PAGE, seat.email, case_id, participant_id=seat.participant_id,
                      source_message_id=first, in_reply_to=roots.get(seat.participant_id),
                      references=roots.get(seat.participant_id), data={"on_duty": on_duty})]
+
+
+    def _seat_mediator(self, db: Connection, case_id: int) -> list[Mail]:
+        """After a recusal: when fewer than two members remain able to act on the
+        case, its mediator (``committee.mediator``) gets a seat, cleared, with
+        their own reply address and every command, and the case so far."""
+        recused = set(db.execute(select(Recusal.handle).where(
+            Recusal.case_id == case_id)).scalars())
+        seats = db.execute(select(Participant.handle).where(
+            Participant.case_id == case_id, Participant.role == "member")).scalars().all()
+        able = [h for h in seats if h and h not in recused and h != MEDIATOR]
+        if len(able) >= 2 or MEDIATOR in seats:
+            return []
+        now = self.clock.now()
+        mediator = self.committee.mediator
+        if mediator is None:
+            log.error("case #%d: %d member(s) able to act and no mediator configured",
+                      case_id, len(able))
+            return []
+        pid = writes.insert_participants(db, [{
+            "case_id": case_id, "role": "member", "email": mediator, "name": "Mediator",
+            "handle": MEDIATOR, "created_at": now, "cleared_at": now}])[0]
+        writes.insert_events(db, [{"case_id": case_id, "at": now, "kind": "mediator",
+                                   "actor": "cocmail", "message_id": None,
+                                   "data": {"able": able}}])
+        log.info("case #%d: %d member(s) able to act; the mediator is given the case",
+                 case_id, len(able))
+        return [Mail(CASEFILE, mediator, case_id, step=MEDIATOR, participant_id=pid)]
 
 
 def _already_carried_out(db: Connection, case_id: int, message_id: int,

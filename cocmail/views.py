@@ -76,6 +76,9 @@ def case_detail(case: Case, committee: Committee, key: bytes) -> dict[str, Any]:
             "email": p.email,
             "handle": p.handle,
             "reply_address": reply_address(committee, case.id, make_token(key, case.id, p.id)),
+            # A member's seat: when they were cleared to read the case (None: the
+            # conflict check is still unanswered).
+            "cleared_at": p.cleared_at.isoformat() if p.cleared_at else None,
         }
         for p in case.participants
     ]

@@ -62,6 +62,18 @@ class Committee:
                     message_id=message_id, headers=headers),
             EMAIL[handle], (split_recipient(to, self.config.committee),), "smtp"))
 
+    def no_conflict(self, case_id: int, *handles: str) -> list[str]:
+        """``handles`` (by default every member still to answer the case's conflict
+        check) answer "no-conflict"; who did."""
+        if not handles:
+            with self.store.unit_of_work() as session:
+                handles = tuple(session.scalars(select(Participant.handle).where(
+                    Participant.case_id == case_id, Participant.role == "member",
+                    Participant.cleared_at.is_(None)).order_by(Participant.id)))
+        for handle in handles:
+            self.reply(case_id, handle, "no-conflict\n")
+        return list(handles)
+
     def sweep(self, at: dt.datetime) -> int:
         self.clock._now = at
         with self.store.unit_of_work() as session:

@@ -351,6 +351,25 @@ def relay_to(sink: Sink, **overrides: Any) -> dict[str, Any]:
             "retry_max": "2s", **overrides}
 
 
+def answer_conflict_checks(server: Server, sink: Sink, case: int = 1) -> list[str]:
+    """Every member who got the conflict check of ``case`` answers "no-conflict" by
+    mail; waits until each has the case so far. Their addresses."""
+    from tests.mail import message, send
+
+    checked = {m.recipient for m in sink.wait_for(
+        1, where=lambda m: m.kind in ("conflict", "page"))
+        if m.kind == "conflict" and m.header("X-Cocmail-Case") == str(case)}
+    for seat in server.json("case", "show", str(case))["participants"]:
+        if seat["role"] == "member" and seat["email"] in checked:
+            code, _ = send(server.smtp_port, message(
+                sender=seat["email"], subject=f"Re: [conduct #{case}] conflict check",
+                body="no-conflict\n"), sender=seat["email"], rcpts=[seat["reply_address"]])
+            assert code == 250
+    sink.wait_for(len(checked), where=lambda m: m.kind == "casefile"
+                  and m.header("X-Cocmail-Case") == str(case))
+    return sorted(checked)
+
+
 @pytest.fixture
 def swaks() -> str:
     path = shutil.which("swaks")

@@ -130,6 +130,11 @@ class Sink:
                 if len(self.mails) == before:
                     return list(self.mails)
 
+    def forget(self) -> None:
+        """Drop what arrived so far (after ``settle``): a test's set-up is done."""
+        with self.lock:
+            self.mails.clear()
+
     def of_kind(self, kind: str) -> list[Received]:
         with self.lock:
             return [m for m in self.mails if m.kind == kind]

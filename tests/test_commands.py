@@ -15,11 +15,23 @@ NAME = {m[0]: m[1] for m in MEMBERS}
 EMAIL = {m[0]: m[2] for m in MEMBERS}
 
 
-def _open_case(server: Server, sink: Sink) -> dict:
+def _open_case(server: Server, sink: Sink, cleared: bool = True) -> dict:
+    """Case #1, and each member's seat in it. ``cleared``: the members not on duty
+    answer the conflict check with "no-conflict" (and get the case so far)."""
     send(server.smtp_port, message())
     sink.wait_for(1 + len(MEMBERS))
-    return {p["handle"]: p for p in server.json("case", "show", "1")["participants"]
-            if p["role"] == "member"}
+    seats = {p["handle"]: p for p in server.json("case", "show", "1")["participants"]
+             if p["role"] == "member"}
+    if cleared:
+        checked = [m.recipient for m in sink.of_kind("conflict")]
+        for seat in seats.values():
+            if seat["email"] in checked:
+                _reply(server, seat, "no-conflict")
+        sink.wait_for(len(checked), where=lambda m: m.kind == "casefile")
+        sink.wait_for(len(checked), where=lambda m: m.kind == "confirmation")
+        sink.settle()
+        sink.forget()
+    return seats
 
 
 def _reply(server: Server, seat: dict, body: str, sender: str | None = None) -> None:
@@ -122,7 +134,7 @@ def test_a_command_from_another_address_changes_nothing(
 def test_a_recused_member_s_reply_is_kept_but_not_acted_on(
         serve, sink: Sink, db_url: str) -> None:
     server: Server = serve(db_url, delivery=relay_to(sink))
-    seats = _open_case(server, sink)
+    seats = _open_case(server, sink, cleared=False)
     store = Store(db_url)
     try:
         with store.unit_of_work() as session:

@@ -26,6 +26,7 @@ def committee(store: Store, tmp_path: Path, db_url: str) -> Committee:
 
 def test_each_step_fires_once_at_its_time(committee: Committee) -> None:
     case = committee.report()
+    committee.no_conflict(case)
     pair = committee.on_duty(OPENED)
     everyone = [m[0] for m in MEMBERS]
     assert committee.sweep(OPENED + 4 * HOUR - dt.timedelta(seconds=1)) == 0
@@ -41,7 +42,8 @@ def test_each_step_fires_once_at_its_time(committee: Committee) -> None:
         + [("committee@86400", h) for h in everyone]
         + [("chair@172800", "alice")])
     steps = [(kind, data.get("step"), sorted(data.get("members", [])))
-             for kind, data in committee.events(case) if kind != "opened"]
+             for kind, data in committee.events(case)
+             if kind not in ("opened", "message", "no-conflict")]
     assert steps == [
         ("paged", None, sorted(pair)),
         ("escalated", "on-duty", sorted(pair)),
@@ -56,6 +58,7 @@ def test_each_step_fires_once_at_its_time(committee: Committee) -> None:
 
 def test_ack_stops_the_rest_and_tells_everyone_paged(committee: Committee) -> None:
     case = committee.report()
+    committee.no_conflict(case)
     pair = committee.on_duty(OPENED)
     committee.sweep(OPENED + 24 * HOUR)  # on-duty and committee steps both due: both taken
     assert [s for s, _ in committee.mails("escalation")].count("committee@86400") == len(MEMBERS)
@@ -85,6 +88,7 @@ def test_a_late_sweep_takes_every_step_due_once(committee: Committee) -> None:
 
 def test_a_step_reaches_the_committee_when_the_chair_recused(committee: Committee) -> None:
     case = committee.report()
+    committee.no_conflict(case)
     with committee.store.unit_of_work() as session:
         session.add(Recusal(case_id=case, handle="alice", kind="hard", at=OPENED))
     committee.sweep(OPENED + 47 * HOUR)
@@ -97,6 +101,7 @@ def test_a_step_reaches_the_committee_when_the_chair_recused(committee: Committe
 
 def test_critical_pages_everyone_once(committee: Committee) -> None:
     case = committee.report()
+    committee.no_conflict(case)
     committee.reply(case, "bob", "severity critical\n")
     assert sorted(committee.mails("escalation")) == [
         ("critical", h) for h in ("alice", "carol", "dave")]
@@ -133,11 +138,33 @@ def test_two_sweeps_at_once_take_each_step_once(committee: Committee, db_url: st
     for s in stores:
         s.dispose()
     assert not errors, errors
-    mails = committee.mails("escalation")
+    # The members not on duty have not answered the conflict check: the committee
+    # and chair steps reach them as an urgent conflict check.
+    mails = committee.mails("escalation") + [
+        (step, h) for step, h in committee.mails("conflict") if step.startswith("escalation:")]
     assert len(mails) == 20 * (2 + len(MEMBERS) + 1)
     with committee.store.unit_of_work() as session:
         escalated = session.scalars(select(Event.case_id).where(Event.kind == "escalated")).all()
     assert sorted(escalated) == sorted(list(range(1, 21)) * 3)
+
+
+def test_members_still_to_answer_the_conflict_check_get_it_again_urgent(
+        committee: Committee) -> None:
+    case = committee.report()
+    pair = committee.on_duty(OPENED)
+    others = [h for h in EMAIL if h not in pair]
+    assert committee.sweep(OPENED + 24 * HOUR) == 2 + len(MEMBERS)
+    assert sorted(committee.mails("escalation")) == sorted(
+        [("on-duty@14400", h) for h in pair] + [("committee@86400", h) for h in pair])
+    urgent = [(step, h) for step, h in committee.mails("conflict") if step != "opened"]
+    assert sorted(urgent) == sorted(("escalation:committee@86400", h) for h in others)
+    for values, text in committee.rendered(Outbox.kind == "conflict",
+                                           Outbox.step == "escalation:committee@86400"):
+        assert text.subject == "Conflict check, urgent: not acknowledged after 1 day"
+        assert "message" not in values and "Someone was rude" not in text.text
+    # Once one of them answers "no-conflict", they get the case and can ack it.
+    committee.reply(case, others[0], "no-conflict\nack\n")
+    assert [k for k, _ in committee.events(case)][-2:] == ["no-conflict", "acknowledged"]
 
 
 def test_closed_and_acknowledged_cases_are_not_swept(committee: Committee) -> None:

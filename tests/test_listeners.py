@@ -97,7 +97,8 @@ def test_metrics_count_outcomes(serve, tmp_path: Path) -> None:
     assert 'cocmail_intake_total{outcome="stored"} 1' in body
     assert 'cocmail_intake_total{outcome="quarantined"} 1' in body
     assert 'cocmail_smtp_rejected_total{reason="recipient"} 1' in body
-    # The outbox: the acknowledgement and the four reports go to the maildir.
+    # The outbox: the acknowledgement, two pages and two conflict checks go to the
+    # maildir.
     import time
 
     deadline = time.monotonic() + 20
@@ -107,7 +108,7 @@ def test_metrics_count_outcomes(serve, tmp_path: Path) -> None:
                                       timeout=10).read().decode()
     assert 'cocmail_outbox_total{kind="ack",outcome="sent"} 1' in body
     assert 'cocmail_outbox_total{kind="page",outcome="sent"} 2' in body
-    assert 'cocmail_outbox_total{kind="report",outcome="sent"} 2' in body
+    assert 'cocmail_outbox_total{kind="conflict",outcome="sent"} 2' in body
     assert 'cocmail_outbox_queued 0' in body and 'cocmail_outbox_failed 0' in body
     health = urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/healthz", timeout=10)
     assert health.status == 200

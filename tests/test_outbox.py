@@ -14,15 +14,26 @@ import pytest
 from cocmail.store.db import Store
 from cocmail.store.models import Recusal
 from cocmail.tokens import case_of_message_id
-from tests.conftest import CONDUCT, DOMAIN, MEMBERS, TOKEN_KEY, Server, relay_to
+from tests.conftest import (
+    CONDUCT,
+    DOMAIN,
+    MEMBERS,
+    TOKEN_KEY,
+    Server,
+    answer_conflict_checks,
+    relay_to,
+)
 from tests.mail import message, send
 from tests.sink import Received, Sink
 
 KEY = TOKEN_KEY.encode()
 MEMBER_EMAILS = sorted(m[2] for m in MEMBERS)
 REPORTER = "rita@reporter.example"
-# A new report reaches the two members on triage duty as a page, the others as a report.
+# A new report reaches the two members on triage duty as a page (with a rotation;
+# without one, every member triages and gets it as a report). The others get the
+# conflict check first: until they answer "no-conflict", nothing of the case.
 REPORTISH = ("report", "page")
+ON_DUTY = 2
 
 
 def _outbox(server: Server, *args: str) -> list[dict]:
@@ -57,13 +68,19 @@ class TestReport:
         assert sink.settle() == mails  # nothing more arrives
         acks = [m for m in mails if m.kind == "ack"]
         reports = _by_recipient([m for m in mails if m.kind in REPORTISH])
+        checks = _by_recipient([m for m in mails if m.kind == "conflict"])
         assert [m.recipient for m in acks] == [REPORTER]
-        assert sorted(reports) == MEMBER_EMAILS
-        # The page goes to exactly the two on duty now.
+        assert sorted([*reports, *checks]) == MEMBER_EMAILS
+        # The page (with the report) goes to exactly the two on duty now; the
+        # others get the conflict check, with nothing of the report in it.
         on_duty = server.json("rotation", "show", "--json")[0]["on_duty"]
         email_of = {m[0]: m[2] for m in MEMBERS}
-        assert sorted(m.recipient for m in mails if m.kind == "page") == sorted(
-            email_of[h] for h in on_duty)
+        assert sorted(reports) == sorted(email_of[h] for h in on_duty)
+        assert all(m.kind == "page" for m in reports.values())
+        for check in checks.values():
+            assert "no-conflict" in check.text and "recuse" in check.text
+            assert "rude" not in check.text and "meetup" not in check.header("Subject")
+            assert not list(check.message.iter_attachments())
         page = next(m for m in mails if m.kind == "page")
         assert page.header("Subject").startswith("[conduct #1] Triage: ")
         assert '"ack"' in page.text and 'on triage duty' in page.text
@@ -139,9 +156,10 @@ class TestReport:
                                   "References": ack.header("Message-ID")})
         code, _ = send(server.smtp_port, answer, rcpts=[reply_to])
         assert code == 250
-        notes = sink.wait_for(len(MEMBERS), where=lambda m: m.kind == "message")
+        notes = sink.wait_for(ON_DUTY, where=lambda m: m.kind == "message")
         sink.settle()
-        assert len(sink.mails) == len(first) + len(MEMBERS)  # nothing to the reporter
+        # To those who can read the case (the two on duty); nothing to the reporter.
+        assert len(sink.mails) == len(first) + ON_DUTY
         reports = _by_recipient([m for m in first if m.kind in REPORTISH])
         for note in notes:
             root = reports[note.recipient].header("Message-ID")
@@ -162,7 +180,7 @@ class TestReport:
         answer = message(subject="Re: my report", body="Forgot this.\n",
                          headers={"In-Reply-To": ack.header("Message-ID")})
         send(server.smtp_port, answer)
-        sink.wait_for(len(MEMBERS), where=lambda m: m.kind == "message")
+        sink.wait_for(ON_DUTY, where=lambda m: m.kind == "message")
         assert len(server.json("cases", "list")) == 1
         case = server.json("case", "show", "1")
         assert case["message_count"] == 2 and case["messages"][1]["verified"] is False
@@ -178,6 +196,7 @@ class TestReport:
         server: Server = serve(db_url, delivery=relay_to(sink))
         send(server.smtp_port, message())
         sink.wait_for(1 + len(MEMBERS))
+        answer_conflict_checks(server, sink)
         case = server.json("case", "show", "1")
         alice = next(p for p in case["participants"] if p["handle"] == "alice")
         note = message(sender=alice["email"], subject="Re: report", body="I can take it.\n")
@@ -194,7 +213,10 @@ class TestConfidentiality:
         server: Server = serve(db_url, delivery=relay_to(sink))
         send(server.smtp_port, message())
         sink.wait_for(1 + len(MEMBERS))
-        # Recusal by command comes with the committee process; here it is a row.
+        answer_conflict_checks(server, sink)
+        sink.settle()
+        sink.forget()
+        # A recusal as a row (test_process_commands has the command).
         store = Store(db_url)
         try:
             with store.unit_of_work() as session:
@@ -207,7 +229,7 @@ class TestConfidentiality:
         sink.wait_for(len(MEMBERS) - 1, where=lambda m: m.kind == "message")
         sink.settle()
         bob = next(m[2] for m in MEMBERS if m[0] == "bob")
-        assert [m.kind for m in sink.mails if m.recipient == bob] in (["report"], ["page"])
+        assert bob not in {m.recipient for m in sink.mails}
 
     def test_without_handle_keeps_that_member_out_from_the_start(
             self, serve, sink: Sink, db_url: str) -> None:
@@ -228,7 +250,7 @@ class TestConfidentiality:
         reporter = next(p for p in case["participants"] if p["role"] == "reporter")
         send(server.smtp_port, message(subject="Re: x", body="More.\n"),
              rcpts=[reporter["reply_address"]])
-        sink.wait_for(len(MEMBERS) - 1, where=lambda m: m.kind == "message")
+        sink.wait_for(ON_DUTY, where=lambda m: m.kind == "message")
         assert bob not in {m.recipient for m in sink.settle()}
 
     def test_without_an_unknown_member_is_refused_at_rcpt(self, serve, db_url: str) -> None:
@@ -298,14 +320,15 @@ class TestLoops:
         acks = sink.wait_for(1, where=lambda m: m.kind == "ack")
         sink.settle()
         assert [a.recipient for a in acks] == [REPORTER]
-        assert len(sink.of_kind("report") + sink.of_kind("page")) == len(MEMBERS)
+        assert len(sink.of_kind("page")) == ON_DUTY
+        assert len(sink.of_kind("conflict")) == len(MEMBERS) - ON_DUTY
 
     def test_answers_to_one_address_are_limited_per_day(
             self, serve, sink: Sink, db_url: str) -> None:
         server: Server = serve(db_url, delivery=relay_to(sink, answers_per_day=2))
         for n in range(4):
             send(server.smtp_port, message(subject=f"report {n}"))
-        sink.wait_for(4 * len(MEMBERS), where=lambda m: m.kind in REPORTISH)
+        sink.wait_for(4 * ON_DUTY, where=lambda m: m.kind in REPORTISH)
         mails = sink.settle()
         to_reporter = [m.kind for m in mails if m.recipient == REPORTER]
         assert sorted(to_reporter) == ["ack", "ack", "notice"]
@@ -392,9 +415,12 @@ class TestDelivery:
                                        if address == REPORTER else None)
         server: Server = serve(db_url, delivery=relay_to(sink))
         send(server.smtp_port, message())
-        failures = sink.wait_for(len(MEMBERS), where=lambda m: m.kind == "failure")
+        failures = sink.wait_for(ON_DUTY, where=lambda m: m.kind == "failure")
         sink.settle()
-        assert sorted(m.recipient for m in failures) == MEMBER_EMAILS
+        # To the members who can read the case: the two on duty.
+        paged = server.json("case", "show", "1")["events"][1]["data"]["members"]
+        assert sorted(m.recipient for m in failures) == sorted(
+            m[2] for m in MEMBERS if m[0] in paged)
         assert "550 5.1.1" in failures[0].text and "acknowledgement" in failures[0].text
         [failed] = _outbox(server, "--failed")
         assert failed["kind"] == "ack" and failed["status"] == "failed"
@@ -413,7 +439,7 @@ class TestDelivery:
         server: Server = serve(db_url, delivery=relay_to(sink, max_attempts=3,
                                                          retry_first="1s", retry_max="1s"))
         send(server.smtp_port, message())
-        sink.wait_for(len(MEMBERS), where=lambda m: m.kind == "failure", timeout=40)
+        sink.wait_for(ON_DUTY, where=lambda m: m.kind == "failure", timeout=40)
         [failed] = _outbox(server, "--failed")
         assert failed["attempts"] == 3 and "451 4.3.0" in failed["last_error"]
 

@@ -97,13 +97,18 @@ def test_each_step_once_ack_stops_it_critical_pages_everyone(
     for subject in ("left alone", "acknowledged", "critical"):
         send(server.smtp_port, message(subject=subject))
     on_duty = server.json("rotation", "show", "--json")[0]["on_duty"]
-    # Case 3 is marked critical at once: everyone else is asked to meet.
+    others = [h for h in EMAIL if h not in on_duty]
+    # Case 3 is marked critical at once by a member not on duty (who first answers
+    # the conflict check): those who read it are asked to meet, the member still to
+    # answer gets an urgent conflict check.
     sink.wait_for(3 * (1 + len(MEMBERS)))
-    _reply(server, _seats(server, 3)["carol"], "severity critical\n")
-    urgent = sink.wait_for(len(MEMBERS) - 1, where=lambda m: m.kind == "escalation"
+    _reply(server, _seats(server, 3)[others[0]], "no-conflict\nseverity critical\n")
+    urgent = sink.wait_for(2, where=lambda m: m.kind == "escalation"
                            and _case_of(m) == 3 and "URGENT" in (m.header("Subject") or ""))
-    assert sorted(HANDLE[m.recipient] for m in urgent) == sorted(
-        h for h in EMAIL if h != "carol")
+    assert sorted(HANDLE[m.recipient] for m in urgent) == sorted(on_duty)
+    [check] = sink.wait_for(1, where=lambda m: m.kind == "conflict" and _case_of(m) == 3
+                            and "critical" in (m.header("Subject") or ""))
+    assert HANDLE[check.recipient] == others[1]
     # Case 2: the first step pages the pair again; then one of them acks.
     sink.wait_for(2, where=lambda m: m.kind == "escalation" and _case_of(m) == 2)
     _reply(server, _seats(server, 2)[on_duty[0]], "ack\n")
@@ -111,10 +116,12 @@ def test_each_step_once_ack_stops_it_critical_pages_everyone(
     sink.wait_for(1, where=lambda m: m.kind == "escalation" and _case_of(m) == 1
                   and "chair" in m.text, timeout=40)
     mails = sink.settle(3.0)
-    one = [m for m in mails if m.kind == "escalation" and _case_of(m) == 1]
+    # Members still to answer the conflict check get each step as an urgent check.
+    one = [m for m in mails if _case_of(m) == 1 and _a_step(m)]
     assert len(one) == 2 + len(MEMBERS) + 1
     assert sorted(HANDLE[m.recipient] for m in one[:2]) == sorted(on_duty)
-    assert [HANDLE[m.recipient] for m in one if "as the committee's chair" in m.text] == ["alice"]
+    assert HANDLE[one[-1].recipient] == "alice"  # the chair's step, the last
+    assert ("as the committee's chair" in one[-1].text) == ("alice" in on_duty)
     # Case 2: acknowledged after the first step; nothing after it.
     two = [m for m in mails if m.kind == "escalation" and _case_of(m) == 2]
     assert sorted(HANDLE[m.recipient] for m in two) == sorted(on_duty)
@@ -144,10 +151,9 @@ def test_after_sigkill_between_steps_the_next_step_fires_once(
     time.sleep(max(0.0, (opened + dt.timedelta(seconds=11) - dt.datetime.now(dt.UTC))
                    .total_seconds()))
     server = serve.restart(server)
-    sink.wait_for(2 + len(MEMBERS), where=lambda m: m.kind == "escalation", timeout=40)
+    sink.wait_for(2 + len(MEMBERS), where=_a_step, timeout=40)
     mails = sink.settle(3.0)
-    escalations = [(HANDLE[m.recipient], m.header("Subject")) for m in mails
-                   if m.kind == "escalation"]
+    escalations = [(HANDLE[m.recipient], m.header("Subject")) for m in mails if _a_step(m)]
     assert len(escalations) == len(set(escalations)) == 2 + len(MEMBERS)
     taken = [e["data"]["step"] for e in server.json("case", "show", "1")["events"]
              if e["kind"] == "escalated"]
@@ -163,7 +169,7 @@ def test_two_daemons_on_one_database_page_exactly_once(
         reporter = f"reporter{n}@reporter.example"
         send(servers[n % 2].smtp_port, message(sender=reporter, subject=f"report {n}"),
              sender=reporter)
-    per_case = 1 + len(MEMBERS) + 2 + len(MEMBERS)  # ack, report/page, two steps
+    per_case = 1 + len(MEMBERS) + 2 + len(MEMBERS)  # ack, page/conflict check, two steps
     sink.wait_for(50 * per_case, timeout=90)
     mails = sink.settle(4.0)
     keys = Counter((m.kind, _case_of(m), m.recipient, m.header("Subject")) for m in mails)
@@ -171,11 +177,20 @@ def test_two_daemons_on_one_database_page_exactly_once(
     assert len(mails) == 50 * per_case
     for case_id in range(1, 51):
         kinds = Counter(m.kind for m in mails if _case_of(m) == case_id)
-        assert kinds == {"ack": 1, "page": 2, "report": len(MEMBERS) - 2,
-                         "escalation": 2 + len(MEMBERS)}, (case_id, kinds)
+        # The members not on duty get the conflict check, and the committee step
+        # as an urgent one: never the report.
+        assert kinds == {"ack": 1, "page": 2, "conflict": 2 * (len(MEMBERS) - 2),
+                         "escalation": 4}, (case_id, kinds)
     events = servers[0].json("case", "show", "7")["events"]
     assert [e["data"]["step"] for e in events if e["kind"] == "escalated"] == [
         "on-duty", "committee"]
+
+
+def _a_step(mail: Received) -> bool:
+    """An escalation step's mail: a page, or to a member still to answer the
+    conflict check, the check again marked urgent."""
+    return mail.kind == "escalation" or (
+        mail.kind == "conflict" and "urgent" in (mail.header("Subject") or ""))
 
 
 def _name(handle: str) -> str:

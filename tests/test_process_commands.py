@@ -35,6 +35,7 @@ def _transcript(committee: Committee) -> list[tuple[str, bool, str]]:
 
 def test_the_plan_records_each_item_and_says_what_is_open(committee: Committee) -> None:
     case = committee.report()
+    committee.no_conflict(case)
     committee.reply(case, "bob", "plan safety-review\nplan public-record n/a\n")
     lines = _transcript(committee)
     assert [applied for _, applied, _ in lines] == [True, True]
@@ -56,6 +57,7 @@ def test_the_plan_records_each_item_and_says_what_is_open(committee: Committee) 
 def test_close_and_reopen_tell_the_others_and_stop_the_escalation(
         committee: Committee) -> None:
     case = committee.report()
+    committee.no_conflict(case)
     committee.reply(case, "alice", "close not a code of conduct matter\n")
     assert _transcript(committee)[0][1] is True
     statuses = committee.mails("status")
@@ -80,6 +82,7 @@ def test_close_and_reopen_tell_the_others_and_stop_the_escalation(
 
 def test_a_follow_up_comes_back_once_when_due(committee: Committee) -> None:
     case = committee.report()
+    committee.no_conflict(case)
     committee.clock.advance(HOUR)
     committee.reply(case, "dave", "follow-up 2026-12-01 check in with the reporter\n"
                                   "follow-up 3d the ban ends\n"
@@ -110,6 +113,7 @@ def test_a_follow_up_comes_back_once_when_due(committee: Committee) -> None:
 
 def test_parties_reconvene_votes_and_a_decision(committee: Committee) -> None:
     case = committee.report()
+    committee.no_conflict(case)
     committee.reply(case, "alice", "party add respondent sam@elsewhere.example Sam S\n"
                                    "party add witness not-an-address\n"
                                    "party add witness bob@members.example\n"
@@ -152,6 +156,7 @@ def test_parties_reconvene_votes_and_a_decision(committee: Committee) -> None:
 
 def test_decide_override_records_the_tally(committee: Committee) -> None:
     case = committee.report()
+    committee.no_conflict(case)
     committee.reply(case, "alice", "reconvene\nvote platform-ban 3 months\n")
     committee.reply(case, "bob", "vote coaching\n")
     committee.reply(case, "alice", "decide platform-ban override\n")
@@ -170,6 +175,7 @@ def _status(committee: Committee, step: str) -> dict[str, str]:
 def test_a_triager_who_recuses_is_replaced_and_hears_nothing_more(
         committee: Committee) -> None:
     case = committee.report()
+    committee.no_conflict(case)
     first, second = committee.on_duty(OPENED)
     committee.reply(case, first, "recuse I know the respondent\n")
     assert "nothing more about it" in _transcript(committee)[0][2]
@@ -191,6 +197,7 @@ def test_a_triager_who_recuses_is_replaced_and_hears_nothing_more(
 
 def test_a_soft_recusal_still_reads(committee: Committee) -> None:
     case = committee.report()
+    committee.no_conflict(case)
     first, second = committee.on_duty(OPENED)
     other = next(h for h in ("alice", "bob", "carol", "dave") if h not in (first, second))
     committee.reply(case, other, "recuse soft\n")
@@ -202,6 +209,7 @@ def test_a_soft_recusal_still_reads(committee: Committee) -> None:
 
 def test_a_replayed_reply_runs_nothing_twice(committee: Committee) -> None:
     case = committee.report()
+    committee.no_conflict(case)
     committee.reply(case, "bob", "plan safety-review\nclose\n", message_id="once@members.example")
     statuses = len(committee.mails("status"))
     # The same reply again, with other bytes (resent, forwarded back): refused.
@@ -216,6 +224,7 @@ def test_a_replayed_reply_runs_nothing_twice(committee: Committee) -> None:
 
 def test_purge_needs_two_members_then_no_body_text_is_left(committee: Committee) -> None:
     case = committee.report()
+    committee.no_conflict(case)
     committee.reply(case, "bob", "I spoke to SECRET-NOTE-MARKER today.\n")
     committee.reply(case, "bob", "purge\n")
     assert "when a second member replies" in _transcript(committee)[0][2]
@@ -277,6 +286,7 @@ def test_a_dkim_failure_recorded_by_our_server_stops_commands(
     committee = Committee(store, tmp_path, db_url,
                           committee={"authserv_ids": ["mx.conduct.example.org"]})
     case = committee.report()
+    committee.no_conflict(case)
     failed = {"Authentication-Results": "mx.conduct.example.org; dkim=fail (body hash) "
                                         "header.d=members.example; spf=pass "
                                         "smtp.mailfrom=bob@members.example"}
@@ -289,3 +299,79 @@ def test_a_dkim_failure_recorded_by_our_server_stops_commands(
         "mx.conduct.example.org", "mx.attacker.example")}
     committee.reply(case, "bob", "close\n", headers=forged)
     assert _transcript(committee)[0][1] is True
+
+
+def test_a_relay_reaches_the_person_a_member_filed_for(committee: Committee) -> None:
+    committee.intake.accept(Delivery(
+        message(sender=EMAIL["carol"], body="on-behalf-of rita@chat.example\nchannel chat\n\n"
+                                            "Rita told me in a DM that ...\n"),
+        EMAIL["carol"], (split_recipient(CONDUCT, committee.config.committee),), "smtp"))
+    committee.no_conflict(1)
+    committee.reply(1, "carol", "relay reporter\n\nMay we call you?\n")
+    [(_, applied, text)] = _transcript(committee)
+    assert applied and "waits for a second member" in text  # reporter: approval needed
+    committee.reply(1, "bob", "approve\n")
+    [(values, rendered)] = committee.rendered(Outbox.kind == "relay")
+    assert values["recipient"]["email"] == "rita@chat.example"
+    assert rendered.text.startswith("Carol C writes to you as the representative")
+    assert "May we call you?" in rendered.text
+    with committee.store.unit_of_work() as session:
+        assert session.scalars(select(Outbox.status).where(Outbox.kind == "relay")).one() \
+            == "queued"
+
+
+def test_an_emergency_measure_is_confirmed_reversed_or_escalated(committee: Committee) -> None:
+    from cocmail.schedule.emergencies import escalate_emergencies
+
+    case = committee.report()
+    pair = committee.on_duty(OPENED)
+    others = [h for h in EMAIL if h not in pair]
+    committee.reply(case, pair[0], "emergency platform-ban from the chat, pending review\n")
+    [(_, applied, text)] = _transcript(committee)
+    assert applied and "must confirm or reverse it by 2026-11-26 10:00 UTC" in text
+    # Those who read the case are told at once; the others get an urgent conflict check.
+    assert [h for step, h in committee.mails("status") if step.startswith("emergency:")] \
+        == [pair[1]]
+    assert sorted(h for step, h in committee.mails("conflict")
+                  if step.startswith("emergency:")) == sorted(others)
+    committee.reply(case, pair[0], "emergency confirm\n")
+    [(_, applied, text)] = _transcript(committee)
+    assert not applied and "cannot confirm it" in text
+    committee.reply(case, pair[0], "emergency coaching\n")
+    [(_, applied, text)] = _transcript(committee)
+    assert not applied and "already waiting" in text
+
+    def sweep(at: datetime.datetime) -> int:
+        with committee.store.unit_of_work() as session:
+            return escalate_emergencies(session.connection(), committee.enqueue, at)
+
+    assert sweep(OPENED + 23 * HOUR) == 0
+    # Nobody answered in 24 hours: every member of the case is paged, once.
+    assert sweep(OPENED + 25 * HOUR) == len(EMAIL)
+    assert sweep(OPENED + 26 * HOUR) == 0
+    assert sorted(h for step, h in committee.mails("escalation")
+                  if step.startswith("emergency:")) == sorted(pair)
+    [(_, rendered), _] = committee.rendered(Outbox.kind == "escalation")
+    assert rendered.subject == "URGENT: emergency measure not confirmed or reversed"
+    committee.reply(case, pair[1], "emergency reverse the respondent apologised\n")
+    [(_, applied, text)] = _transcript(committee)
+    assert applied and "reversed" in text
+    kinds = [k for k, _ in committee.events(case)]
+    assert "emergency" in kinds and "emergency-reversed" in kinds
+
+
+def test_a_member_still_to_answer_the_conflict_check_can_only_answer_it(
+        committee: Committee) -> None:
+    case = committee.report()
+    other = next(h for h in EMAIL if h not in committee.on_duty(OPENED))
+    committee.reply(case, other, "ack\nseverity high\n")
+    lines = _transcript(committee)
+    assert [applied for _, applied, _ in lines] == [False, False]
+    assert "conflict check" in lines[0][2]
+    committee.reply(case, other, "help\n")
+    [(_, applied, text)] = _transcript(committee)
+    assert applied and "no-conflict" in text and "relay <role|email>" in text
+    committee.reply(case, other, "no-conflict\n")
+    [(values, rendered)] = committee.rendered(Outbox.kind == "casefile")
+    assert values["recipient"]["handle"] == other
+    assert "Someone was rude to me at the meetup." in rendered.text

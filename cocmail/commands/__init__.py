@@ -13,7 +13,9 @@ from cocmail.commands import (
     ack,
     assign,
     close,
+    conflict,
     deciding,
+    emergency,
     follow_up,
     help,
     note,
@@ -21,14 +23,15 @@ from cocmail.commands import (
     plan,
     purge,
     recuse,
+    relay,
     severity,
 )
 from cocmail.commands.base import Command, Request, Result, split
 
 TABLE: dict[str, Command] = {c.name: c for c in (
-    ack.COMMAND, severity.COMMAND, assign.COMMAND, party.COMMAND, plan.COMMAND,
+    conflict.COMMAND, recuse.COMMAND, ack.COMMAND, severity.COMMAND, assign.COMMAND,
+    party.COMMAND, relay.RELAY_COMMAND, relay.APPROVE, plan.COMMAND, emergency.COMMAND,
     deciding.RECONVENE, deciding.VOTE, deciding.DECIDE, follow_up.COMMAND, close.CLOSE,
-    close.REOPEN, recuse.COMMAND, purge.COMMAND,
-    note.COMMAND, help.COMMAND)}
+    close.REOPEN, purge.COMMAND, note.COMMAND, help.COMMAND)}
 
 __all__ = ["TABLE", "Command", "Request", "Result", "split"]

@@ -4,6 +4,7 @@ reports, and how a reply's first lines are split into commands and a note."""
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -26,6 +27,11 @@ class Request:
     now: dt.datetime
     members: tuple[Member, ...]
     seated: tuple[str, ...]  # handles of the members who may see the case
+    participant_id: int = 0  # the sender's seat in the case
+    cleared: bool = True  # False: the sender has not answered the conflict check yet
+    note: str = ""  # the text after the command lines (what "relay" sends)
+    relay_approval: tuple[str, ...] = ()  # roles a relay to needs a second member's approve
+    emergency_within: dt.timedelta = dt.timedelta(hours=24)
     mails: list[Any] = field(default_factory=list)  # outbox Mails the commands cause
     events: list[dict[str, Any]] = field(default_factory=list)
 
@@ -52,9 +58,18 @@ class Command(Protocol):
     def run(self, request: Request, args: list[str]) -> Result: ...
 
 
+# A reply's processing stops after this many lines that look like mistyped commands.
+MAX_UNKNOWN = 5
+
+
 def split(text: str, names: Collection[str]) -> tuple[list[tuple[str, str, list[str]]], str]:
     """The command lines at the top of ``text`` as (line, name, arguments), and the
     note: the text after them.
+
+    A short line whose first word is close to a command's name ("recuce", "vot")
+    is a mistyped command: it is listed with the name ``""`` (refused as unknown)
+    and the scan goes on. After ``MAX_UNKNOWN`` of them it stops: the last entry
+    is named ``"stop"``, and nothing after it is run or passed on.
 
     >>> split("ACK\\nseverity high\\n\\nI will call the reporter.", {"ack", "severity"})
     ([('ACK', 'ack', []), ('severity high', 'severity', ['high'])], 'I will call the reporter.')
@@ -62,9 +77,12 @@ def split(text: str, names: Collection[str]) -> tuple[list[tuple[str, str, list[
     ([('ack', 'ack', [])], '')
     >>> split("Acknowledged, looking at it", {"ack"})
     ([], 'Acknowledged, looking at it')
+    >>> split("recuce hard\\nack\\nSee you", {"ack", "recuse"})
+    ([('recuce hard', '', ['hard']), ('ack', 'ack', [])], 'See you')
     """
     lines = text.split("\n")
     commands: list[tuple[str, str, list[str]]] = []
+    unknown = 0
     index = 0
     while index < len(lines):
         line = lines[index].strip()
@@ -76,7 +94,15 @@ def split(text: str, names: Collection[str]) -> tuple[list[tuple[str, str, list[
         words = line.split()
         name = words[0].lower()
         if name not in names:
-            break
+            if len(words) > 4 or not difflib.get_close_matches(name, names, 1, 0.75):
+                break
+            unknown += 1
+            commands.append((line, "", words[1:]))
+            if unknown == MAX_UNKNOWN:
+                commands.append(("(the rest of your reply)", "stop", []))
+                return commands, ""
+            index += 1
+            continue
         commands.append((line, name, words[1:]))
         index += 1
     return commands, "\n".join(lines[index:]).strip()

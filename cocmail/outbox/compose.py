@@ -92,8 +92,11 @@ def compose(
     references = _ids(row.references)[-_MAX_REFERENCES:]
     if references:
         msg["References"] = " ".join(references)
-    msg["Auto-Submitted"] = "auto-replied" if row.kind in _REPLIED else "auto-generated"
-    msg["X-Auto-Response-Suppress"] = "All"
+    if row.kind != "relay":
+        # A relay is a member's own words to a party, who should answer it: it is
+        # not marked as automatic mail (RFC 3834), so their client does not hide it.
+        msg["Auto-Submitted"] = "auto-replied" if row.kind in _REPLIED else "auto-generated"
+        msg["X-Auto-Response-Suppress"] = "All"
     msg[LOOP_HEADER] = committee.address
     msg["X-Cocmail-Kind"] = row.kind
     if row.case_id is not None:

@@ -17,8 +17,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cocmail.addresses import reply_address, without_address
+from cocmail.commands.party import named_parties
 from cocmail.config import Config
-from cocmail.outbox.enqueue import ACK, CASE_CONTENT, DIGEST, ESCALATION, HANDOFF, REMINDER
+from cocmail.outbox.enqueue import (
+    ACK,
+    CASE_CONTENT,
+    CASEFILE,
+    CONFLICT,
+    DIGEST,
+    ESCALATION,
+    HANDOFF,
+    RELAY,
+    REMINDER,
+)
 from cocmail.schedule.digest import member_digest, visible_cases
 from cocmail.schedule.escalation import age, sla_status
 from cocmail.store.models import (
@@ -46,6 +57,9 @@ DESCRIPTIONS = {
     "reminder": "a follow-up reminder",
     "status": "a status mail",
     "confirmation": "the confirmation of a reply's commands",
+    "conflict": "a conflict check",
+    "casefile": "the case so far",
+    "relay": "a message from the committee",
 }
 
 
@@ -95,9 +109,17 @@ def build(session: Session, row: Outbox, config: Config, key: bytes) -> dict[str
             return Cancelled("case content goes only to members with a seat in the case")
         if recusals.get(participant.handle or "") in ("hard", "excl"):
             return Cancelled(f"{participant.handle} has recused from case #{case.id}")
+        if participant.cleared_at is None:
+            return Cancelled(f"{participant.handle} has not yet answered the conflict check "
+                             f"of case #{case.id}")
+    if row.kind == CONFLICT and (participant is None or participant.cleared_at is not None
+                                 or recusals.get(participant.handle or "")):
+        return Cancelled("the conflict check was answered")
     seats = list(session.scalars(select(Participant).where(
         Participant.case_id == case.id, Participant.role == "member").order_by(Participant.id)))
-    readers = [p for p in seats if recusals.get(p.handle or "") not in ("hard", "excl")]
+    seated = [p for p in seats if recusals.get(p.handle or "") not in ("hard", "excl")]
+    # Who can read the case now; the reporter is told of every member who may.
+    readers = seated if row.kind == ACK else [p for p in seated if p.cleared_at is not None]
     excluded = [m.name for m in committee.members if recusals.get(m.handle) == "excl"]
     first_response_by = case.opened_at + config.sla.first_response
     opened = session.scalars(select(Event.data).where(
@@ -136,6 +158,7 @@ def build(session: Session, row: Outbox, config: Config, key: bytes) -> dict[str
             "paged": [_member_name(config, h) for h in row.data.get("paged", [])],
             "by": _member_name(config, str(row.data.get("by", ""))),
             "instead_of_chair": bool(row.data.get("instead_of_chair")),
+            "action": row.data.get("action"),
             "severity": case.severity,
         }
     if row.kind == REMINDER:
@@ -144,9 +167,37 @@ def build(session: Session, row: Outbox, config: Config, key: bytes) -> dict[str
             "due_at": _when(dt.datetime.fromisoformat(row.data["due_at"]), timezone),
             "state": case.state,
         }
+    if row.kind == CONFLICT:
+        context["conflict"] = {
+            "parties": [{"role": role, "email": email, "name": name}
+                        for role, email, name in named_parties(session.connection(), case.id)],
+            "waited": (age(dt.timedelta(seconds=int(row.data["waited"])))
+                       if "waited" in row.data else None),
+            "late": bool(row.data.get("late")),
+            "emergency": row.data.get("emergency"),
+            "critical": bool(row.data.get("critical")),
+        }
+    if row.kind == CASEFILE:
+        context["casefile"] = _casefile(session, case, timezone)
+    if row.kind == RELAY:
+        context["relay"] = {"by": _member_name(config, str(row.data["by"])),
+                            "text": row.data.get("note") or ""}
     if row.kind == ACK and participant is None:
         return Cancelled("an acknowledgement needs the reporter's seat in the case")
     return context
+
+
+def _casefile(session: Session, case: Case, timezone: zoneinfo.ZoneInfo) -> dict[str, Any]:
+    """The case so far, for a member who has just been cleared to read it: every
+    message in it (what the committee got and what it sent), oldest first, and
+    its history."""
+    messages = [_message(session, m, timezone) for m in session.scalars(
+        select(Message).where(Message.case_id == case.id).order_by(Message.id))]
+    history = [{"at": _when(e.at, timezone), "kind": e.kind, "actor": e.actor}
+               for e in session.scalars(
+                   select(Event).where(Event.case_id == case.id).order_by(Event.id))]
+    return {"messages": messages, "history": history, "state": case.state,
+            "severity": case.severity}
 
 
 def _digest(session: Session, row: Outbox, config: Config,
@@ -186,7 +237,8 @@ def _handoff(session: Session, row: Outbox, config: Config) -> dict[str, Any]:
     member = next((m for m in config.committee.members if m.handle == handle), None)
     timezone = zoneinfo.ZoneInfo(member.timezone if member else config.rotation.timezone)
     listed = {int(i) for i in row.data["cases"]}
-    cases = [case for case in visible_cases(session, handle) if case.id in listed]
+    cases = [case for case in visible_cases(session, handle, pending=True)
+             if case.id in listed]
     incoming, outgoing = row.data["incoming"], row.data["outgoing"]
     return {
         "recipient": {"email": row.recipient, "name": member.name if member else None,

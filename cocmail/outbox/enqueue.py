@@ -6,14 +6,17 @@ database's unique index, so it goes out once. The Message-ID is made here and
 never changes: a retry sends the same message.
 
 Who gets case mail is decided here and checked again when it is sent: members
-with a seat in the case who have not recused from it. The reporter gets only
-what is addressed to them (the acknowledgement), never the committee's traffic.
+with a seat in the case who are cleared to read it (they triage it, or answered
+"no-conflict") and have not recused from it. A member not yet cleared gets only
+conflict-check notices: the case number and the parties, never the report. The
+reporter gets only what is addressed to them (the acknowledgement), never the
+committee's traffic.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,15 +41,18 @@ DIGEST = "digest"  # to each member, daily: open cases and mail that failed for 
 ESCALATION = "escalation"  # to members: a case nobody acknowledged, or one marked critical
 HANDOFF = "handoff"  # to the outgoing and incoming pair: duty changed hands, what is waiting
 REMINDER = "reminder"  # to the members of a case: a follow-up someone set is due
+CONFLICT = "conflict"  # to a member not yet cleared: the case number and parties, no content
+CASEFILE = "casefile"  # to a member just cleared (no-conflict, the mediator): the case so far
+RELAY = "relay"  # to a party: a member's message, sent as the committee's representative
 
 # Who must hear first when mail queues up: the reporter's acknowledgement and the
 # triagers' pages, then escalations, then the rest (the outbox's ``priority``).
-PRIORITY = {ACK: 0, PAGE: 0, ESCALATION: 1}
+PRIORITY = {ACK: 0, PAGE: 0, ESCALATION: 1, CONFLICT: 1}
 
 # Kinds that answer a message someone sent: rate-limited per address (RFC 3834).
 ANSWERS = (ACK,)
 # Kinds that carry case content: only to members who may see the case.
-CASE_CONTENT = (REPORT, PAGE, MESSAGE, FAILURE, STATUS, ESCALATION, REMINDER)
+CASE_CONTENT = (REPORT, PAGE, MESSAGE, FAILURE, STATUS, ESCALATION, REMINDER, CASEFILE)
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,7 @@ class Mail:
     in_reply_to: str | None = None
     references: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    held: bool = False  # written "held": sent only once released (a relay's approval)
 
     def __post_init__(self) -> None:
         # One spelling per address, so the unique key and the per-address limit
@@ -81,6 +88,7 @@ class Seat:
     participant_id: int
     email: str
     handle: str | None
+    cleared: bool = True  # may read the case (False: conflict-check notices only)
 
 
 class Enqueue:
@@ -108,7 +116,8 @@ class Enqueue:
              "source_message_id": mail.source_message_id,
              "message_id": make_message_id(self.key, mail.case_id, domain),
              "in_reply_to": mail.in_reply_to, "references": mail.references,
-             "data": mail.data, "status": "queued", "created_at": now, "due_at": now,
+             "data": mail.data, "status": "held" if mail.held else "queued",
+             "created_at": now, "due_at": now,
              "attempts": 0, "priority": PRIORITY.get(mail.kind, 2)}
             for mail in mails
         ])
@@ -141,23 +150,12 @@ class Enqueue:
                                  data={"limit": self.answers_per_day}))
         return kept
 
-    def member_seats(self, db: Connection, case_ids: Iterable[int]) -> dict[int, list[Seat]]:
-        """The members who may see each case: a seat in it, and no recusal."""
-        case_ids = sorted(set(case_ids))
-        if not case_ids:
-            return {}
-        recused = {(case_id, handle) for case_id, handle in db.execute(
-            select(Recusal.case_id, Recusal.handle).where(
-                Recusal.case_id.in_(case_ids), Recusal.kind.in_(("hard", "excl"))))}
-        seats: dict[int, list[Seat]] = {case_id: [] for case_id in case_ids}
-        for row in db.execute(
-            select(Participant.case_id, Participant.id, Participant.email, Participant.handle)
-            .where(Participant.case_id.in_(case_ids), Participant.role == "member")
-            .order_by(Participant.id)
-        ):
-            if (row.case_id, row.handle) not in recused:
-                seats[row.case_id].append(Seat(row.id, row.email, row.handle))
-        return seats
+    def member_seats(self, db: Connection, case_ids: Iterable[int],
+                     pending: bool = False) -> dict[int, list[Seat]]:
+        """The members who may see each case: a seat in it, cleared, and no recusal.
+        With ``pending``, also the seats not yet cleared (``Seat.cleared`` False):
+        those who are still to answer the conflict check."""
+        return member_seats(db, case_ids, pending)
 
     def thread_roots(self, db: Connection, case_ids: Iterable[int]) -> dict[int, str]:
         """For each participant, the Message-ID of the first mail they got about their
@@ -173,12 +171,53 @@ class Enqueue:
         ) if participant_id is not None}
 
 
+def member_seats(db: Connection, case_ids: Iterable[int],
+                 pending: bool = False) -> dict[int, list[Seat]]:
+    """See ``Enqueue.member_seats``."""
+    case_ids = sorted(set(case_ids))
+    if not case_ids:
+        return {}
+    recused = {(case_id, handle) for case_id, handle in db.execute(
+        select(Recusal.case_id, Recusal.handle).where(
+            Recusal.case_id.in_(case_ids), Recusal.kind.in_(("hard", "excl"))))}
+    seats: dict[int, list[Seat]] = {case_id: [] for case_id in case_ids}
+    for row in db.execute(
+        select(Participant.case_id, Participant.id, Participant.email, Participant.handle,
+               Participant.cleared_at)
+        .where(Participant.case_id.in_(case_ids), Participant.role == "member")
+        .order_by(Participant.id)
+    ):
+        cleared = row.cleared_at is not None
+        if (row.case_id, row.handle) not in recused and (cleared or pending):
+            seats[row.case_id].append(Seat(row.id, row.email, row.handle, cleared))
+    return seats
+
+
+def clear_seats(db: Connection, seats: list[Seat], handles: Collection[str],
+                at: dt.datetime) -> list[Seat]:
+    """Clear the seats of ``handles`` to read the case; ``seats`` as they are now."""
+    chosen = [s for s in seats if s.handle in handles and not s.cleared]
+    writes.clear(db, [s.participant_id for s in chosen], at)
+    return [Seat(s.participant_id, s.email, s.handle, True) if s in chosen else s
+            for s in seats]
+
+
+def conflict_notices(case_id: int, seats: Iterable[Seat], step: str,
+                     **data: Any) -> list[Mail]:
+    """The conflict check, to each member of ``seats`` not yet cleared: the case
+    number and the parties named so far (read when sent), never its content."""
+    return [Mail(CONFLICT, seat.email, case_id, step=step, participant_id=seat.participant_id,
+                 data=data)
+            for seat in seats if not seat.cleared]
+
+
 def opened_mails(
     case_id: int, message_id: int, reporter: tuple[int, str] | None, seats: list[Seat],
     their_message_id: str | None, their_references: tuple[str, ...], paged: Sequence[str],
 ) -> list[Mail]:
     """A new case: the acknowledgement to its reporter (in their thread), a page to
-    the members on duty (``paged``) and the report to the other members."""
+    the members on duty (``paged``), the report to the other members cleared to
+    read it and the conflict check to those who are not."""
     mails = []
     if reporter is not None:
         participant_id, email = reporter
@@ -191,8 +230,8 @@ def opened_mails(
     mails += [Mail(PAGE if seat.handle in paged else REPORT, seat.email, case_id,
                    participant_id=seat.participant_id, source_message_id=message_id,
                    data={"on_duty": list(paged)})
-              for seat in seats]
-    return mails
+              for seat in seats if seat.cleared]
+    return mails + conflict_notices(case_id, seats, "opened")
 
 
 def message_mails(

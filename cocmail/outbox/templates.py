@@ -24,7 +24,7 @@ import jinja2
 from cocmail.errors import ConfigError
 
 KINDS = ("ack", "report", "page", "message", "failure", "notice", "digest", "confirmation",
-         "status", "escalation", "handoff", "reminder")
+         "status", "escalation", "handoff", "reminder", "conflict", "casefile", "relay")
 
 
 @dataclass(frozen=True)
@@ -89,10 +89,19 @@ def sample_contexts(kind: str) -> list[dict[str, Any]]:
     if kind == "ack":
         filed = {**context["case"], "channel": "chat", "on_behalf_of": "rita@example.net"}
         return [context, {**context, "case": filed}]
+    if kind == "conflict":
+        plain = context["conflict"]
+        changes: list[dict[str, Any]] = [{"parties": []}, {"late": True},
+                                         {"waited": "4 hours"}, {"emergency": "platform-ban"},
+                                         {"critical": True}]
+        return [context, *({**context, "conflict": {**plain, **change}} for change in changes)]
+    if kind == "casefile":
+        return [context, {**context, "recipient": {**context["recipient"],
+                                                   "handle": "mediator"}}]
     if kind != "escalation":
         return [context]
     return [{**context, "escalation": {**context["escalation"], "step": step}}
-            for step in ("on-duty", "committee", "chair", "critical")]
+            for step in ("on-duty", "committee", "chair", "critical", "emergency")]
 
 
 def sample_context(kind: str) -> dict[str, Any]:
@@ -141,7 +150,8 @@ def sample_context(kind: str) -> dict[str, Any]:
                    "acknowledged": False, "sla": "answer due in 2 days"}],
         "escalation": {"step": "on-duty",
                        "waited": "4 hours", "paged": ["Alice Example", "Carol Example"],
-                       "by": "Carol Example", "instead_of_chair": False, "severity": "high"},
+                       "by": "Carol Example", "instead_of_chair": False, "severity": "high",
+                       "action": "platform-ban"},
         "reminder": {"what": "the ban ends: check in with the respondent",
                      "by": "Alice Example", "due_at": "Monday 1 March 2027, 09:00 CET",
                      "state": "closed"},
@@ -153,5 +163,16 @@ def sample_context(kind: str) -> dict[str, Any]:
         "failed_mail": [{"id": 7, "case": 42, "description": "the acknowledgement of their report",
                          "to": "the reporter", "attempts": 1,
                          "error": "550 5.1.1 no such user"}],
+        "conflict": {"parties": [{"role": "respondent", "email": "sam@example.com",
+                                  "name": "Sam"}],
+                     "waited": None, "late": False, "emergency": None,
+                     "critical": False},
+        "casefile": {"state": "triaged", "severity": "high",
+                     "messages": [{"author": "the reporter", "subject": "Sample subject",
+                                   "received_at": "Wednesday 25 November 2026, 10:00 UTC",
+                                   "text": "Sample text.", "attachments": []}],
+                     "history": [{"at": "Wednesday 25 November 2026, 10:00 UTC",
+                                  "kind": "opened", "actor": "reporter"}]},
+        "relay": {"by": "Alice Example", "text": "Could you tell us when it happened?"},
         "now": dt.datetime(2026, 11, 25, 10, tzinfo=dt.UTC),
     }

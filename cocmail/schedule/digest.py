@@ -59,7 +59,8 @@ def member_digest(session: Session, handle: str, since: dt.datetime) -> dict[str
     cases = visible_cases(session, handle)
     seated = {case_id for case_id, in session.execute(
         select(Participant.case_id).where(Participant.role == "member",
-                                          Participant.handle == handle))}
+                                          Participant.handle == handle,
+                                          Participant.cleared_at.is_not(None)))}
     failed = [row for row in session.scalars(
         select(Outbox).where(Outbox.status == "failed", Outbox.failed_at > since)
         .order_by(Outbox.id))
@@ -67,12 +68,15 @@ def member_digest(session: Session, handle: str, since: dt.datetime) -> dict[str
     return {"cases": cases, "failed": failed}
 
 
-def visible_cases(session: Session, handle: str) -> list[Case]:
-    """The open cases member ``handle`` may see: a seat, and no recusal."""
+def visible_cases(session: Session, handle: str, pending: bool = False) -> list[Case]:
+    """The open cases member ``handle`` may see: a seat cleared to read it, and no
+    recusal. With ``pending``, also those whose conflict check they have not yet
+    answered (a hand-off lists those by number to an incoming triager)."""
     hidden = _hidden_from(session, handle)
+    cleared = [] if pending else [Participant.cleared_at.is_not(None)]
     return [case for case in session.scalars(
         select(Case).join(Participant, Participant.case_id == Case.id).where(
-            Participant.role == "member", Participant.handle == handle,
+            Participant.role == "member", Participant.handle == handle, *cleared,
             Case.closed_at.is_(None)).order_by(Case.id))
         if case.id not in hidden]
 

@@ -32,7 +32,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from cocmail.config import Config, Member
-from cocmail.outbox.enqueue import ESCALATION, Enqueue, Mail, Seat
+from cocmail.outbox.enqueue import ESCALATION, Enqueue, Mail, Seat, clear_seats, conflict_notices
 from cocmail.schedule.roster import on_call
 from cocmail.store import writes
 from cocmail.store.models import Case, Event
@@ -85,7 +85,7 @@ def escalate(db: Connection, config: Config, enqueue: Enqueue, now: dt.datetime)
             due[case.id] = (case, todo)
     if not due:
         return 0
-    seats = enqueue.member_seats(db, due)
+    seats = enqueue.member_seats(db, due, pending=True)
     roots = enqueue.thread_roots(db, due)
     mails: list[Mail] = []
     events: list[dict[str, Any]] = []
@@ -122,6 +122,9 @@ def _take(db: Connection, config: Config, enqueue: Enqueue, case_id: int,
     if step.notify == "on-duty":
         handles = (on_call(db, enqueue.rotation, now, seated)
                    if enqueue.rotation is not None else [])
+        # Whoever is on duty now triages the case, so they read it (duty may have
+        # changed hands since it was opened).
+        seats = clear_seats(db, seats, handles, now)
     elif step.notify == "chair":
         handles = [h for h in seated if "chair" in _roles(config.committee.members, h)]
         if not handles:
@@ -135,10 +138,13 @@ def _take(db: Connection, config: Config, enqueue: Enqueue, case_id: int,
         log.error("case #%d: escalation step %s reached nobody", case_id, step.name)
         return _event(case_id, now, "nobody-paged", data), []
     log.info("case #%d: escalation step %s to %d member(s)", case_id, step.name, len(handles))
+    chosen = [s for s in seats if s.handle in handles]
+    # Those still to answer the conflict check get it again, urgent: no content.
     return _event(case_id, now, "escalated", data), urgent_mails(
-        case_id, [s for s in seats if s.handle in handles], roots, step.name,
+        case_id, [s for s in chosen if s.cleared], roots, step.name,
         {"step": step.notify, "waited": step.seconds, "paged": handles,
-         "instead_of_chair": data.get("instead_of_chair", False)})
+         "instead_of_chair": data.get("instead_of_chair", False)}) + conflict_notices(
+        case_id, chosen, f"escalation:{step.name}", waited=step.seconds)
 
 
 def critical(db: Connection, enqueue: Enqueue, case_id: int, message_id: int, by: str,
@@ -156,8 +162,11 @@ def critical(db: Connection, enqueue: Enqueue, case_id: int, message_id: int, by
                    {"step": CRITICAL, "members": handles, "by": by})
     event["message_id"] = message_id
     writes.insert_events(db, [event])
-    return urgent_mails(case_id, others, enqueue.thread_roots(db, [case_id]), CRITICAL,
-                        {"step": CRITICAL, "by": by, "paged": handles})
+    # Members still to answer the conflict check get it again, marked urgent.
+    return urgent_mails(case_id, [s for s in others if s.cleared],
+                        enqueue.thread_roots(db, [case_id]), CRITICAL,
+                        {"step": CRITICAL, "by": by, "paged": handles}) + conflict_notices(
+        case_id, others, CRITICAL, critical=True)
 
 
 def urgent_mails(case_id: int, seats: Iterable[Seat], roots: dict[int, str], step: str,

@@ -107,6 +107,9 @@ class Participant(Base):
     name: Mapped[str | None] = mapped_column(String(200))
     handle: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # A member's seat: when they were cleared to read the case (they triage it, or
+    # answered "no-conflict"). Until then they get only conflict-check notices.
+    cleared_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     case: Mapped[Case] = relationship(back_populates="participants")
 
@@ -321,3 +324,25 @@ class FollowUp(Base):
 
     # The sweep's look-up: not yet reminded, by due time.
     __table_args__ = (Index("ix_follow_ups_reminded_at_due_at", "reminded_at", "due_at"),)
+
+
+class Emergency(Base):
+    """An interim measure one member took at once (``emergency``): the committee
+    confirms or reverses it by ``due_at``, or the sweep escalates it."""
+
+    __tablename__ = "emergencies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    action: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text)
+    by: Mapped[str] = mapped_column(String(32))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    resolution: Mapped[str | None] = mapped_column(String(10))  # confirmed | reversed
+    resolved_by: Mapped[str | None] = mapped_column(String(32))
+    escalated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    # The sweep's look-up: unresolved, not escalated, by due time.
+    __table_args__ = (Index("ix_emergencies_open", "resolved_at", "escalated_at", "due_at"),)

@@ -167,6 +167,14 @@ def insert_participants(db: Connection, rows: list[dict[str, Any]]) -> list[int]
     return _insert_many(db, Participant.__table__, [{"handle": None, **r} for r in rows])
 
 
+def clear(db: Connection, participant_ids: list[int], at: dt.datetime) -> None:
+    """Members' seats cleared to read their case (triage, "no-conflict", mediator)."""
+    if participant_ids:
+        db.execute(update(Participant).where(Participant.id.in_(participant_ids),
+                                             Participant.cleared_at.is_(None))
+                   .values(cleared_at=at))
+
+
 def insert_messages(db: Connection, rows: list[dict[str, Any]]) -> list[int]:
     return _insert_many(db, _MESSAGES, rows)
 

@@ -1,0 +1,92 @@
+"""``relay <party>``: outreach. The text after the command lines goes to that
+party from the conduct address, opening with a line that names the member as
+the committee's representative, with the party's own token address as
+Reply-To: their answers come back into the case, to the members only.
+
+``<party>`` is a role (respondent, witness, reporter, observer) when the case
+has one person in it, or their address. A relay to a role listed in
+``committee.relay_approval`` (the reporter, by default) is held until a second
+member answers ``approve``, so two people check it for identifying details.
+The members get the text too, as the reply's note.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+
+from cocmail.commands.base import Request, Result
+from cocmail.commands.party import KINDS
+from cocmail.outbox.enqueue import RELAY, Mail
+from cocmail.store.models import Outbox, Participant
+
+REPORTER_ROLES = ("reporter", "reported-by")
+
+
+class Relay:
+    name = "relay"
+    usage = "relay <role|email>"
+    summary = "send the text below to a party, as the committee's representative"
+
+    def run(self, request: Request, args: list[str]) -> Result:
+        if len(args) != 1:
+            return Result(False, "Like: relay reporter, or: relay sam@example.com; the text "
+                                 "to send goes below the command lines.")
+        if not request.note.strip():
+            return Result(False, "There is no text to send: write it below the command lines.")
+        wanted = args[0].strip("<>").lower()
+        # "reporter" is also the person a member filed a report for ("reported-by"),
+        # never the member who holds the reporter's seat in such a case.
+        roles = (REPORTER_ROLES if wanted == "reporter" else (wanted,))
+        members = {m.email.lower() for m in request.members}
+        found = [row for row in request.db.execute(
+            select(Participant.id, Participant.role, Participant.email).where(
+                Participant.case_id == request.case_id,
+                Participant.role.in_((*KINDS, "reported-by")),
+                Participant.role.in_(roles) | (Participant.email == wanted))
+            .order_by(Participant.id)).all() if row.email.lower() not in members]
+        if not found:
+            return Result(False, f"Nobody in case #{request.case_id} is {wanted!r}: name a "
+                                 "party first (party add ...), or use their address.")
+        if len(found) > 1:
+            listed = ", ".join(row.email for row in found)
+            return Result(False, f"Case #{request.case_id} has more than one {wanted}: "
+                                 f"relay to one address ({listed}).")
+        party = found[0]
+        role = "reporter" if party.role in REPORTER_ROLES else party.role
+        held = role in request.relay_approval
+        request.mails.append(Mail(RELAY, party.email, request.case_id,
+                                  step=f"{request.message_id}:{party.id}",
+                                  participant_id=party.id, held=held,
+                                  data={"note": request.note, "by": request.handle}))
+        request.event("relayed", role=role, participant=party.id, held=held)
+        if held:
+            return Result(True, f"Your text to the {role} waits for a second member's "
+                                "\"approve\" before it is sent; the other members have it.")
+        return Result(True, f"Your text goes to the {role}, from the committee's "
+                            "address; their answer comes back to the members.")
+
+
+class Approve:
+    name = "approve"
+    usage = "approve"
+    summary = "send the relays another member is waiting to send"
+
+    def run(self, request: Request, args: list[str]) -> Result:
+        held = request.db.execute(select(Outbox.id, Outbox.data).where(
+            Outbox.case_id == request.case_id, Outbox.kind == RELAY,
+            Outbox.status == "held")).all()
+        theirs = [row.id for row in held if row.data.get("by") != request.handle]
+        if not theirs:
+            if held:
+                return Result(False, "A relay needs the approval of a member other than the "
+                                     "one who wrote it.")
+            return Result(False, f"No relay in case #{request.case_id} waits for approval.")
+        request.db.execute(update(Outbox).where(Outbox.id.in_(theirs), Outbox.status == "held")
+                           .values(status="queued", due_at=request.now))
+        request.event("approved", relays=theirs)
+        return Result(True, f"Approved: {len(theirs)} relay{'s' if len(theirs) != 1 else ''} "
+                            "on their way.")
+
+
+RELAY_COMMAND = Relay()
+APPROVE = Approve()

@@ -1,0 +1,65 @@
+"""Emergency measures nobody answered: an ``emergency`` a member took that the
+committee has not confirmed or reversed by its due time is escalated, once, to
+every member of the case: an urgent page to those who can see it, an urgent
+conflict check to those who have not answered theirs.
+
+Like the reminders, each is claimed with a compare-and-set on ``escalated_at``
+in the transaction that queues its mails, so it is escalated once across
+restarts and replicas.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import Connection
+
+from cocmail.outbox.enqueue import Enqueue, Mail, conflict_notices
+from cocmail.schedule.escalation import urgent_mails
+from cocmail.store import writes
+from cocmail.store.models import Emergency
+
+log = logging.getLogger(__name__)
+
+STEP = "emergency"  # the escalation mail's step
+
+
+def escalate_emergencies(db: Connection, enqueue: Enqueue, now: dt.datetime) -> int:
+    """Escalate the measures overdue at ``now``; how many mails were queued."""
+    due = db.execute(select(Emergency.id, Emergency.case_id, Emergency.action, Emergency.by,
+                            Emergency.at).where(
+        Emergency.resolved_at.is_(None), Emergency.escalated_at.is_(None),
+        Emergency.due_at <= now).order_by(Emergency.due_at, Emergency.id)).all()
+    if not due:
+        return 0
+    cases = [e.case_id for e in due]
+    seats = enqueue.member_seats(db, cases, pending=True)
+    roots = enqueue.thread_roots(db, cases)
+    mails: list[Mail] = []
+    events = []
+    for measure in due:
+        claimed = db.execute(update(Emergency).where(
+            Emergency.id == measure.id, Emergency.resolved_at.is_(None),
+            Emergency.escalated_at.is_(None)).values(escalated_at=now)).rowcount
+        if claimed != 1:
+            continue
+        case_seats = seats[measure.case_id]
+        readers = [s for s in case_seats if s.cleared]
+        handles = [s.handle for s in case_seats if s.handle]
+        events.append({"case_id": measure.case_id, "at": now, "kind": "escalated",
+                       "actor": "cocmail", "message_id": None,
+                       "data": {"step": STEP, "members": handles, "by": measure.by,
+                                "action": measure.action}})
+        mails += urgent_mails(measure.case_id, readers, roots, f"{STEP}:{measure.id}",
+                              {"step": STEP, "by": measure.by, "paged": handles,
+                               "action": measure.action,
+                               "waited": int((now - measure.at).total_seconds())})
+        mails += conflict_notices(measure.case_id, case_seats, f"{STEP}:{measure.id}",
+                                  emergency=measure.action)
+        log.warning("case #%d: emergency measure %s (%s) neither confirmed nor reversed",
+                    measure.case_id, measure.id, measure.action)
+    writes.insert_events(db, events)
+    enqueue.queue(db, mails, now)
+    return len(mails)
