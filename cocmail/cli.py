@@ -137,7 +137,9 @@ def cmd_case_show(config: Config, args: argparse.Namespace) -> int:
     print("  plan: " + ", ".join(f"{item} {state}" for item, state in detail["plan"].items()))
     print("Participants:")
     for p in detail["participants"]:
-        print(f"  {p['role']:<10} {p['email']}  reply to {p['reply_address']}")
+        waiting = ("  (conflict check not answered)"
+                   if p["role"] == "member" and p["cleared_at"] is None else "")
+        print(f"  {p['role']:<10} {p['email']}  reply to {p['reply_address']}{waiting}")
     print("Messages:")
     for m in detail["messages"]:
         who = m["sender_role"] or "unknown"

@@ -25,6 +25,12 @@ def test_case_show_and_quarantine_json_shapes(serve, db_url: str) -> None:
     assert [x["role"] for x in case["participants"]] == ["reporter"] + ["member"] * 4
     assert {"id", "kind", "status", "recipient", "attempts"} <= set(case["mail"][0])
     assert [e["kind"] for e in case["events"]] == ["opened", "paged"]
+    # The two paged are cleared to read it; the others still have the conflict check.
+    paged = case["events"][1]["data"]["members"]
+    cleared = [p["handle"] for p in case["participants"] if p["cleared_at"]]
+    assert sorted(cleared) == sorted(paged)
+    text = server.cli("case", "show", "1").stdout.decode()
+    assert text.count("(conflict check not answered)") == 2
 
     [q] = server.json("quarantine", "list")
     assert {"id", "reason", "received_at"} <= set(q)

@@ -313,13 +313,20 @@ def test_purge_needs_two_members_then_no_text_of_the_case_is_left(
     _reply(server, seats[t1], "party add witness wes@elsewhere.example\n"
                               "relay witness\n\nMARKER-RELAYED-TEXT")
     sink.wait_for(1, where=lambda m: m.kind == "relay")
+    # A relay to the reporter, held for approval when the case is purged: it
+    # never leaves, and its text goes too.
+    _reply(server, seats[t2], "relay reporter\n\nMARKER-HELD-TEXT")
+    _confirmation(sink, t2, 1)
     _reply(server, seats[t1], "purge\nMARKER-PURGE-NOTE")
     assert "second member" in _confirmation(sink, t1, 2)
     _reply(server, seats[t1], "purge")
     assert "Not done" in _confirmation(sink, t1, 3)  # the same member twice is not two
     _reply(server, seats[t2], "purge")
-    assert "Done: " in _confirmation(sink, t2, 1)
+    assert "Done: " in _confirmation(sink, t2, 2)
+    _reply(server, seats[t1], "approve")
+    assert "No relay in case #1 waits" in _confirmation(sink, t1, 4)
     sink.settle()
+    assert _to(sink.mails, REPORTER) == ["ack"]
     store = Store(db_url)
     try:
         metadata = MetaData()
@@ -332,7 +339,7 @@ def test_purge_needs_two_members_then_no_text_of_the_case_is_left(
                         text = value.decode(errors="replace") if isinstance(value, bytes) \
                             else str(value)
                         for marker in ("rude to me", "MARKER-RELAYED-TEXT",
-                                       "MARKER-PURGE-NOTE"):
+                                       "MARKER-HELD-TEXT", "MARKER-PURGE-NOTE"):
                             if marker in text:
                                 left.append((table.name, marker))
     finally:

@@ -58,7 +58,9 @@ def purge(db: Connection, case_id: int) -> None:
     db.execute(update(Message).where(Message.id.in_(messages)).values(
         raw=None, headers=None, subject=None, text=None, html=None))
     # Mail not sent yet would carry what was just deleted: it is not sent.
-    db.execute(update(Outbox).where(Outbox.case_id == case_id, Outbox.status == "queued")
+    # Queued mail, and relays still held for approval: nothing of the case goes out.
+    db.execute(update(Outbox).where(Outbox.case_id == case_id,
+                                    Outbox.status.in_(("queued", "held")))
                .values(status="cancelled", last_error="the case was purged"))
     db.execute(update(Outbox).where(Outbox.case_id == case_id).values(data={}))
 
