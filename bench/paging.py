@@ -13,7 +13,8 @@ escalation fires, and what one sweep of the scheduler costs.
    of every report, how late the step was taken against its due time (the
    event's time minus opened_at + after) and how late its last mail reached
    the sink (target: within the sweep interval plus 1 s).
-3. One sweep (escalation, hand-offs, digest: what each tick runs) on SQLite
+3. One sweep (escalation, hand-offs, reminders, emergencies, new members' seats,
+   digest: what each tick runs) on SQLite
    with 100,000 closed and 1,000 open cases (five seats each), against the
    same sweep on a store with the 1,000 open cases only, measured in the same
    run: the ratio shows whether the cost follows the open cases or all of them
@@ -182,11 +183,13 @@ def populated_store(directory: Path, closed: int, open_: int, now: dt.datetime) 
             " escalated_through) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
         seats = []
         for case_id, *_ in rows:
-            seats.append((case_id, "reporter", f"r{case_id}@reporter.example", None, stamp))
-            seats += [(case_id, "member", f"{h}@members.example", h, stamp) for h in MEMBERS]
+            seats.append((case_id, "reporter", f"r{case_id}@reporter.example", None, stamp, None))
+            # Member seats cleared to read (they answered the conflict check).
+            seats += [(case_id, "member", f"{h}@members.example", h, stamp, stamp)
+                      for h in MEMBERS]
         connection.executemany(
-            "INSERT INTO participants (case_id, role, email, handle, created_at)"
-            " VALUES (?, ?, ?, ?, ?)", seats)
+            "INSERT INTO participants (case_id, role, email, handle, created_at, cleared_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)", seats)
     connection.close()
     return store
 
@@ -213,8 +216,11 @@ def time_sweeps(directory: Path, closed: int, open_: int, rounds: int) -> tuple[
 
     from cocmail.outbox.enqueue import Enqueue
     from cocmail.schedule.digest import queue_digests
+    from cocmail.schedule.emergencies import escalate_emergencies
     from cocmail.schedule.escalation import escalate
     from cocmail.schedule.handoff import queue_handoffs
+    from cocmail.schedule.late_members import seat_late_members
+    from cocmail.schedule.reminders import queue_reminders
     from cocmail.store.models import Case
 
     now = dt.datetime.now(dt.UTC)
@@ -226,6 +232,10 @@ def time_sweeps(directory: Path, closed: int, open_: int, rounds: int) -> tuple[
         begin = time.perf_counter()
         for work in (lambda s: escalate(s.connection(), config, enqueue, now),
                      lambda s: queue_handoffs(s, config, enqueue, now),
+                     lambda s: queue_reminders(s.connection(), enqueue, now),
+                     lambda s: escalate_emergencies(s.connection(), enqueue, now),
+                     lambda s: seat_late_members(s.connection(), config.committee, enqueue,
+                                                 now),
                      lambda s: queue_digests(s, config, enqueue, now)):
             with store.unit_of_work() as session:  # type: ignore[attr-defined]
                 work(session)

@@ -57,14 +57,21 @@ def member_digest(session: Session, handle: str, since: dt.datetime) -> dict[str
     cases (and of no case) since ``since``."""
     hidden = _hidden_from(session, handle)
     cases = visible_cases(session, handle)
-    seated = {case_id for case_id, in session.execute(
-        select(Participant.case_id).where(Participant.role == "member",
-                                          Participant.handle == handle,
-                                          Participant.cleared_at.is_not(None)))}
-    failed = [row for row in session.scalars(
+    failed = list(session.scalars(
         select(Outbox).where(Outbox.status == "failed", Outbox.failed_at > since)
-        .order_by(Outbox.id))
-        if row.case_id is None or (row.case_id in seated and row.case_id not in hidden)]
+        .order_by(Outbox.id)))
+    # The member's seats among the few cases with failed mail: a look-up by case,
+    # not a read of every seat they ever had (this runs every tick until the
+    # day's digest is queued).
+    failed_cases = {row.case_id for row in failed if row.case_id is not None}
+    seated = {case_id for case_id, in session.execute(
+        select(Participant.case_id).where(Participant.case_id.in_(failed_cases),
+                                          Participant.role == "member",
+                                          Participant.handle == handle,
+                                          Participant.cleared_at.is_not(None)))
+              } if failed_cases else set()
+    failed = [row for row in failed
+              if row.case_id is None or (row.case_id in seated and row.case_id not in hidden)]
     return {"cases": cases, "failed": failed}
 
 

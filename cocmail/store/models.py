@@ -92,6 +92,8 @@ class Case(Base):
         Index("ix_cases_state", "state"),
         # The sweep's look-up: cases nobody has acknowledged yet, still open.
         Index("ix_cases_waiting", "acknowledged_at", "closed_at"),
+        # The open cases (digests, new members' seats), however many are closed.
+        Index("ix_cases_closed_at", "closed_at"),
     )
 
 

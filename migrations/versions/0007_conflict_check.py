@@ -1,5 +1,6 @@
 """Conflicts before content: when each member's seat was cleared to read the case,
-and the emergencies a member took that the committee must confirm or reverse.
+and the emergencies a member took that the committee must confirm or reverse;
+an index on cases.closed_at for the sweeps that look at the open cases.
 
 Seats that exist already were reading their cases: they count as cleared when
 they were made.
@@ -20,6 +21,8 @@ def upgrade() -> None:
     with op.batch_alter_table('participants', schema=None) as batch_op:
         batch_op.add_column(sa.Column('cleared_at', sa.DateTime(), nullable=True))
     op.execute("UPDATE participants SET cleared_at = created_at WHERE role = 'member'")
+    with op.batch_alter_table('cases', schema=None) as batch_op:
+        batch_op.create_index('ix_cases_closed_at', ['closed_at'], unique=False)
     op.create_table('emergencies',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('case_id', sa.Integer(), nullable=False),
@@ -43,5 +46,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table('emergencies')
+    with op.batch_alter_table('cases', schema=None) as batch_op:
+        batch_op.drop_index('ix_cases_closed_at')
     with op.batch_alter_table('participants', schema=None) as batch_op:
         batch_op.drop_column('cleared_at')
