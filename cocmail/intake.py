@@ -11,6 +11,7 @@ quarantined, so no report is ever lost to a bug.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
@@ -33,7 +34,6 @@ from cocmail.outbox.enqueue import (
     Enqueue,
     Mail,
     Seat,
-    clear_seats,
     message_mails,
     opened_mails,
 )
@@ -251,7 +251,9 @@ class Intake:
         case_ids = dict(zip(map(id, opens), writes.insert_cases(
             db, [f.channel if f else "email" for f in filed.values()], now), strict=True))
         # Each new case seats its reporter and every member of the committee (a
-        # member who joins the committee later gets no seat in past cases).
+        # member who joins later gets a seat, not yet cleared, from the sweep).
+        # Whom it pages is decided first, so that their seats are written cleared.
+        paged = self._whom_to_page(db, opens, now)
         seated: list[tuple[_Write, dict[str, object]]] = []
         for entry in opens:
             assert entry.parsed is not None
@@ -268,13 +270,14 @@ class Intake:
                 # (the member who filed it holds the reporter's seat).
                 seated.append((entry, {"case_id": new_case, "role": "reported-by",
                                        "email": on_behalf.reporter, "created_at": now}))
-            # Without a rotation nobody is on triage duty: the whole committee triages,
-            # so every member reads the report. With one, only the pair paged does
-            # (``_mails``); the others get the conflict check first.
+            # Without a rotation nobody is on triage duty: the whole committee
+            # triages, so every member reads the report. With one, only the pair
+            # paged does; the others get the conflict check first.
             seated += [(entry, {"case_id": new_case, "role": "member", "email": member.email,
                                 "name": member.name, "handle": member.handle,
                                 "created_at": now,
-                                "cleared_at": now if self.enqueue.rotation is None else None})
+                                "cleared_at": (now if self.enqueue.rotation is None
+                                               or member.handle in paged[id(entry)] else None)})
                        for member in self.committee.members
                        if member.handle not in entry.decision.without]
         writes.insert_recusals(db, [
@@ -348,12 +351,13 @@ class Intake:
             results.append(Accepted(message_id, case_id, opened, None, False))
         writes.insert_events(db, events)
         writes.insert_quarantines(db, quarantined)
-        self.enqueue.queue(db, self._mails(db, entries, message_ids, seat, seats), now)
+        self.enqueue.queue(db, self._mails(db, entries, message_ids, seat, seats, paged), now)
         return results
 
     def _mails(
         self, db: Connection, entries: list[_Write], message_ids: dict[int, int],
         seat: Callable[[_Write], tuple[int | None, int | None]], seats: dict[int, list[Seat]],
+        paged: dict[int, list[str]],
     ) -> list[Mail]:
         """The mails the new messages cause. Automatic mail causes none (RFC 3834)."""
         joins = [e for e in entries if e.decision.action == "join" and not e.automatic]
@@ -361,11 +365,6 @@ class Intake:
         seats = {**seats, **self.enqueue.member_seats(db, joined_cases, pending=True)}
         roots = self.enqueue.thread_roots(db, joined_cases)
         mails: list[Mail] = []
-        rotation = self.enqueue.rotation
-        # One look-up of who is on duty for the whole batch: they share "now".
-        pair = (on_duty_now(db, rotation, self.clock.now())
-                if rotation is not None and any(e.decision.action == "open" for e in entries)
-                else ())
         for entry in entries:
             if entry.automatic or entry.decision.action == "quarantine":
                 continue
@@ -376,10 +375,10 @@ class Intake:
                 assert entry.parsed is not None
                 reporter = (None if participant_id is None
                             else (participant_id, _reporter_address(entry, self.committee)))
-                paged = self._page(db, case_id, message_id, seats.get(case_id, []), pair)
-                case_seats = clear_seats(db, seats.get(case_id, []), paged, self.clock.now())
-                mails += opened_mails(case_id, message_id, reporter, case_seats,
-                                      entry.parsed.message_id, entry.parsed.references, paged)
+                self._record_page(db, case_id, message_id, paged[id(entry)])
+                mails += opened_mails(case_id, message_id, reporter, seats.get(case_id, []),
+                                      entry.parsed.message_id, entry.parsed.references,
+                                      paged[id(entry)])
             elif entry.decision.role == "member" and entry.decision.verified:
                 assert entry.parsed is not None and participant_id is not None
                 mails += self.replies.handle(db, entry.parsed, case_id, participant_id,
@@ -389,20 +388,29 @@ class Intake:
                                        [s for s in seats.get(case_id, []) if s.cleared], roots)
         return mails
 
-    def _page(self, db: Connection, case_id: int, message_id: int,
-              seats: list[Seat], pair: Sequence[str]) -> list[str]:
-        """Whom a new case pages (``pair``, the members on duty, or who stands in for
-        one the reporter kept out), recorded in its history (or that nobody could be)."""
+    def _whom_to_page(self, db: Connection, opens: list[_Write],
+                      now: dt.datetime) -> dict[int, list[str]]:
+        """For each new case (by ``id`` of its entry), whom it pages: the members on
+        duty, or who stands in for one the reporter kept out. One look-up of who is
+        on duty for the whole batch: they share "now"."""
         rotation = self.enqueue.rotation
+        if rotation is None or not opens:
+            return {id(entry): [] for entry in opens}
+        pair = on_duty_now(db, rotation, now)
+        handles = [m.handle for m in self.committee.members]
+        return {id(entry): replace_unseated(
+                    pair, rotation, [h for h in handles if h not in entry.decision.without])
+                for entry in opens}
+
+    def _record_page(self, db: Connection, case_id: int, message_id: int,
+                     paged: list[str]) -> None:
+        """Whom a new case paged, in its history (or that nobody could be)."""
         now = self.clock.now()
-        seated = [s.handle for s in seats if s.handle]
-        paged = replace_unseated(pair, rotation, seated) if rotation is not None else []
         writes.insert_events(db, [{
             "case_id": case_id, "at": now, "message_id": message_id, "actor": "cocmail",
             "kind": "paged" if paged else "nobody-paged", "data": {"members": paged}}])
         if not paged:
             log.error("case #%d: nobody on duty could be paged", case_id)
-        return paged
 
     def _member_handle(self, entry: _Write) -> str | None:
         """The committee member who sent ``entry``, if one did."""
