@@ -212,7 +212,6 @@ class MemberReplies:
                      source_message_id=first, in_reply_to=roots.get(seat.participant_id),
                      references=roots.get(seat.participant_id), data={"on_duty": on_duty})]
 
-
     def _seat_mediator(self, db: Connection, case_id: int) -> list[Mail]:
         """After a recusal: when fewer than two members remain able to act on the
         case, its mediator (``committee.mediator``) gets a seat, cleared, with
