@@ -7,7 +7,7 @@ import datetime as dt
 
 from cocmail.store.db import Store
 from cocmail.store.models import Recusal
-from tests.conftest import MEMBERS, Server, relay_to
+from tests.conftest import MEMBERS, Server, answer_conflict_checks, relay_to
 from tests.mail import message, send
 from tests.sink import Sink
 
@@ -23,11 +23,7 @@ def _open_case(server: Server, sink: Sink, cleared: bool = True) -> dict:
     seats = {p["handle"]: p for p in server.json("case", "show", "1")["participants"]
              if p["role"] == "member"}
     if cleared:
-        checked = [m.recipient for m in sink.of_kind("conflict")]
-        for seat in seats.values():
-            if seat["email"] in checked:
-                _reply(server, seat, "no-conflict")
-        sink.wait_for(len(checked), where=lambda m: m.kind == "casefile")
+        checked = answer_conflict_checks(server, sink)
         sink.wait_for(len(checked), where=lambda m: m.kind == "confirmation")
         sink.settle()
         sink.forget()

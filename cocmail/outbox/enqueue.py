@@ -16,7 +16,7 @@ committee's traffic.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,7 +155,23 @@ class Enqueue:
         """The members who may see each case: a seat in it, cleared, and no recusal.
         With ``pending``, also the seats not yet cleared (``Seat.cleared`` False):
         those who are still to answer the conflict check."""
-        return member_seats(db, case_ids, pending)
+        case_ids = sorted(set(case_ids))
+        if not case_ids:
+            return {}
+        recused = {(case_id, handle) for case_id, handle in db.execute(
+            select(Recusal.case_id, Recusal.handle).where(
+                Recusal.case_id.in_(case_ids), Recusal.kind.in_(("hard", "excl"))))}
+        seats: dict[int, list[Seat]] = {case_id: [] for case_id in case_ids}
+        for row in db.execute(
+            select(Participant.case_id, Participant.id, Participant.email, Participant.handle,
+                   Participant.cleared_at)
+            .where(Participant.case_id.in_(case_ids), Participant.role == "member")
+            .order_by(Participant.id)
+        ):
+            cleared = row.cleared_at is not None
+            if (row.case_id, row.handle) not in recused and (cleared or pending):
+                seats[row.case_id].append(Seat(row.id, row.email, row.handle, cleared))
+        return seats
 
     def thread_roots(self, db: Connection, case_ids: Iterable[int]) -> dict[int, str]:
         """For each participant, the Message-ID of the first mail they got about their
@@ -169,37 +185,6 @@ class Enqueue:
         return {participant_id: message_id for participant_id, message_id in db.execute(
             select(Outbox.participant_id, Outbox.message_id).where(Outbox.id.in_(first))
         ) if participant_id is not None}
-
-
-def member_seats(db: Connection, case_ids: Iterable[int],
-                 pending: bool = False) -> dict[int, list[Seat]]:
-    """See ``Enqueue.member_seats``."""
-    case_ids = sorted(set(case_ids))
-    if not case_ids:
-        return {}
-    recused = {(case_id, handle) for case_id, handle in db.execute(
-        select(Recusal.case_id, Recusal.handle).where(
-            Recusal.case_id.in_(case_ids), Recusal.kind.in_(("hard", "excl"))))}
-    seats: dict[int, list[Seat]] = {case_id: [] for case_id in case_ids}
-    for row in db.execute(
-        select(Participant.case_id, Participant.id, Participant.email, Participant.handle,
-               Participant.cleared_at)
-        .where(Participant.case_id.in_(case_ids), Participant.role == "member")
-        .order_by(Participant.id)
-    ):
-        cleared = row.cleared_at is not None
-        if (row.case_id, row.handle) not in recused and (cleared or pending):
-            seats[row.case_id].append(Seat(row.id, row.email, row.handle, cleared))
-    return seats
-
-
-def clear_seats(db: Connection, seats: list[Seat], handles: Collection[str],
-                at: dt.datetime) -> list[Seat]:
-    """Clear the seats of ``handles`` to read the case; ``seats`` as they are now."""
-    chosen = [s for s in seats if s.handle in handles and not s.cleared]
-    writes.clear(db, [s.participant_id for s in chosen], at)
-    return [Seat(s.participant_id, s.email, s.handle, True) if s in chosen else s
-            for s in seats]
 
 
 def conflict_notices(case_id: int, seats: Iterable[Seat], step: str,

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +32,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from cocmail.config import Config, Member
-from cocmail.outbox.enqueue import ESCALATION, Enqueue, Mail, Seat, clear_seats, conflict_notices
+from cocmail.outbox.enqueue import ESCALATION, Enqueue, Mail, Seat, conflict_notices
 from cocmail.schedule.roster import on_call
 from cocmail.store import writes
 from cocmail.store.models import Case, Event
@@ -124,7 +124,7 @@ def _take(db: Connection, config: Config, enqueue: Enqueue, case_id: int,
                    if enqueue.rotation is not None else [])
         # Whoever is on duty now triages the case, so they read it (duty may have
         # changed hands since it was opened).
-        seats = clear_seats(db, seats, handles, now)
+        seats = _clear(db, seats, handles, now)
     elif step.notify == "chair":
         handles = [h for h in seated if "chair" in _roles(config.committee.members, h)]
         if not handles:
@@ -145,6 +145,15 @@ def _take(db: Connection, config: Config, enqueue: Enqueue, case_id: int,
         {"step": step.notify, "waited": step.seconds, "paged": handles,
          "instead_of_chair": data.get("instead_of_chair", False)}) + conflict_notices(
         case_id, chosen, f"escalation:{step.name}", waited=step.seconds)
+
+
+def _clear(db: Connection, seats: list[Seat], handles: Collection[str],
+           at: dt.datetime) -> list[Seat]:
+    """Clear the seats of ``handles`` to read the case; ``seats`` as they are now."""
+    chosen = [s for s in seats if s.handle in handles and not s.cleared]
+    writes.clear(db, [s.participant_id for s in chosen], at)
+    return [Seat(s.participant_id, s.email, s.handle, True) if s in chosen else s
+            for s in seats]
 
 
 def critical(db: Connection, enqueue: Enqueue, case_id: int, message_id: int, by: str,
