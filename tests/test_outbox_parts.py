@@ -277,3 +277,15 @@ def test_the_example_config_has_the_defaults() -> None:
     assert config.delivery.method == "maildir"
     assert config.delivery.answers_per_day == 10
     assert config.templates.directory is None
+
+
+def test_reply_tokens_and_signed_message_ids_keep_their_values() -> None:
+    """Addresses and Message-IDs already out in members' mailboxes must still verify:
+    the values for a fixed key are the ones every version has made."""
+    from cocmail.tokens import make_token
+
+    key = b"k" * 32
+    assert make_token(key, 42, 7) == "w4fopqqcxtl3tjht"
+    signed = "<cocmail.42.abcdefghijklmnop.lriwk3s45q4reu7w@conduct.example.org>"
+    assert case_of_message_id(key, signed, "conduct.example.org") == 42
+    assert case_of_message_id(key, signed.replace(".42.", ".43."), "conduct.example.org") is None
