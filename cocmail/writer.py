@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 32
 
 _Item = tuple[Delivery, "Future[Accepted]"]
+_Queue = queue.SimpleQueue[list[_Item] | None]
 
 
 class Writer(Protocol):
@@ -34,8 +35,10 @@ class Writer(Protocol):
     async def store(self, delivery: Delivery) -> Accepted: ...
 
     async def store_many(self, deliveries: list[Delivery]) -> list[Accepted | Exception]:
-        """Store ``deliveries`` in the order given (the IMAP poller's batch); each
-        result is what ``store`` would have returned or raised."""
+        """Store ``deliveries`` in the order given, in one transaction where they
+        fit (the IMAP poller's batch); each result is what ``store`` would have
+        returned or raised. Batches are stored in the order of the calls: the
+        poller queues the next batch while this one is stored."""
         ...
 
     def close(self) -> None: ...
@@ -54,13 +57,18 @@ class BatchWriter:
         self.intake = intake
         self.metrics = metrics
         # Each entry is one delivery, or several that must be stored in order.
-        self._queue: queue.SimpleQueue[list[_Item] | None] = queue.SimpleQueue()
+        self._queue: _Queue = queue.SimpleQueue()
         self._threads = [
-            threading.Thread(target=self._run, name=f"intake-writer-{i}", daemon=True)
+            threading.Thread(target=self._run, args=(self._queue,), name=f"intake-writer-{i}",
+                             daemon=True)
             for i in range(threads)
         ]
         for thread in self._threads:
             thread.start()
+        # store_many's batches: one thread of their own takes them in turn, so they
+        # are committed in the order given (the pool's threads would race).
+        self._lane: _Queue | None = None
+        self._lane_thread: threading.Thread | None = None
 
     async def store(self, delivery: Delivery) -> Accepted:
         return await asyncio.wrap_future(self.submit(delivery))
@@ -68,7 +76,7 @@ class BatchWriter:
     async def store_many(self, deliveries: list[Delivery]) -> list[Accepted | Exception]:
         # One queue entry: one writer stores them, in one transaction, in order.
         futures: list[Future[Accepted]] = [Future() for _ in deliveries]
-        self._queue.put(list(zip(deliveries, futures, strict=True)))
+        self._ordered().put(list(zip(deliveries, futures, strict=True)))
         return settled(await asyncio.gather(*(asyncio.wrap_future(f) for f in futures),
                                             return_exceptions=True))
 
@@ -81,19 +89,31 @@ class BatchWriter:
         """Store what is queued, then stop the threads."""
         for _ in self._threads:
             self._queue.put(None)
-        for thread in self._threads:
+        if self._lane is not None:
+            self._lane.put(None)
+        for thread in [*self._threads, *filter(None, [self._lane_thread])]:
             thread.join()
 
-    def _run(self) -> None:
+    def _ordered(self) -> _Queue:
+        """The queue of the thread that stores batches in turn, started when first
+        needed (the in-process writer beside SQLite's writer process never is)."""
+        if self._lane is None:
+            self._lane = queue.SimpleQueue()
+            self._lane_thread = threading.Thread(target=self._run, args=(self._lane,),
+                                                 name="intake-writer-ordered", daemon=True)
+            self._lane_thread.start()
+        return self._lane
+
+    def _run(self, entries: _Queue) -> None:
         while True:
-            item = self._queue.get()
+            item = entries.get()
             if item is None:
                 return
             batch = list(item)
             stop = False
             while len(batch) < MAX_BATCH:
                 try:
-                    more = self._queue.get_nowait()
+                    more = entries.get_nowait()
                 except queue.Empty:
                     break
                 if more is None:

@@ -7,7 +7,10 @@ intake from about a third of a bare listener's rate to about a half.
 
 Small messages go to the process over a pipe; large ones (over
 ``PIPE_UP_TO``) are stored by the in-process writer instead, so a 20 MB message
-is never held twice, once on each side of the pipe. If the process dies, the
+is never held twice, once on each side of the pipe. What goes down the pipe is
+a list: one SMTP message, or an IMAP batch, which the process stores in one
+transaction, whole (the messages of SMTP sessions that arrive meanwhile join
+it up to ``MAX_BATCH``). If the process dies, the
 messages it had not answered for get "try again later" (451) and it is
 started again; what it had already committed is recognised as a duplicate
 when the sender retries, so nothing is lost and nothing is stored twice.
@@ -56,14 +59,24 @@ def _serve(conn: Connection, config_path: str) -> None:
             return
         if first is None:
             return
-        items = [first]
+        items = list(first)
+        stop = False
         while len(items) < MAX_BATCH and conn.poll():
             more = conn.recv()
             if more is None:
+                stop = True
                 break
-            items.append(more)
+            items += more
         results = intake.accept_batch([delivery for _, delivery in items])
         conn.send([(rid, result) for (rid, _), result in zip(items, results, strict=True)])
+        if stop:
+            return
+
+
+def _failed(exc: Exception) -> asyncio.Future[Accepted]:
+    future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
+    future.set_exception(exc)
+    return future
 
 
 class ProcessWriter:
@@ -73,6 +86,9 @@ class ProcessWriter:
         self.metrics = metrics
         self._ids = itertools.count()
         self._pending: dict[int, asyncio.Future[Accepted]] = {}
+        # Held while a store_many call sends its batch: batches go down the pipe
+        # (and are stored) in the order of the calls, large messages and all.
+        self._sending = asyncio.Lock()
         self._conn: Connection | None = None
         self._process: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -92,40 +108,60 @@ class ProcessWriter:
     async def store(self, delivery: Delivery) -> Accepted:
         if len(delivery.raw) > PIPE_UP_TO or self._conn is None:
             return await self.in_process.store(delivery)
-        assert self._loop is not None
-        rid = next(self._ids)
-        future: asyncio.Future[Accepted] = self._loop.create_future()
-        self._pending[rid] = future
-        try:
-            self._conn.send((rid, delivery))
-        except (OSError, ValueError):
-            self._pending.pop(rid, None)
-            self._restart("could not send to it")
-            raise StoreUnavailable("the intake writer is restarting") from None
+        [future] = self._send([delivery])
         return await future
 
     async def store_many(self, deliveries: list[Delivery]) -> list[Accepted | Exception]:
-        """In order: the small ones go down the pipe together (the process stores what
-        it reads in arrival order); a large one waits for those before it."""
+        """In order: each run of small ones goes down the pipe as one list (stored in
+        one transaction); a large one waits for those before it."""
         results: list[Accepted | Exception] = []
-        pending: list[asyncio.Task[Accepted]] = []
+        run: list[Delivery] = []
+        sent: list[asyncio.Future[Accepted]] = []
 
-        async def settle() -> None:
-            results.extend(settled(await asyncio.gather(*pending, return_exceptions=True)))
-            pending.clear()
-
-        for delivery in deliveries:
-            if len(delivery.raw) > PIPE_UP_TO:
-                await settle()
+        async def settle(wait: bool) -> None:
+            if run:
                 try:
-                    results.append(await self.in_process.store(delivery))
-                except Exception as exc:  # reported in its place, as store() raises it
-                    results.append(exc)
-            else:
-                # Created now, so each is sent down the pipe before the next.
-                pending.append(asyncio.ensure_future(self.store(delivery)))
-        await settle()
+                    sent.extend(self._send(run))
+                except StoreUnavailable as exc:
+                    sent.extend(_failed(exc) for _ in run)
+                run.clear()
+            if wait and sent:
+                results.extend(settled(await asyncio.gather(*sent, return_exceptions=True)))
+                sent.clear()
+
+        async with self._sending:
+            for delivery in deliveries:
+                if len(delivery.raw) > PIPE_UP_TO or self._conn is None:
+                    await settle(wait=True)
+                    try:
+                        results.append(await self.in_process.store(delivery))
+                    except Exception as exc:  # reported in its place, as store() raises it
+                        results.append(exc)
+                else:
+                    run.append(delivery)
+            await settle(wait=False)
+        await settle(wait=True)
         return results
+
+    def _send(self, items: list[Delivery]) -> list[asyncio.Future[Accepted]]:
+        """Send ``items`` down the pipe as one list; a future for each one's result."""
+        assert self._loop is not None
+        if self._conn is None:
+            raise StoreUnavailable("the intake writer is restarting")
+        entries = [(next(self._ids), item) for item in items]
+        futures = []
+        for rid, _ in entries:
+            future: asyncio.Future[Accepted] = self._loop.create_future()
+            self._pending[rid] = future
+            futures.append(future)
+        try:
+            self._conn.send(entries)
+        except (OSError, ValueError):
+            for rid, _ in entries:
+                self._pending.pop(rid, None)
+            self._restart("could not send to it")
+            raise StoreUnavailable("the intake writer is restarting") from None
+        return futures
 
     def _on_results(self) -> None:
         assert self._conn is not None

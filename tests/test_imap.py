@@ -72,6 +72,23 @@ def test_messages_before_and_during_idle_are_stored_in_order_and_moved(
     assert "imap: connected" in _health(server)
 
 
+def test_groups_are_stored_in_uid_order_with_large_messages_among_them(
+        serve, dovecot: Dovecot, db_url: str, tmp_path: Path) -> None:
+    """The poller keeps a group queued behind the one being stored; a large message
+    (stored apart from the small ones on SQLite, by another thread on PostgreSQL)
+    does not let the group behind it overtake."""
+    reports = _reports("order", 40)
+    large = "Paragraph after paragraph of what happened.\n" * 9000  # about 400 KB
+    for n in (3, 17, 18):
+        reports[n] = message(sender=f"reporter{n}@reporter.example", subject=f"report {n}",
+                             message_id=f"order-{n}@reporter.example", body=large)
+    dovecot.append("INBOX", reports)
+    server: Server = serve(db_url, imap=imap_from(dovecot, tmp_path, batch=5))
+    _wait("all are moved", lambda: len(dovecot.uids(PROCESSED)) == 40)
+    assert _first_message_ids(server) == [f"order-{n}@reporter.example" for n in range(40)]
+    assert dovecot.uids("INBOX") == []
+
+
 def test_a_reply_by_imap_joins_its_case_and_a_copy_by_smtp_is_stored_once(
         serve, dovecot: Dovecot, sink: Sink, db_url: str, tmp_path: Path) -> None:
     server: Server = serve(db_url, imap=imap_from(dovecot, tmp_path), delivery=relay_to(sink))

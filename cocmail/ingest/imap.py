@@ -27,6 +27,8 @@ copies already stored are recognised by Message-ID and bytes).
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
 import contextlib
 import email.utils
 import logging
@@ -59,6 +61,8 @@ BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 300.0
 # Bodies fetched in one command: at most this many bytes (and imap.batch messages).
 FETCH_BYTES = 16 * 1024 * 1024
+# Sizes asked for in one command (to group the bodies by FETCH_BYTES).
+SIZES_AT_ONCE = 1000
 # Headers a receiving server writes with the address the message was delivered to.
 _DELIVERED_TO = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To")
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
@@ -283,7 +287,12 @@ class ImapPoller:
     # -- taking messages ----------------------------------------------------
 
     def _drain(self, client: IMAPClient, uidvalidity: int, last_uid: int) -> int:
-        """Store and move every message waiting, oldest first; the new last UID."""
+        """Store and move every message waiting, oldest first; the new last UID.
+
+        A pipeline: the writer stores one group with the next queued behind it
+        (it stores them in the order given: UID order), while this thread moves
+        the groups committed and fetches the next. Each group is moved once its
+        own commit is done."""
         if self.imap.after == "move":
             # Whatever is still in the folder has not been moved: new, or stored
             # just before a crash (then it is recognised as a duplicate).
@@ -294,24 +303,45 @@ class ImapPoller:
         if not uids:
             return last_uid
         log.info("imap: %d message(s) waiting in %s", len(uids), self.imap.folder)
+        storing: collections.deque[_Taken] = collections.deque()  # sent, not yet moved
         try:
-            for chunk in _chunks(uids, self.imap.batch):
+            for group in self._groups(client, uids):
                 if self._stop.is_set():
                     break
-                sizes = {uid: int(data[b"RFC822.SIZE"])
-                         for uid, data in client.fetch(chunk, ["RFC822.SIZE"]).items()}
-                for group in _by_size([u for u in chunk if u in sizes], sizes, FETCH_BYTES):
-                    last_uid = max(last_uid, self._take(client, group, sizes))
+                taken = self._fetch(client, group)
+                storing.append(self._submit(taken))
+                if len(storing) > 1:
+                    done = storing.popleft()
+                    last_uid = max(last_uid, self._finish(client, done, done.results()))
+            while storing:
+                done = storing.popleft()
+                last_uid = max(last_uid, self._finish(client, done, done.results()))
         finally:
+            for taken in storing:
+                # Leaving on an error: let the groups in hand commit. They stay in the
+                # folder, unmoved, and are found stored when they are taken again.
+                with contextlib.suppress(Exception):
+                    taken.results()
             # Once a drain, not once a batch (a write of its own on SQLite's one
             # lock): after a crash the rest is fetched again and found stored.
             with contextlib.suppress(StoreUnavailable):
                 self._advance(uidvalidity, last_uid)
         return last_uid
 
-    def _take(self, client: IMAPClient, uids: list[int], sizes: dict[int, int]) -> int:
-        """Fetch, store and then move ``uids``; the highest UID dealt with. Raises
-        ``StoreUnavailable`` after moving the ones stored before the failure."""
+    def _groups(self, client: IMAPClient, uids: list[int]) -> Iterable[tuple[list[int],
+                                                                          dict[int, int]]]:
+        """``uids`` in groups of at most ``imap.batch`` messages and ``FETCH_BYTES``,
+        with each message's size (asked for ``SIZES_AT_ONCE`` at a time)."""
+        for many in _chunks(uids, SIZES_AT_ONCE):
+            sizes = {uid: int(data[b"RFC822.SIZE"])
+                     for uid, data in client.fetch(many, ["RFC822.SIZE"]).items()}
+            for chunk in _chunks([u for u in many if u in sizes], self.imap.batch):
+                for group in _by_size(chunk, sizes, FETCH_BYTES):
+                    yield group, sizes
+
+    def _fetch(self, client: IMAPClient, group: tuple[list[int], dict[int, int]]) -> _Taken:
+        """Fetch ``group``'s bodies."""
+        uids, sizes = group
         limit = self.config.smtp.max_message_size
         too_big = [u for u in uids if sizes[u] > limit]
         for uid in too_big:
@@ -323,11 +353,24 @@ class ImapPoller:
         fetched = client.fetch(wanted, ["BODY.PEEK[]"]) if wanted else {}
         order = [u for u in wanted if u in fetched]  # expunged meanwhile: gone
         deliveries = [self._delivery(bytes(fetched[u][b"BODY[]"])) for u in order]
-        results = self._store(deliveries) if deliveries else []
+        return _Taken(order, too_big, deliveries)
+
+    def _submit(self, taken: _Taken) -> _Taken:
+        """Hand ``taken`` to the writer (on the daemon's event loop)."""
+        taken.future = asyncio.run_coroutine_threadsafe(
+            self.writer.store_many(taken.deliveries), self.loop)
+        return taken
+
+    def _finish(self, client: IMAPClient, taken: _Taken,
+                results: list[Accepted | Exception]) -> int:
+        """Move what ``results`` say was stored (or quarantined); the highest UID dealt
+        with. Raises ``StoreUnavailable`` after moving the ones stored before a
+        failure: the rest stay in the folder."""
+        imap = self.imap
         stored: list[int] = []
-        quarantined = list(too_big)
+        quarantined = list(taken.too_big)
         failure: Exception | None = None
-        for uid, result in zip(order, results, strict=True):
+        for uid, result in zip(taken.uids, results, strict=True):
             if isinstance(result, Exception):
                 failure = result
                 break
@@ -335,21 +378,6 @@ class ImapPoller:
             self.metrics.inc("cocmail_imap_messages_total",
                              outcome="duplicate" if result.duplicate else
                              "quarantined" if result.quarantine_reason else "stored")
-        self._finish(client, stored, quarantined)
-        if (stored or quarantined) and self.on_stored is not None:
-            self.loop.call_soon_threadsafe(self.on_stored)
-        if failure is not None:
-            if isinstance(failure, StoreUnavailable):
-                raise failure
-            raise StoreUnavailable(f"storing failed: {_describe(failure)}") from failure
-        return max([*stored, *quarantined], default=0)
-
-    def _store(self, deliveries: list[Delivery]) -> list[Accepted | Exception]:
-        future = asyncio.run_coroutine_threadsafe(self.writer.store_many(deliveries), self.loop)
-        return future.result()
-
-    def _finish(self, client: IMAPClient, stored: list[int], quarantined: list[int]) -> None:
-        imap = self.imap
         if stored:
             if imap.after == "move":
                 _move(client, stored, imap.processed_folder)
@@ -357,6 +385,13 @@ class ImapPoller:
                 client.add_flags(stored, [imap.flag.encode()])
         if quarantined:
             _move(client, quarantined, imap.quarantine_folder)
+        if (stored or quarantined) and self.on_stored is not None:
+            self.loop.call_soon_threadsafe(self.on_stored)
+        if failure is not None:
+            if isinstance(failure, StoreUnavailable):
+                raise failure
+            raise StoreUnavailable(f"storing failed: {_describe(failure)}") from failure
+        return max([*stored, *quarantined], default=0)
 
     def _delivery(self, raw: bytes) -> Delivery:
         head = _HEADER_END.split(raw, maxsplit=1)[0]
@@ -382,6 +417,21 @@ class ImapPoller:
         if not found:
             return (split_recipient(committee.address, committee),)
         return tuple(found.values())
+
+
+@dataclass
+class _Taken:
+    """A group fetched from the folder, on its way through the writer."""
+
+    uids: list[int]  # in order: the ones still in the folder when fetched
+    too_big: list[int]  # not stored: moved to the quarantine folder
+    deliveries: list[Delivery]  # one for each of uids
+    future: concurrent.futures.Future[list[Accepted | Exception]] | None = None
+
+    def results(self) -> list[Accepted | Exception]:
+        """Each item's result, once the writer has committed them."""
+        assert self.future is not None
+        return self.future.result()
 
 
 def _announced(client: IMAPClient) -> bool:
