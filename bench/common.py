@@ -31,7 +31,7 @@ def wait_for_port(port: int, timeout: float = 30) -> None:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
         except OSError:
-            time.sleep(0.05)
+            time.sleep(0.005)  # the IMAP benchmark times cocmail from this moment
     raise TimeoutError(f"nothing listening on {port}")
 
 
