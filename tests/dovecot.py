@@ -1,29 +1,68 @@
 """A private Dovecot (Debian's dovecot-imapd) for the IMAP tests: a generated
 minimal config (passwd-file user, Maildir in a temporary folder, plain text
-login, loopback only), started in the foreground and stopped by the test."""
+login, loopback only), started in the foreground and stopped by the test.
+It offers STARTTLS on its port and implicit TLS on ``tls_port``, with a
+self-signed certificate (``cert``) for 127.0.0.1, and XOAUTH2: Dovecot asks
+an introspection endpoint served here whether a token is good (``TOKEN``,
+while ``tokens_accepted`` is set)."""
 
 from __future__ import annotations
 
 import contextlib
+import http.server
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 from imapclient import IMAPClient
 
+from tests.certs import self_signed
+
 DOVECOT = "/usr/sbin/dovecot"
 USER = "conduct"
 PASSWORD = "secret-imap-password"
+TOKEN = "ya29.test-access-token"
+
+
+class _Introspection(http.server.BaseHTTPRequestHandler):
+    """RFC 7662 token introspection, as Dovecot's oauth2 passdb asks it (POST token=)."""
+
+    accepted: threading.Event
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        form = urllib.parse.parse_qs(self.rfile.read(length).decode())
+        good = self.accepted.is_set() and form.get("token") == [TOKEN]
+        body = json.dumps({"active": True, "username": USER} if good
+                          else {"active": False}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 class Dovecot:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, tls_port: int = 0) -> None:
         self.port = port
+        self.tls_port = tls_port or _free_port()
         # Short: Dovecot's unix sockets live under it, and their paths are limited.
         self.root = Path(tempfile.mkdtemp(prefix="dc", dir="/tmp"))
         self.root.chmod(0o755)
@@ -32,6 +71,16 @@ class Dovecot:
         mail.chmod(0o1777)
         (self.root / "users").write_text(
             f"{USER}:{{PLAIN}}{PASSWORD}:65534:65534::{mail / USER}::\n")
+        self.cert, key = self_signed(self.root, "dovecot")
+        self.tokens_accepted = threading.Event()
+        self.tokens_accepted.set()
+        handler = type("Introspection", (_Introspection,), {"accepted": self.tokens_accepted})
+        self._introspection = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=self._introspection.serve_forever, daemon=True).start()
+        (self.root / "oauth2.conf").write_text(
+            "introspection_mode = post\n"
+            f"introspection_url = http://127.0.0.1:{self._introspection.server_port}/introspect\n"
+            "username_attribute = username\nactive_attribute = active\nactive_value = true\n")
         r = self.root
         (self.root / "dovecot.conf").write_text(f"""
 protocols = imap
@@ -40,14 +89,22 @@ base_dir = {r}/run
 state_dir = {r}/state
 instance_name = cocmail-test-{port}
 log_path = {r}/dovecot.log
-ssl = no
+ssl = yes
+ssl_cert = <{self.cert}
+ssl_key = <{key}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login xoauth2 oauthbearer
 auth_failure_delay = 0
 mail_location = maildir:{mail}/%u/Maildir
 passdb {{
   driver = passwd-file
+  mechanisms = plain login
   args = scheme=PLAIN username_format=%u {r}/users
+}}
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {r}/oauth2.conf
 }}
 userdb {{
   driver = passwd-file
@@ -58,7 +115,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    port = {self.tls_port}
+    ssl = yes
   }}
 }}
 """)
@@ -105,6 +163,8 @@ service imap-login {{
 
     def remove(self) -> None:
         self.stop()
+        self._introspection.shutdown()
+        self._introspection.server_close()
         shutil.rmtree(self.root, ignore_errors=True)
 
     def log(self) -> str:

@@ -220,3 +220,65 @@ def test_without_idle_the_folder_is_polled(
     _wait("both are moved", lambda: len(dovecot.uids(PROCESSED)) == 2, timeout=30)
     assert "IDLE is off" in server.log()
     assert _first_message_ids(server) == [f"polled-{n}@reporter.example" for n in range(2)]
+
+
+def _sqlite(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'db.sqlite'}"
+
+
+def test_implicit_tls_with_the_servers_certificate(
+        serve, dovecot: Dovecot, tmp_path: Path) -> None:
+    dovecot.append("INBOX", _reports("tls", 1))
+    server: Server = serve(_sqlite(tmp_path), imap=imap_from(
+        dovecot, tmp_path, port=dovecot.tls_port, security="tls",
+        tls_ca_file=str(dovecot.cert)))
+    _wait("the report is moved", lambda: len(dovecot.uids(PROCESSED)) == 1)
+    assert _first_message_ids(server) == ["tls-0@reporter.example"]
+    assert "without TLS" not in server.log()
+
+
+def test_starttls_with_the_servers_certificate(
+        serve, dovecot: Dovecot, tmp_path: Path) -> None:
+    dovecot.append("INBOX", _reports("starttls", 1))
+    server: Server = serve(_sqlite(tmp_path), imap=imap_from(
+        dovecot, tmp_path, security="starttls", tls_ca_file=str(dovecot.cert)))
+    _wait("the report is moved", lambda: len(dovecot.uids(PROCESSED)) == 1)
+    assert _first_message_ids(server) == ["starttls-0@reporter.example"]
+
+
+def test_a_certificate_not_trusted_is_refused(
+        serve, dovecot: Dovecot, tmp_path: Path) -> None:
+    """No imap.tls_ca_file: the self-signed certificate fails the system's trust
+    store; cocmail does not log in, says why, and keeps trying."""
+    dovecot.append("INBOX", _reports("untrusted", 1))
+    server: Server = serve(_sqlite(tmp_path), imap=imap_from(
+        dovecot, tmp_path, port=dovecot.tls_port, security="tls"))
+    _wait("the failure is logged", lambda: "imap: cannot connect to" in server.log())
+    assert "CERTIFICATE_VERIFY_FAILED" in server.log()
+    assert "cocmail_imap_connected 0" in _metrics(server)
+    assert "imap: not connected" in _health(server)
+    assert dovecot.uids("INBOX") != [] and server.json("cases", "list") == []
+
+
+def test_xoauth2_with_a_token_from_a_command_read_again_at_each_login(
+        serve, dovecot: Dovecot, tmp_path: Path) -> None:
+    """The provider checks the access token (here Dovecot asks an introspection
+    endpoint). A token that is refused gives a clear line and no connection; the
+    command is run again at the next login, and a good token gets in."""
+    from tests.dovecot import TOKEN
+
+    token = tmp_path / "token"
+    token.write_text(TOKEN + "\n")
+    dovecot.tokens_accepted.clear()  # the provider refuses it for now
+    dovecot.append("INBOX", _reports("oauth", 1))
+    section = imap_from(dovecot, tmp_path, auth="xoauth2",
+                        oauth2_token_command=f"cat {token}")
+    del section["password_file"]
+    server: Server = serve(_sqlite(tmp_path), imap=section)
+    _wait("the refusal is logged", lambda: "imap: cannot connect to" in server.log())
+    assert "LoginError" in server.log() and "cocmail_imap_connected 0" in _metrics(server)
+    assert dovecot.uids("INBOX") != []
+    dovecot.tokens_accepted.set()
+    _wait("the report is moved", lambda: len(dovecot.uids(PROCESSED)) == 1, timeout=60)
+    assert _first_message_ids(server) == ["oauth-0@reporter.example"]
+    assert "imap: connected" in _health(server)

@@ -9,17 +9,9 @@ import ssl
 import subprocess
 from pathlib import Path
 
+from tests.certs import self_signed
 from tests.conftest import COCMAIL, CONDUCT, Server, free_port, run_cli, write_config
 from tests.mail import message
-
-
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    cert, key = directory / "tls.crt", directory / "tls.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60)
-    return cert, key
 
 
 def _free_port_v6() -> int:
@@ -41,7 +33,7 @@ def test_listens_on_several_addresses(serve, tmp_path: Path) -> None:
 
 
 def test_starttls(serve, tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     server: Server = serve(f"sqlite:///{tmp_path / 'db.sqlite'}",
                            smtp={"tls_cert": str(cert), "tls_key": str(key)})
     context = ssl.create_default_context(cafile=str(cert))

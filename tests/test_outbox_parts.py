@@ -9,7 +9,6 @@ import datetime as dt
 import email
 import email.policy
 import ssl
-import subprocess
 import threading
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from cocmail.outbox.worker import OutboxWorker
 from cocmail.store.db import Store
 from cocmail.store.models import Outbox
 from cocmail.tokens import case_of_message_id
+from tests.certs import self_signed
 from tests.conftest import CONDUCT, DOMAIN, free_port, relay_to, write_config
 from tests.sink import Sink
 
@@ -166,7 +166,7 @@ class TestCompose:
 
 def _tls(tmp_path: Path) -> tuple[Path, ssl.SSLContext]:
     """A self-signed certificate for 127.0.0.1 and a server context holding it."""
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path, "relay")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     return cert, context
@@ -180,14 +180,6 @@ def _send_one(config: config_module.Config, recipient: str) -> None:
         await transport.close()
 
     asyncio.run(go())
-
-
-def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    cert, key = tmp_path / "relay.crt", tmp_path / "relay.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-    return cert, key
 
 
 class TestRelay:

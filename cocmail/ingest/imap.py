@@ -171,13 +171,15 @@ class ImapPoller:
 
     def _connect(self) -> IMAPClient:
         imap = self.imap
-        context = ssl.create_default_context(
+        # Loading the CA store takes tens of milliseconds: only for TLS.
+        context = None if imap.security == "none" else ssl.create_default_context(
             cafile=str(imap.tls_ca_file) if imap.tls_ca_file else None)
         timeout = imap.timeout.total_seconds()
         client = IMAPClient(imap.host, imap.port, use_uid=True, ssl=imap.security == "tls",
                             ssl_context=context, timeout=timeout)
         try:
             if imap.security == "starttls":
+                assert context is not None
                 client.starttls(context)
             if imap.auth == "xoauth2":
                 client.oauth2_login(imap.username, oauth2_token(
