@@ -10,10 +10,12 @@ Small messages go to the process over a pipe; large ones (over
 is never held twice, once on each side of the pipe. What goes down the pipe is
 a list: one SMTP message, or an IMAP batch, which the process stores in one
 transaction, whole (the messages of SMTP sessions that arrive meanwhile join
-it up to ``MAX_BATCH``). If the process dies, the
-messages it had not answered for get "try again later" (451) and it is
-started again; what it had already committed is recognised as a duplicate
-when the sender retries, so nothing is lost and nothing is stored twice.
+it up to ``MAX_BATCH``).
+
+If the process dies, the messages it had not answered for get "try again
+later" (451) and it is started again; what it had already committed is
+recognised as a duplicate when the sender retries, so nothing is lost and
+nothing is stored twice.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ def _serve(conn: Connection, config_path: str) -> None:
 
 
 def _failed(exc: Exception) -> asyncio.Future[Accepted]:
+    """A future that has already failed with ``exc`` (in the place of a result)."""
     future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
     future.set_exception(exc)
     return future

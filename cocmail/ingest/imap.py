@@ -3,9 +3,10 @@
 One thread in ``cocmail serve`` keeps one connection (imapclient): it takes the
 messages of ``imap.folder`` oldest first by UID, fetches them with
 ``BODY.PEEK[]`` (nothing is marked read by a fetch), hands them to the intake
-writer in order, and only once the store has committed them moves them to
-``imap.processed_folder`` (MOVE, or COPY + ``\\Deleted`` + UID EXPUNGE) or flags
-them (``imap.after = "flag"``). Quarantined messages (unparseable ones among
+writer in order (a batch at a time, the next one queued behind it), and only
+once the store has committed them moves them to ``imap.processed_folder``
+(MOVE, or COPY + ``\\Deleted`` + UID EXPUNGE) or flags them
+(``imap.after = "flag"``). Quarantined messages (unparseable ones among
 them) go to ``imap.quarantine_folder``, so no message blocks the ones behind it.
 
 Where it can go wrong, it goes wrong the same way: any error on the connection
