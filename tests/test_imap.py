@@ -260,6 +260,27 @@ def test_a_certificate_not_trusted_is_refused(
     assert dovecot.uids("INBOX") != [] and server.json("cases", "list") == []
 
 
+def test_a_password_from_an_environment_variable(
+        serve, dovecot: Dovecot, tmp_path: Path) -> None:
+    section = imap_from(dovecot, tmp_path, password_env="COCMAIL_TEST_IMAP_PASSWORD")
+    del section["password_file"]
+    dovecot.append("INBOX", _reports("env", 1))
+    serve(_sqlite(tmp_path), env={"COCMAIL_TEST_IMAP_PASSWORD": _password()}, imap=section)
+    _wait("the report is moved", lambda: len(dovecot.uids(PROCESSED)) == 1)
+
+
+def test_xoauth2_with_a_token_from_a_file(serve, dovecot: Dovecot, tmp_path: Path) -> None:
+    from tests.dovecot import TOKEN
+
+    token = tmp_path / "token"
+    token.write_text(TOKEN + "\n")
+    section = imap_from(dovecot, tmp_path, auth="xoauth2", oauth2_token_file=str(token))
+    del section["password_file"]
+    dovecot.append("INBOX", _reports("oauth-file", 1))
+    serve(_sqlite(tmp_path), imap=section)
+    _wait("the report is moved", lambda: len(dovecot.uids(PROCESSED)) == 1)
+
+
 def test_xoauth2_with_a_token_from_a_command_read_again_at_each_login(
         serve, dovecot: Dovecot, tmp_path: Path) -> None:
     """The provider checks the access token (here Dovecot asks an introspection
