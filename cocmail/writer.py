@@ -91,8 +91,10 @@ class BatchWriter:
             self._queue.put(None)
         if self._lane is not None:
             self._lane.put(None)
-        for thread in [*self._threads, *filter(None, [self._lane_thread])]:
+        for thread in self._threads:
             thread.join()
+        if self._lane_thread is not None:
+            self._lane_thread.join()
 
     def _ordered(self) -> _Queue:
         """The queue of the thread that stores batches in turn, started when first

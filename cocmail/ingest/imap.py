@@ -67,6 +67,8 @@ SIZES_AT_ONCE = 1000
 # Headers a receiving server writes with the address the message was delivered to.
 _DELIVERED_TO = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To")
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
+# UIDs to fetch together, and the sizes of (at least) those messages.
+_Group = tuple[list[int], dict[int, int]]
 
 
 class ConnectionLost(Exception):
@@ -331,8 +333,7 @@ class ImapPoller:
                 self._advance(uidvalidity, last_uid)
         return last_uid
 
-    def _groups(self, client: IMAPClient, uids: list[int]) -> Iterable[tuple[list[int],
-                                                                          dict[int, int]]]:
+    def _groups(self, client: IMAPClient, uids: list[int]) -> Iterable[_Group]:
         """``uids`` in groups of at most ``imap.batch`` messages and ``FETCH_BYTES``,
         with each message's size (asked for ``SIZES_AT_ONCE`` at a time)."""
         for many in _chunks(uids, SIZES_AT_ONCE):
@@ -342,7 +343,7 @@ class ImapPoller:
                 for group in _by_size(chunk, sizes, FETCH_BYTES):
                     yield group, sizes
 
-    def _fetch(self, client: IMAPClient, group: tuple[list[int], dict[int, int]]) -> _Taken:
+    def _fetch(self, client: IMAPClient, group: _Group) -> _Taken:
         """Fetch ``group``'s bodies."""
         uids, sizes = group
         limit = self.config.smtp.max_message_size
