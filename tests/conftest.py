@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -333,6 +334,18 @@ def dovecot() -> Iterator[Dovecot]:
     server.start()
     yield server
     server.remove()
+
+
+def writer_pid(server: Server, after: int | None = None, timeout: float = 20) -> int:
+    """The daemon's intake writer process (on SQLite), as its log names it; with
+    ``after``, the one started in that one's place."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        started = re.findall(r"intake writer process (\d+) started", server.log())
+        if started and int(started[-1]) != after:
+            return int(started[-1])
+        time.sleep(0.1)
+    raise TimeoutError("no intake writer process in the log")
 
 
 def imap_from(server: Dovecot, tmp_path: Path, **overrides: Any) -> dict[str, Any]:

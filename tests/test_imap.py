@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from cocmail import config as config_module
 from cocmail.store.db import Store
 from cocmail.store.models import Message
-from tests.conftest import Server, imap_from, relay_to
+from tests.conftest import Server, imap_from, relay_to, writer_pid
 from tests.dovecot import Dovecot
 from tests.mail import message, send
 from tests.sink import Sink
@@ -129,6 +129,28 @@ def test_a_connection_killed_mid_batch_loses_and_duplicates_nothing(
     assert opened == [f"kill-{n}@reporter.example" for n in range(total)]  # in order
     assert "imap: connection to" in server.log() or "imap: cannot connect" in server.log()
     # Each message once in the processed folder, too.
+    moved = dovecot.message_ids(PROCESSED)
+    assert len(moved) == len(set(moved)) == total
+
+
+def test_the_writer_process_killed_mid_drain_loses_and_duplicates_nothing(
+        serve, dovecot: Dovecot, tmp_path: Path) -> None:
+    """The batch being stored and the one queued behind it fail with the writer;
+    they stay in the folder, are taken again once a new writer runs, and the
+    ones already committed are recognised: each stored once, in order."""
+    import os
+    import signal
+
+    total = 1000  # with batches of 5, seconds of work: the kill comes mid-drain
+    dovecot.append("INBOX", _reports("writer", total))
+    server: Server = serve(_sqlite(tmp_path), imap=imap_from(dovecot, tmp_path, batch=5))
+    writer = writer_pid(server)
+    _wait("some are moved", lambda: len(dovecot.uids(PROCESSED)) >= 20)
+    os.kill(writer, signal.SIGKILL)
+    assert len(dovecot.uids(PROCESSED)) < total, "all were taken before the kill"
+    _wait("all are moved", lambda: len(dovecot.uids(PROCESSED)) == total, timeout=120)
+    assert f"intake writer process {writer}: " in server.log()
+    assert _first_message_ids(server) == [f"writer-{n}@reporter.example" for n in range(total)]
     moved = dovecot.message_ids(PROCESSED)
     assert len(moved) == len(set(moved)) == total
 

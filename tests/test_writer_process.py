@@ -10,20 +10,8 @@ import smtplib
 import time
 from pathlib import Path
 
-from tests.conftest import CONDUCT, Server
+from tests.conftest import CONDUCT, Server, writer_pid
 from tests.mail import message
-
-
-def _writer_pid(daemon_pid: int, timeout: float = 20) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for task in Path(f"/proc/{daemon_pid}/task").iterdir():
-            for child in (task / "children").read_text().split():
-                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-                if b"multiprocessing" in cmdline and b"resource_tracker" not in cmdline:
-                    return int(child)
-        time.sleep(0.1)
-    raise TimeoutError("no intake writer process")
 
 
 def _send_until_stored(port: int, raw: bytes) -> int:
@@ -43,17 +31,16 @@ def _send_until_stored(port: int, raw: bytes) -> int:
 
 def test_sigkill_of_the_writer_loses_and_duplicates_nothing(serve, tmp_path: Path) -> None:
     server: Server = serve(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    writer = _writer_pid(server.proc.pid)
+    writer = writer_pid(server)
     for i in range(30):
         if i == 10:
             os.kill(writer, signal.SIGKILL)
         _send_until_stored(server.smtp_port, message(subject=f"report {i}",
                                                      message_id=f"r{i}@reporter.example"))
-    restarted = _writer_pid(server.proc.pid)
-    assert restarted != writer
+    writer_pid(server, after=writer)  # a new one was started
     cases = server.json("cases", "list")
     assert len(cases) == 30 and all(c["message_count"] == 1 for c in cases)
-    assert "intake writer process" in server.log()
+    assert f"intake writer process {writer}: " in server.log()  # its end was noticed
 
 
 def test_large_messages_are_stored_in_process(serve, tmp_path: Path) -> None:
