@@ -14,6 +14,7 @@ work maps them as usual. They take plain values: the store still knows no mail.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -86,17 +87,18 @@ def _run(connection: Connection, sql: str, params: Any, fetch: bool = False) -> 
 @dataclass(frozen=True)
 class _Compiled:
     sql: str
-    order: tuple[str, ...] | None  # parameter order for positional paramstyles
-    processors: dict[str, Callable[[Any], Any] | None]
-    returning: bool
+    positional: bool  # the DB-API takes a tuple (SQLite), not a dict (psycopg)
+    # Each parameter with its type processor, in the order a tuple gives them.
+    processors: tuple[tuple[str, Callable[[Any], Any] | None], ...]
 
 
-_compiled_cache: dict[tuple[str, str, tuple[str, ...], bool], _Compiled] = {}
+_compiled_cache: dict[tuple[str, str, tuple[str, ...], bool, bool], _Compiled] = {}
 
 
 def _compile(dialect: Dialect, table: Any, keys: tuple[str, ...],
-             skip_duplicates: bool = False) -> _Compiled:
-    cache_key = (dialect.name, table.name, keys, skip_duplicates)
+             skip_duplicates: bool = False, ids: bool = False) -> _Compiled:
+    """The INSERT of ``keys`` into ``table``; with ``ids``, one that gives the new id."""
+    cache_key = (dialect.name, table.name, keys, skip_duplicates, ids)
     found = _compiled_cache.get(cache_key)
     if found is not None:
         return found
@@ -108,17 +110,15 @@ def _compile(dialect: Dialect, table: Any, keys: tuple[str, ...],
         statement = postgresql_insert(table).values(values).on_conflict_do_nothing()
     else:
         statement = sqlite_insert(table).values(values).on_conflict_do_nothing()
-    # SQLite gives the id as lastrowid; a skipped duplicate has no id to return.
-    returning = dialect.name != "sqlite" and not skip_duplicates
-    if returning:
+    if ids and dialect.name != "sqlite":  # SQLite's come from last_insert_rowid()
         statement = statement.returning(table.c.id)
     compiled = statement.compile(dialect=dialect)
+    order = tuple(compiled.positiontup or ()) if compiled.positional else keys
     result = _Compiled(
         sql=str(compiled),
-        order=tuple(compiled.positiontup or ()) if compiled.positional else None,
-        processors={key: table.c[key].type.dialect_impl(dialect).bind_processor(dialect)
-                    for key in keys},
-        returning=returning,
+        positional=bool(compiled.positional),
+        processors=tuple((key, table.c[key].type.dialect_impl(dialect).bind_processor(dialect))
+                         for key in order),
     )
     _compiled_cache[cache_key] = result
     return result
@@ -126,31 +126,44 @@ def _compile(dialect: Dialect, table: Any, keys: tuple[str, ...],
 
 def _bind(compiled: _Compiled, row: dict[str, Any]) -> Any:
     """``row``'s values as the DB-API takes them: type-processed, in order."""
-    values = {key: (proc(row[key]) if proc else row[key])
-              for key, proc in compiled.processors.items()}
-    return tuple(values[k] for k in compiled.order) if compiled.order is not None else values
+    values = [proc(row[key]) if proc else row[key] for key, proc in compiled.processors]
+    if compiled.positional:
+        return tuple(values)
+    return dict(zip([key for key, _ in compiled.processors], values, strict=True))
 
 
 def _insert_many(db: Connection, table: Any, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert ``rows``; their new ids, in the order given."""
+    """Insert ``rows``; their new ids, in the order given.
+
+    On SQLite, each run of rows with the same columns is one ``executemany``:
+    its rows take consecutive ids ending at ``last_insert_rowid()``, since a new
+    rowid is one more than the largest in the table and nobody else can insert
+    while this transaction holds SQLite's one write lock. PostgreSQL gives each
+    row's id back with RETURNING."""
     if not rows:
         return []
-    connection = db
-    dialect = connection.dialect
+    dialect = db.dialect
     dbapi = dialect.loaded_dbapi
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    ids = []
+    sqlite = dialect.name == "sqlite"
+    cursor = db.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    ids: list[int] = []
     try:
-        for row in rows:
-            compiled = _compile(dialect, table, tuple(sorted(row)))
-            params = _bind(compiled, row)
+        for keys, run in itertools.groupby(rows, key=lambda row: tuple(sorted(row))):
+            compiled = _compile(dialect, table, keys, ids=True)
+            params = [_bind(compiled, row) for row in run]
             try:
-                cursor.execute(compiled.sql, params)
+                if sqlite:
+                    cursor.executemany(compiled.sql, params)
+                    cursor.execute("SELECT last_insert_rowid()")
+                    last = int(cursor.fetchone()[0])  # type: ignore[index]
+                    ids += range(last - len(params) + 1, last + 1)
+                    continue
+                for one in params:
+                    cursor.execute(compiled.sql, one)
+                    ids.append(int(cursor.fetchone()[0]))  # type: ignore[index]
             except dbapi.Error as exc:
                 raise DBAPIError.instance(compiled.sql, params, exc, dbapi.Error,
                                           dialect=dialect) from exc
-            ids.append(int(cursor.fetchone()[0] if compiled.returning  # type: ignore[index]
-                           else cursor.lastrowid))
     finally:
         cursor.close()
     return ids
@@ -164,7 +177,9 @@ def insert_cases(db: Connection, channels: list[str], opened_at: dt.datetime) ->
 
 
 def insert_participants(db: Connection, rows: list[dict[str, Any]]) -> list[int]:
-    return _insert_many(db, Participant.__table__, [{"handle": None, **r} for r in rows])
+    # Every row with every column: one statement for a reporter and members alike.
+    return _insert_many(db, Participant.__table__, [
+        {"name": None, "handle": None, "cleared_at": None, **r} for r in rows])
 
 
 def clear(db: Connection, participant_ids: list[int], at: dt.datetime) -> None:
@@ -188,36 +203,40 @@ def set_message_case(db: Connection, message_id: int, case_id: int,
 
 
 def insert_attachments(db: Connection, rows: list[dict[str, Any]]) -> None:
-    _insert_many(db, _ATTACHMENTS, rows)
+    _execute_many(db, _ATTACHMENTS, rows)
 
 
 def insert_events(db: Connection, rows: list[dict[str, Any]]) -> None:
-    _insert_many(db, Event.__table__, rows)
+    _execute_many(db, Event.__table__, rows)
 
 
 def insert_recusals(db: Connection, rows: list[dict[str, Any]]) -> None:
-    _insert_many(db, Recusal.__table__, rows)
+    _execute_many(db, Recusal.__table__, rows)
 
 
 def insert_quarantines(db: Connection, rows: list[dict[str, Any]]) -> None:
-    _insert_many(db, Quarantine.__table__, rows)
+    _execute_many(db, Quarantine.__table__, rows)
 
 
 def insert_ignoring_duplicates(db: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
     """Insert ``rows``, skipping any whose unique key is already stored (the outbox's
-    (case, kind, step, recipient): a mail queued twice is queued once). One
-    ``executemany`` for rows with the same columns."""
+    (case, kind, step, recipient): a mail queued twice is queued once)."""
+    _execute_many(db, table, rows, skip_duplicates=True)
+
+
+def _execute_many(db: Connection, table: Any, rows: list[dict[str, Any]],
+                  skip_duplicates: bool = False) -> None:
+    """Insert ``rows`` whose ids nobody needs, in the order given: one
+    ``executemany`` for each run of rows with the same columns."""
     if not rows:
         return
     dialect = db.dialect
     dbapi = dialect.loaded_dbapi
     cursor = db.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        by_keys: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        for row in rows:
-            by_keys.setdefault(tuple(sorted(row)), []).append(row)
-        for keys, group in by_keys.items():
-            compiled = _compile(dialect, table, keys, skip_duplicates=True)
+        for keys, run in itertools.groupby(rows, key=lambda row: tuple(sorted(row))):
+            group = list(run)
+            compiled = _compile(dialect, table, keys, skip_duplicates)
             params = [_bind(compiled, row) for row in group]
             try:
                 cursor.executemany(compiled.sql, params)

@@ -1,0 +1,60 @@
+"""The intake's hot-path inserts, on SQLite and PostgreSQL: each row's new id is
+the id it was stored under, whatever the mix of columns and whatever ids the
+table held before."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select, text
+
+from cocmail.store import writes
+from cocmail.store.db import Store
+from cocmail.store.models import Participant
+
+NOW = dt.datetime(2026, 11, 25, 10, tzinfo=dt.UTC)
+
+
+def _rows(case_id: int, tag: str) -> list[dict[str, object]]:
+    # Runs of rows with different columns: with and without a name and a clearing.
+    return [
+        {"case_id": case_id, "role": "reporter", "email": f"r-{tag}@x.example",
+         "created_at": NOW},
+        *({"case_id": case_id, "role": "member", "email": f"m{n}-{tag}@x.example",
+           "name": f"M{n}", "handle": f"m{n}", "created_at": NOW, "cleared_at": NOW}
+          for n in range(3)),
+        {"case_id": case_id, "role": "party", "email": f"p-{tag}@x.example",
+         "created_at": NOW},
+        {"case_id": case_id, "role": "member", "email": f"m9-{tag}@x.example",
+         "name": "M9", "handle": "m9", "created_at": NOW, "cleared_at": None},
+    ]
+
+
+def _stored_as(store: Store, ids: list[int]) -> list[str]:
+    with store.unit_of_work() as s:
+        emails = dict(s.execute(select(Participant.id, Participant.email)
+                                .where(Participant.id.in_(ids))).all())
+    return [emails[i] for i in ids]
+
+
+def test_ids_given_back_are_the_rows_stored(store: Store) -> None:
+    with store.transaction() as db:
+        first, second = writes.insert_cases(db, ["email", "email"], NOW)
+        rows = _rows(first, "a") + _rows(second, "b")
+        ids = writes.insert_participants(db, rows)
+    assert len(set(ids)) == len(rows)
+    assert _stored_as(store, ids) == [r["email"] for r in rows]
+
+    # Rows whose columns differ go in as runs of their own: the ids still match.
+    with store.transaction() as db:
+        rows = _rows(first, "mixed")
+        mixed = writes._insert_many(db, Participant.__table__, rows)
+    assert _stored_as(store, mixed) == [r["email"] for r in rows]
+
+    # The newest rows gone (a purge, a restore): the next ids are taken again.
+    with store.transaction() as db:
+        db.execute(text("DELETE FROM participants WHERE id >= :id"), {"id": ids[-3]})
+    with store.transaction() as db:
+        rows = _rows(second, "c")
+        again = writes.insert_participants(db, rows)
+    assert _stored_as(store, again) == [r["email"] for r in rows]
