@@ -346,6 +346,11 @@ class Intake:
                               "filed_by": self._member_handle(entry)} if on_behalf else {})}
                          if opened else {"verified": decision.verified}),
             })
+            if opened and not entry.automatic:  # automatic mail pages nobody (see _mails)
+                page = self._page_event(case_id, message_id, paged[id(entry)],
+                                        bool(seats.get(case_id)), now)
+                if page is not None:
+                    events.append(page)
             log.info("message %d %s case #%d", message_id, "opened" if opened else "joined",
                      case_id)
             results.append(Accepted(message_id, case_id, opened, None, False))
@@ -375,7 +380,6 @@ class Intake:
                 assert entry.parsed is not None
                 reporter = (None if participant_id is None
                             else (participant_id, _reporter_address(entry, self.committee)))
-                self._record_page(db, case_id, message_id, paged[id(entry)])
                 mails += opened_mails(case_id, message_id, reporter, seats.get(case_id, []),
                                       entry.parsed.message_id, entry.parsed.references,
                                       paged[id(entry)])
@@ -402,15 +406,17 @@ class Intake:
                     pair, rotation, [h for h in handles if h not in entry.decision.without])
                 for entry in opens}
 
-    def _record_page(self, db: Connection, case_id: int, message_id: int,
-                     paged: list[str]) -> None:
-        """Whom a new case paged, in its history (or that nobody could be)."""
-        now = self.clock.now()
-        writes.insert_events(db, [{
-            "case_id": case_id, "at": now, "message_id": message_id, "actor": "cocmail",
-            "kind": "paged" if paged else "nobody-paged", "data": {"members": paged}}])
+    def _page_event(self, case_id: int, message_id: int, paged: list[str], members: bool,
+                    now: dt.datetime) -> dict[str, object] | None:
+        """Whom a new case paged, for its history, or that nobody could be (an error).
+        None without a rotation when the case has members: nobody is on duty, and
+        every member has the report."""
+        if self.enqueue.rotation is None and members:
+            return None
         if not paged:
             log.error("case #%d: nobody on duty could be paged", case_id)
+        return {"case_id": case_id, "at": now, "message_id": message_id, "actor": "cocmail",
+                "kind": "paged" if paged else "nobody-paged", "data": {"members": paged}}
 
     def _member_handle(self, entry: _Write) -> str | None:
         """The committee member who sent ``entry``, if one did."""

@@ -4,6 +4,7 @@ quarantine and replay, with a fixed clock."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from pathlib import Path
 
 import pytest
@@ -12,14 +13,14 @@ from sqlalchemy.exc import DBAPIError
 
 from cocmail.addresses import reply_address, split_recipient
 from cocmail.clock import FixedClock
-from cocmail.config import Committee
+from cocmail.config import Committee, Member
 from cocmail.intake import Delivery, Intake
 from cocmail.outbox.enqueue import Enqueue
 from cocmail.store import migrate
 from cocmail.store.db import Store
 from cocmail.store.models import Case, Event, Message, Participant, Quarantine
 from cocmail.tokens import make_token
-from tests.conftest import CONDUCT
+from tests.conftest import CONDUCT, MEMBERS
 from tests.mail import message
 
 KEY = b"k" * 32
@@ -57,6 +58,22 @@ class TestRouting:
             # The test committee has no members: nobody can be paged, and that is recorded.
             assert [e.kind for e in case.events] == ["opened", "nobody-paged"]
             assert case.opened_at == dt.datetime(2026, 11, 25, 10, tzinfo=dt.UTC)
+
+    def test_without_a_rotation_every_member_has_the_report_and_nothing_is_wrong(
+            self, store: Store, caplog: pytest.LogCaptureFixture) -> None:
+        members = tuple(Member(h, n, e, emp, "UTC", tuple(r)) for h, n, e, emp, r in MEMBERS)
+        committee = Committee("Test", "conduct", CONDUCT, "+", None, None, members)
+        with caplog.at_level(logging.ERROR):
+            result = deliver(intake_for(store, committee), message())
+        with store.unit_of_work() as s:
+            case = s.get(Case, result.case_id)
+            assert case is not None
+            assert [e.kind for e in case.events] == ["opened"]
+            assert {p.email for p in case.participants if p.role == "member"} == {
+                m.email for m in members}
+            assert all(p.cleared_at is not None for p in case.participants
+                       if p.role == "member")
+        assert caplog.records == []  # no "nobody could be paged": nobody is on duty
 
     @pytest.mark.parametrize("headers, sender, envelope_from", [
         ({"Auto-Submitted": "auto-replied"}, "rita@reporter.example", "rita@reporter.example"),
