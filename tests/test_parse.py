@@ -113,3 +113,60 @@ def test_fast_body_path_agrees_with_mail_parser(path) -> None:
         return  # undecodable with its declared charset: mail-parser's recovery is used
     reference = _Bodies(msg)
     assert fast == (list(reference.text_plain), list(reference.text_html))
+
+
+# Header blocks that end in odd ways, bodies that are not what they seem.
+_ODD = [
+    b"Subject: lf only\nFrom: a@b.example\n\nbody\nmore\n",
+    b"Subject: mixed\r\nFrom: a@b.example\r\n\nbody\r\n",
+    b"Subject: crlf after lf\nX: y\n\r\nbody",
+    b"Subject: no final newline\r\n\r\nlast line",
+    b"Subject: a\rb\r\nFrom: a@b.example\r\n\r\nbody\r\n",
+    b"Subject: cr ends it\r\rFrom: late@b.example\r\n\r\nbody\r\n",
+    b"\r\nbody after an empty header block\r\n\r\nmore\r\n",
+    b"Subject: form\x0cfeed\r\n\r\nbody\r\n",
+    b"Subject: not a header next\r\nthis is no header\r\n\r\nbody\r\n",
+    b"From someone@example.org Wed Nov 25 10:00:00 2026\nSubject: mbox\n\nbody\n",
+    b"Subject: eight bit \xe9\r\n\r\nbody \xff\xfe caf\xc3\xa9\r\n",
+    b"Subject: folded\r\n\tstill the subject\r\n\r\n\r\nbody after a blank line\r\n",
+    b"Content-Type: multipart\r\n\r\n--x\r\nnot parts\r\n",
+    b"Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n\r\none\r\n--x--\r\n",
+    b"Content-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\ninner body\r\n",
+    b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64"
+    b"\r\n\r\nY2Fmw6k=\r\n",
+    b"Subject: only headers\r\n\r\n",
+    b"Subject: only headers, no blank line\r\n",
+]
+
+
+def _shape(msg):
+    """Everything the parser decided about a message, part by part."""
+    return [(part.get_unixfrom(), list(part.raw_items()), part.is_multipart(),
+             None if part.is_multipart() else part.get_payload(),
+             [type(d).__name__ for d in part.defects], part.preamble, part.epilogue)
+            for part in msg.walk()]
+
+
+@pytest.mark.parametrize("raw", [*_ODD, *(p.read_bytes() for p in corpus_files("replies")),
+                                 *(p.read_bytes() for p in stdlib_email_messages())])
+def test_plain_bodies_taken_whole_parse_as_the_parser_does(raw: bytes) -> None:
+    """The short cut for bodies that are not MIME parts gives the message the
+    standard parser gives, wherever the header block ends and however oddly."""
+    import email
+    import email.policy
+
+    from cocmail.parse import _parse_bytes
+
+    expected = email.message_from_bytes(raw, policy=email.policy.compat32)
+    assert _shape(_parse_bytes(raw)) == _shape(expected)
+
+
+def test_a_plain_report_takes_the_short_cut(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cocmail.parse
+
+    def whole(raw: bytes) -> None:
+        raise AssertionError("parsed line by line")
+
+    monkeypatch.setattr(cocmail.parse, "_parse_whole", whole)
+    parsed = parse(b"Subject: hi\r\nFrom: a@b.example\r\n\r\nline one\r\nline two\r\n")
+    assert parsed.text == "line one\nline two\n" and parsed.subject == "hi"
