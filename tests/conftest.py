@@ -326,11 +326,12 @@ def sink() -> Iterator[Sink]:
 
 
 @pytest.fixture
-def dovecot() -> Iterator[Dovecot]:
-    """A private Dovecot on a loopback port (see tests/dovecot.py)."""
+def dovecot(request: pytest.FixtureRequest) -> Iterator[Dovecot]:
+    """A private Dovecot on a loopback port (see tests/dovecot.py). Parametrized
+    indirectly, the parameter is the CAPABILITY list it announces instead of its own."""
     if not dovecot_available():
         missing("Dovecot (Debian package dovecot-imapd; started as root)")
-    server = Dovecot(free_port())
+    server = Dovecot(free_port(), capabilities=getattr(request, "param", None))
     server.start()
     yield server
     server.remove()

@@ -4,7 +4,8 @@ login, loopback only), started in the foreground and stopped by the test.
 It offers STARTTLS on its port and implicit TLS on ``tls_port``, with a
 self-signed certificate (``cert``) for 127.0.0.1, and XOAUTH2: Dovecot asks
 an introspection endpoint served here whether a token is good (``TOKEN``,
-while ``tokens_accepted`` is set)."""
+while ``tokens_accepted`` is set). With ``capabilities`` it announces those
+after login instead of its own (a server without MOVE, say)."""
 
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ def _free_port() -> int:
 
 
 class Dovecot:
-    def __init__(self, port: int, tls_port: int = 0) -> None:
+    def __init__(self, port: int, tls_port: int = 0, capabilities: str | None = None) -> None:
         self.port = port
         self.tls_port = tls_port or _free_port()
         # Short: Dovecot's unix sockets live under it, and their paths are limited.
@@ -95,6 +96,7 @@ ssl_key = <{key}
 disable_plaintext_auth = no
 auth_mechanisms = plain login xoauth2 oauthbearer
 auth_failure_delay = 0
+{f"imap_capability = {capabilities}" if capabilities else ""}
 mail_location = maildir:{mail}/%u/Maildir
 passdb {{
   driver = passwd-file

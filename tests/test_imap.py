@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from cocmail import config as config_module
@@ -231,6 +232,26 @@ def _metrics(server: Server) -> str:
 
 def _health(server: Server) -> str:
     return _http(server, "/healthz")
+
+
+@pytest.mark.parametrize("dovecot", ["IMAP4rev1 IDLE UIDPLUS", "IMAP4rev1 IDLE"],
+                         ids=["uidplus", "no-uidplus"], indirect=True)
+def test_without_move_messages_are_copied_flagged_deleted_and_expunged(
+        serve, dovecot: Dovecot, tmp_path: Path) -> None:
+    with dovecot.client() as client:
+        assert b"MOVE" not in client.capabilities()
+    dovecot.append("INBOX", _reports("copied", 3))
+    server: Server = serve(_sqlite(tmp_path), imap=imap_from(dovecot, tmp_path))
+    _wait("all three are copied", lambda: len(dovecot.uids(PROCESSED)) == 3)
+    _wait("and expunged", lambda: dovecot.uids("INBOX") == [])
+    expected = [f"<copied-{n}@reporter.example>" for n in range(3)]
+    assert dovecot.message_ids(PROCESSED) == expected
+    assert _first_message_ids(server) == [e.strip("<>") for e in expected]
+    assert not any(b"\\Deleted" in f for f in dovecot.flags(PROCESSED).values())
+    # Another arrives during IDLE: taken the same way.
+    dovecot.append("INBOX", _reports("copied", 1, start=3))
+    _wait("the fourth is copied", lambda: len(dovecot.uids(PROCESSED)) == 4)
+    _wait("and expunged", lambda: dovecot.uids("INBOX") == [])
 
 
 def test_without_idle_the_folder_is_polled(
