@@ -3,6 +3,7 @@ store, in order, moves what it stored, and survives the server going away."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +14,15 @@ from sqlalchemy import func, select
 from cocmail import config as config_module
 from cocmail.store.db import Store
 from cocmail.store.models import Message
-from tests.conftest import Server, imap_from, relay_to, writer_pid
+from tests.conftest import (
+    Server,
+    cli_json,
+    free_port,
+    imap_from,
+    relay_to,
+    run_cli,
+    writer_pid,
+)
 from tests.dovecot import Dovecot
 from tests.mail import message, send
 from tests.sink import Sink
@@ -234,14 +243,18 @@ def _health(server: Server) -> str:
     return _http(server, "/healthz")
 
 
-@pytest.mark.parametrize("dovecot", ["IMAP4rev1 IDLE UIDPLUS", "IMAP4rev1 IDLE"],
-                         ids=["uidplus", "no-uidplus"], indirect=True)
+@pytest.mark.parametrize("dovecot, leaves_by", [
+    ("IMAP4rev1 IDLE UIDPLUS", "COPY + UID EXPUNGE"), ("IMAP4rev1 IDLE", "COPY + EXPUNGE")],
+    ids=["uidplus", "no-uidplus"], indirect=["dovecot"])
 def test_without_move_messages_are_copied_flagged_deleted_and_expunged(
-        serve, dovecot: Dovecot, tmp_path: Path) -> None:
+        serve, dovecot: Dovecot, tmp_path: Path, config_for, leaves_by: str) -> None:
     with dovecot.client() as client:
         assert b"MOVE" not in client.capabilities()
+    section = imap_from(dovecot, tmp_path)
+    assert cli_json(config_for(_sqlite(tmp_path), imap=section),
+                    "imap", "check")["stored_messages_leave_by"] == leaves_by
     dovecot.append("INBOX", _reports("copied", 3))
-    server: Server = serve(_sqlite(tmp_path), imap=imap_from(dovecot, tmp_path))
+    server: Server = serve(_sqlite(tmp_path), imap=section)
     _wait("all three are copied", lambda: len(dovecot.uids(PROCESSED)) == 3)
     _wait("and expunged", lambda: dovecot.uids("INBOX") == [])
     expected = [f"<copied-{n}@reporter.example>" for n in range(3)]
@@ -346,3 +359,68 @@ def test_xoauth2_with_a_token_from_a_command_read_again_at_each_login(
     _wait("the report is moved", lambda: len(dovecot.uids(PROCESSED)) == 1, timeout=60)
     assert _first_message_ids(server) == ["oauth-0@reporter.example"]
     assert "imap: connected" in _health(server)
+
+
+class TestImapCheck:
+    """`cocmail imap check`: logs in as serve would, says what is there, takes nothing."""
+
+    def test_what_is_there_before_and_after_a_drain(
+            self, serve, dovecot: Dovecot, tmp_path: Path, config_for) -> None:
+        dovecot.append("INBOX", _reports("checked", 2))
+        section = imap_from(dovecot, tmp_path)
+        config = config_for(_sqlite(tmp_path), imap=section)
+        assert run_cli(config, "db", "upgrade").returncode == 0
+
+        found = cli_json(config, "imap", "check")
+        assert found["ok"] and "error" not in found
+        assert found["capabilities"] == {"IDLE": True, "MOVE": True, "UIDPLUS": True}
+        assert found["stored_messages_leave_by"] == "MOVE" and found["idle"]
+        assert found["folder"]["messages"] == 2 and found["folder"]["uidvalidity"] > 0
+        assert found["folders"] == {PROCESSED: False, QUARANTINE: False}
+        assert found["position"] is None
+        text = run_cli(config, "imap", "check")
+        assert text.returncode == 0, text.stderr.decode()
+        out = text.stdout.decode()
+        assert f"imap: logged in to 127.0.0.1:{dovecot.port} as " in out
+        assert "INBOX: 2 message(s)" in out and "taken nothing from it yet" in out
+        assert f"{PROCESSED}: missing (made when serve logs in)" in out
+        # Nothing taken, read, or made.
+        assert len(dovecot.uids("INBOX")) == 2
+        assert all(b"\\Seen" not in f for f in dovecot.flags("INBOX").values())
+        with dovecot.client() as client:
+            assert not client.folder_exists(PROCESSED)
+
+        server: Server = serve(_sqlite(tmp_path), imap=section)
+        _wait("both are moved", lambda: len(dovecot.uids(PROCESSED)) == 2)
+        server.stop()
+        found = cli_json(config, "imap", "check")
+        assert found["folder"]["messages"] == 0
+        assert found["folders"] == {PROCESSED: True, QUARANTINE: True}
+        assert found["position"]["current"]
+        assert found["position"]["uidvalidity"] == found["folder"]["uidvalidity"]
+
+    def test_a_wrong_password_exits_1_and_says_why(
+            self, dovecot: Dovecot, tmp_path: Path, config_for) -> None:
+        section = imap_from(dovecot, tmp_path)
+        Path(section["password_file"]).write_text("not-the-password\n")
+        config = config_for(_sqlite(tmp_path), imap=section)
+        result = run_cli(config, "imap", "check")
+        assert result.returncode == 1
+        assert "cannot log in: LoginError" in result.stdout.decode()
+        result = run_cli(config, "imap", "check", "--json")
+        assert result.returncode == 1
+        found = json.loads(result.stdout)
+        assert not found["ok"] and found["error"].startswith("cannot log in: LoginError")
+
+    def test_a_server_that_is_not_there(self, tmp_path: Path, config_for) -> None:
+        section = {"host": "127.0.0.1", "port": free_port(), "security": "none",
+                   "username": "conduct", "password_env": "COCMAIL_TEST_NO_SUCH_VARIABLE"}
+        config = config_for(_sqlite(tmp_path), imap=section)
+        result = run_cli(config, "imap", "check", env={"COCMAIL_TEST_NO_SUCH_VARIABLE": "x"})
+        assert result.returncode == 1
+        assert "cannot log in: ConnectionRefusedError" in result.stdout.decode()
+
+    def test_without_an_imap_section(self, tmp_path: Path, config_for) -> None:
+        result = run_cli(config_for(_sqlite(tmp_path)), "imap", "check")
+        assert result.returncode == 2
+        assert "has no [imap] section" in result.stderr.decode()

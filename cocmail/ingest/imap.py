@@ -48,6 +48,7 @@ from sqlalchemy import select
 from cocmail.addresses import Recipient, split_recipient
 from cocmail.clock import Clock
 from cocmail.config import Config
+from cocmail.config import Imap as ImapConfig
 from cocmail.errors import AddressError, StoreUnavailable
 from cocmail.intake import Accepted, Delivery
 from cocmail.metrics import Metrics
@@ -95,7 +96,7 @@ class ImapPoller:
         self.clock = clock
         self.loop = loop
         self.on_stored = on_stored
-        self.account = f"{self.imap.username}@{self.imap.host}/{self.imap.folder}"
+        self.account = account(self.imap)
         self.health = Health(since=time.monotonic())
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="imap-poller", daemon=True)
@@ -138,7 +139,7 @@ class ImapPoller:
                 client = self._connect()
             except Exception as exc:
                 self._failed(f"cannot connect to {self.imap.host}:{self.imap.port}: "
-                             f"{_describe(exc)}", backoff)
+                             f"{describe(exc)}", backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
             self._client = client
@@ -156,12 +157,12 @@ class ImapPoller:
                     what = f"the store is unavailable ({exc}); messages stay in {self.imap.folder}"
                 else:
                     what = (f"connection to {self.imap.host}:{self.imap.port} lost: "
-                            f"{_describe(exc)}")
+                            f"{describe(exc)}")
                 self._failed(what, backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
             finally:
                 self._client = None
-                _close(client)
+                hang_up(client)
 
     def _failed(self, what: str, backoff: float) -> None:
         wait = backoff * random.uniform(0.8, 1.2)
@@ -173,36 +174,16 @@ class ImapPoller:
     # -- one connection -----------------------------------------------------
 
     def _connect(self) -> IMAPClient:
-        imap = self.imap
-        # Loading the CA store takes tens of milliseconds: only for TLS.
-        context = None if imap.security == "none" else ssl.create_default_context(
-            cafile=str(imap.tls_ca_file) if imap.tls_ca_file else None)
-        timeout = imap.timeout.total_seconds()
-        client = IMAPClient(imap.host, imap.port, use_uid=True, ssl=imap.security == "tls",
-                            ssl_context=context, timeout=timeout)
+        client = connect(self.imap)
         try:
-            if imap.security == "starttls":
-                assert context is not None
-                client.starttls(context)
-            if imap.auth == "xoauth2":
-                client.oauth2_login(imap.username, oauth2_token(
-                    "imap", imap.oauth2_token_file, imap.oauth2_token_command))
-            else:
-                client.login(imap.username,
-                             read_secret("imap", imap.password_file, imap.password_env) or "")
-            for folder in self._folders():
+            for folder in folders(self.imap):
                 if not client.folder_exists(folder):
                     client.create_folder(folder)
                     log.info("imap: created folder %s", folder)
         except BaseException:
-            _close(client)
+            hang_up(client)
             raise
         return client
-
-    def _folders(self) -> list[str]:
-        imap = self.imap
-        return [imap.processed_folder, imap.quarantine_folder] if imap.after == "move" \
-            else [imap.quarantine_folder]
 
     def _serve(self, client: IMAPClient) -> None:
         """Drain the folder, wait for more, drain again, until told to stop."""
@@ -394,7 +375,7 @@ class ImapPoller:
         if failure is not None:
             if isinstance(failure, StoreUnavailable):
                 raise failure
-            raise StoreUnavailable(f"storing failed: {_describe(failure)}") from failure
+            raise StoreUnavailable(f"storing failed: {describe(failure)}") from failure
         return max([*stored, *quarantined], default=0)
 
     def _delivery(self, raw: bytes) -> Delivery:
@@ -436,6 +417,47 @@ class _Taken:
         """Each item's result, once the writer has committed them."""
         assert self.future is not None
         return self.future.result()
+
+
+def connect(imap: ImapConfig) -> IMAPClient:
+    """A session with the server, logged in as ``imap`` says (TLS, STARTTLS or, for
+    loopback tests, plain text; a password or an OAuth2 token)."""
+    # Loading the CA store takes tens of milliseconds: only for TLS.
+    context = None if imap.security == "none" else ssl.create_default_context(
+        cafile=str(imap.tls_ca_file) if imap.tls_ca_file else None)
+    client = IMAPClient(imap.host, imap.port, use_uid=True, ssl=imap.security == "tls",
+                        ssl_context=context, timeout=imap.timeout.total_seconds())
+    try:
+        if imap.security == "starttls":
+            assert context is not None
+            client.starttls(context)
+        if imap.auth == "xoauth2":
+            client.oauth2_login(imap.username, oauth2_token(
+                "imap", imap.oauth2_token_file, imap.oauth2_token_command))
+        else:
+            client.login(imap.username,
+                         read_secret("imap", imap.password_file, imap.password_env) or "")
+    except BaseException:
+        hang_up(client)
+        raise
+    return client
+
+
+def account(imap: ImapConfig) -> str:
+    """The key of the folder's stored position (last UID, UIDVALIDITY)."""
+    return f"{imap.username}@{imap.host}/{imap.folder}"
+
+
+def describe(exc: BaseException) -> str:
+    """One line about a failure: its type and the first line of its text."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def folders(imap: ImapConfig) -> list[str]:
+    """The folders cocmail puts messages in (made when missing)."""
+    return [imap.processed_folder, imap.quarantine_folder] if imap.after == "move" \
+        else [imap.quarantine_folder]
 
 
 def _announced(client: IMAPClient) -> bool:
@@ -503,7 +525,8 @@ def _by_size(uids: list[int], sizes: dict[int, int], limit: int) -> Iterable[lis
         yield group
 
 
-def _close(client: IMAPClient) -> None:
+def hang_up(client: IMAPClient) -> None:
+    """Log out, or where the connection is gone already, close the socket."""
     try:
         client.logout()
     except Exception:  # the connection may be gone already: only the socket is left
@@ -511,11 +534,6 @@ def _close(client: IMAPClient) -> None:
             client.shutdown()
         except Exception as exc:
             log.debug("imap: closing the socket: %s", exc)
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def health_gauges(poller: ImapPoller | None) -> dict[str, float]:
