@@ -11,6 +11,7 @@ the rest go to the writer process (``writer_process.py``).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import queue
 import threading
@@ -25,7 +26,27 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 32
 
-_Item = tuple[Delivery, "Future[Accepted]"]
+class Chain:
+    """The batches of one IMAP drain. They are stored in the order of the calls,
+    and none is stored once one of them has failed: the poller takes a failed
+    batch again, and it must not land behind the next one, already queued. The
+    poller starts a new chain to go on after a failure."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self) -> None:
+        self.id = next(self._ids)
+        self.broken: StoreUnavailable | None = None
+        self.writer_generation: int | None = None  # ProcessWriter: took its first batch
+
+    def fail(self, cause: BaseException) -> None:
+        """One of its batches failed: refuse the rest."""
+        if self.broken is None:
+            self.broken = StoreUnavailable(
+                f"not stored: an earlier batch of this drain failed ({cause})")
+
+
+_Item = tuple[Delivery, "Future[Accepted]", Chain | None]
 _Queue = queue.SimpleQueue[list[_Item] | None]
 
 
@@ -34,11 +55,13 @@ class Writer(Protocol):
 
     async def store(self, delivery: Delivery) -> Accepted: ...
 
-    async def store_many(self, deliveries: list[Delivery]) -> list[Accepted | Exception]:
+    async def store_many(self, deliveries: list[Delivery],
+                         chain: Chain) -> list[Accepted | Exception]:
         """Store ``deliveries`` in the order given, in one transaction where they
         fit (the IMAP poller's batch); each result is what ``store`` would have
-        returned or raised. Batches are stored in the order of the calls: the
-        poller queues the next batch while this one is stored."""
+        returned or raised. The batches of ``chain`` are stored in the order of
+        the calls (the poller queues the next batch while this one is stored),
+        and once one fails the rest are refused with ``StoreUnavailable``."""
         ...
 
     def close(self) -> None: ...
@@ -73,16 +96,18 @@ class BatchWriter:
     async def store(self, delivery: Delivery) -> Accepted:
         return await asyncio.wrap_future(self.submit(delivery))
 
-    async def store_many(self, deliveries: list[Delivery]) -> list[Accepted | Exception]:
+    async def store_many(self, deliveries: list[Delivery],
+                         chain: Chain) -> list[Accepted | Exception]:
         # One queue entry: one writer stores them, in one transaction, in order.
         futures: list[Future[Accepted]] = [Future() for _ in deliveries]
-        self._ordered().put(list(zip(deliveries, futures, strict=True)))
+        self._ordered().put([(delivery, future, chain)
+                             for delivery, future in zip(deliveries, futures, strict=True)])
         return settled(await asyncio.gather(*(asyncio.wrap_future(f) for f in futures),
                                             return_exceptions=True))
 
     def submit(self, delivery: Delivery) -> Future[Accepted]:
         future: Future[Accepted] = Future()
-        self._queue.put([(delivery, future)])
+        self._queue.put([(delivery, future, None)])
         return future
 
     def close(self) -> None:
@@ -127,17 +152,26 @@ class BatchWriter:
                 return
 
     def _store(self, batch: list[_Item]) -> None:
+        # A chain's batches all pass through this one thread, in order: one that
+        # failed is seen here before the next is taken.
+        for _, future, chain in batch:
+            if chain is not None and chain.broken is not None:
+                future.set_exception(chain.broken)
+        batch = [item for item in batch if item[2] is None or item[2].broken is None]
+        if not batch:
+            return
         self.metrics.inc("cocmail_intake_batches_total")
         self.metrics.inc("cocmail_intake_batched_messages_total", len(batch))
+        results: list[Accepted | Exception]
         try:
-            results = self.intake.accept_batch([delivery for delivery, _ in batch])
+            results = list(self.intake.accept_batch([delivery for delivery, _, _ in batch]))
         except Exception as exc:  # a bug outside any one message: fail the batch, keep going
             log.exception("intake batch of %d failed", len(batch))
-            for _, future in batch:
-                future.set_exception(exc)
-            return
-        for (_, future), result in zip(batch, results, strict=True):
-            if isinstance(result, StoreUnavailable):
+            results = [exc] * len(batch)
+        for (_, future, chain), result in zip(batch, results, strict=True):
+            if isinstance(result, Exception):
                 future.set_exception(result)
+                if chain is not None:
+                    chain.fail(result)
             else:
                 future.set_result(result)

@@ -15,7 +15,10 @@ it up to ``MAX_BATCH``).
 If the process dies, the messages it had not answered for get "try again
 later" (451) and it is started again; what it had already committed is
 recognised as a duplicate when the sender retries, so nothing is lost and
-nothing is stored twice.
+nothing is stored twice. An IMAP batch carries its drain's ``Chain``: once a
+batch of a drain has failed, or the process that took its first batch has
+been replaced, the drain's later batches are refused, here and in the
+process, so that the failed one, taken again, does not land behind them.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from cocmail.errors import StoreUnavailable
 from cocmail.intake import Accepted, Delivery
 from cocmail.metrics import Metrics
 from cocmail.outbox.enqueue import Enqueue
-from cocmail.writer import MAX_BATCH, BatchWriter, settled
+from cocmail.writer import MAX_BATCH, BatchWriter, Chain, settled
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,7 @@ def _serve(conn: Connection, config_path: str) -> None:
     intake = Intake(store, config.committee, key, SystemClock(),
                     Enqueue.for_config(config, key))
     conn.send(READY)
+    failed_chains: set[int] = set()  # one id for each IMAP drain that failed
     while True:
         try:
             first = conn.recv()
@@ -69,8 +73,17 @@ def _serve(conn: Connection, config_path: str) -> None:
                 stop = True
                 break
             items += more
-        results = intake.accept_batch([delivery for _, delivery in items])
-        conn.send([(rid, result) for (rid, _), result in zip(items, results, strict=True)])
+        # A batch behind one of its chain that failed is not stored (see Chain).
+        answers: list[tuple[int, Accepted | StoreUnavailable]] = [
+            (rid, StoreUnavailable("not stored: an earlier batch of this drain failed"))
+            for rid, _, chain in items if chain in failed_chains]
+        items = [item for item in items if item[2] not in failed_chains]
+        results = intake.accept_batch([delivery for _, delivery, _ in items]) if items else []
+        for (rid, _, chain), result in zip(items, results, strict=True):
+            answers.append((rid, result))
+            if chain is not None and isinstance(result, StoreUnavailable):
+                failed_chains.add(chain)
+        conn.send(answers)
         if stop:
             return
 
@@ -94,6 +107,7 @@ class ProcessWriter:
         self._sending = asyncio.Lock()
         self._conn: Connection | None = None
         self._process: Any = None
+        self._generation = 0  # how many times the process was replaced
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -111,31 +125,53 @@ class ProcessWriter:
     async def store(self, delivery: Delivery) -> Accepted:
         if len(delivery.raw) > PIPE_UP_TO or self._conn is None:
             return await self.in_process.store(delivery)
-        [future] = self._send([delivery])
+        [future] = self._send([delivery], None)
         return await future
 
-    async def store_many(self, deliveries: list[Delivery]) -> list[Accepted | Exception]:
+    async def store_many(self, deliveries: list[Delivery],
+                         chain: Chain) -> list[Accepted | Exception]:
         """In order: each run of small ones goes down the pipe as one list (stored in
-        one transaction); a large one waits for those before it."""
+        one transaction); a large one waits for those before it. Nothing more of
+        ``chain`` is stored once a batch of it failed, or once the process that
+        took its first batch has been replaced (what it held was lost with it)."""
         results: list[Accepted | Exception] = []
         run: list[Delivery] = []
         sent: list[asyncio.Future[Accepted]] = []
 
+        def refused() -> StoreUnavailable | None:
+            if chain.broken is None and chain.writer_generation != self._generation:
+                chain.fail(StoreUnavailable("the intake writer restarted"))
+            if chain.broken is None:
+                failure = next((r for r in results if isinstance(r, Exception)), None)
+                if failure is not None:
+                    chain.fail(failure)
+            return chain.broken
+
         async def settle(wait: bool) -> None:
             if run:
-                try:
-                    sent.extend(self._send(run))
-                except StoreUnavailable as exc:
-                    sent.extend(_failed(exc) for _ in run)
+                refusal = refused()
+                if refusal is not None:
+                    sent.extend(_failed(refusal) for _ in run)
+                else:
+                    try:
+                        sent.extend(self._send(run, chain.id))
+                    except StoreUnavailable as exc:
+                        sent.extend(_failed(exc) for _ in run)
                 run.clear()
             if wait and sent:
                 results.extend(settled(await asyncio.gather(*sent, return_exceptions=True)))
                 sent.clear()
 
         async with self._sending:
+            if chain.writer_generation is None:
+                chain.writer_generation = self._generation
             for delivery in deliveries:
                 if len(delivery.raw) > PIPE_UP_TO or self._conn is None:
                     await settle(wait=True)
+                    refusal = refused()
+                    if refusal is not None:
+                        results.append(refusal)
+                        continue
                     try:
                         results.append(await self.in_process.store(delivery))
                     except Exception as exc:  # reported in its place, as store() raises it
@@ -144,23 +180,25 @@ class ProcessWriter:
                     run.append(delivery)
             await settle(wait=False)
         await settle(wait=True)
+        refused()  # a failure here refuses the chain's next batch
         return results
 
-    def _send(self, items: list[Delivery]) -> list[asyncio.Future[Accepted]]:
-        """Send ``items`` down the pipe as one list; a future for each one's result."""
+    def _send(self, items: list[Delivery], chain: int | None) -> list[asyncio.Future[Accepted]]:
+        """Send ``items`` down the pipe as one list (of ``chain``, when they are a
+        batch of one); a future for each one's result."""
         assert self._loop is not None
         if self._conn is None:
             raise StoreUnavailable("the intake writer is restarting")
-        entries = [(next(self._ids), item) for item in items]
+        entries = [(next(self._ids), item, chain) for item in items]
         futures = []
-        for rid, _ in entries:
+        for rid, _, _ in entries:
             future: asyncio.Future[Accepted] = self._loop.create_future()
             self._pending[rid] = future
             futures.append(future)
         try:
             self._conn.send(entries)
         except (OSError, ValueError):
-            for rid, _ in entries:
+            for rid, _, _ in entries:
                 self._pending.pop(rid, None)
             self._restart("could not send to it")
             raise StoreUnavailable("the intake writer is restarting") from None
@@ -195,6 +233,7 @@ class ProcessWriter:
             if not future.done():
                 future.set_exception(StoreUnavailable("the intake writer restarted"))
         self._pending.clear()
+        self._generation += 1
         if self._process is not None:
             self._process.join(5)
         self.start(self._loop)

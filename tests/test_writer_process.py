@@ -1,16 +1,32 @@
 """The intake writer process: killed outright, it is started again, the messages it
 had not answered for get 451, and a sender that retries (as every MTA does) ends
-with each message stored exactly once."""
+with each message stored exactly once. The batches of one IMAP drain (a chain)
+are refused once one has failed or their process was replaced."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import smtplib
+import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from tests.conftest import CONDUCT, Server, writer_pid
+import pytest
+from sqlalchemy import select
+
+from cocmail.config import Committee
+from cocmail.errors import StoreUnavailable
+from cocmail.intake import Accepted, Delivery, Intake
+from cocmail.metrics import Metrics
+from cocmail.store.db import Store
+from cocmail.store.models import Message
+from cocmail.writer import BatchWriter, Chain, Writer
+from cocmail.writer_process import ProcessWriter
+from tests.conftest import CONDUCT, TOKEN_KEY, Server, write_config, writer_pid
 from tests.mail import message
 
 
@@ -51,3 +67,115 @@ def test_large_messages_are_stored_in_process(serve, tmp_path: Path) -> None:
     assert _send_until_stored(server.smtp_port, big) == 0
     assert _send_until_stored(server.smtp_port, message()) == 0
     assert len(server.json("cases", "list")) == 2
+
+
+# --- a chain of batches (one IMAP drain): in order, and none after a failure ------
+
+def _chained_writers(tmp_path: Path) -> tuple[Path, Intake, Metrics, Store]:
+    from cocmail import config as config_module
+    from cocmail import tokens
+    from cocmail.clock import SystemClock
+    from cocmail.outbox.enqueue import Enqueue
+    from cocmail.store import migrate
+
+    db_url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    config_path = write_config(tmp_path, db_url, {"database": {"url": db_url,
+                                                               "busy_timeout": "1s"}})
+    config = config_module.load(config_path)
+    store = Store(db_url, config.database.busy_timeout)
+    migrate.upgrade(store)
+    key = tokens.load_key(config)
+    intake = Intake(store, config.committee, key, SystemClock(), Enqueue.for_config(config, key))
+    return config_path, intake, Metrics(), store
+
+
+def _report(n: int) -> Delivery:
+    from cocmail.addresses import split_recipient
+
+    raw = message(sender=f"reporter{n}@reporter.example", message_id=f"chain-{n}@x.example")
+    return Delivery(raw, None, (split_recipient(CONDUCT, _COMMITTEE),), "imap")
+
+
+_COMMITTEE = Committee("Test", "conduct", CONDUCT, "+", None, None, ())
+
+
+def _stored(store: Store) -> list[str]:
+    with store.unit_of_work() as session:
+        return [m for m in session.scalars(select(Message.message_id).order_by(Message.id))
+                if m is not None]
+
+
+@contextlib.contextmanager
+def _write_lock(tmp_path: Path) -> Iterator[None]:
+    """Another connection holds SQLite's write lock: the writer times out."""
+    other = sqlite3.connect(tmp_path / "db.sqlite", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
+def test_a_chain_is_refused_once_its_writer_process_was_replaced(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch queued behind one that died with the process must not be stored
+    by the new process: the one that died is taken again, and would land behind."""
+    monkeypatch.setenv("COCMAIL_TOKEN_KEY", TOKEN_KEY)
+    config_path, intake, metrics, store = _chained_writers(tmp_path)
+
+    async def run() -> None:
+        writer = ProcessWriter(config_path, BatchWriter(intake, 1, metrics), metrics)
+        writer.start(asyncio.get_running_loop())
+        try:
+            chain = Chain()
+            [first] = await writer.store_many([_report(0)], chain)
+            assert isinstance(first, Accepted)
+            old = writer.pid
+            assert old is not None
+            os.kill(old, signal.SIGKILL)
+            while writer.pid == old:  # the loop sees the pipe close and starts another
+                await asyncio.sleep(0.05)
+            [refused] = await writer.store_many([_report(1)], chain)
+            assert isinstance(refused, StoreUnavailable)
+            assert _stored(store) == ["chain-0@x.example"]
+            [again] = await writer.store_many([_report(1)], Chain())
+            assert isinstance(again, Accepted) and not again.duplicate
+        finally:
+            writer.close()
+
+    asyncio.run(run())
+    assert _stored(store) == ["chain-0@x.example", "chain-1@x.example"]
+
+
+@pytest.mark.parametrize("in_process", [False, True], ids=["process", "in-process"])
+def test_after_a_failed_batch_the_rest_of_its_chain_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_process: bool) -> None:
+    """The store fails a batch and is back a moment later: the batch queued
+    behind it is refused all the same (the failed one comes first again)."""
+    monkeypatch.setenv("COCMAIL_TOKEN_KEY", TOKEN_KEY)
+    config_path, intake, metrics, store = _chained_writers(tmp_path)
+
+    async def run() -> None:
+        batch_writer = BatchWriter(intake, 1, metrics)
+        writer: Writer = batch_writer
+        if not in_process:
+            process_writer = ProcessWriter(config_path, batch_writer, metrics)
+            process_writer.start(asyncio.get_running_loop())
+            writer = process_writer
+        try:
+            chain = Chain()
+            with _write_lock(tmp_path):
+                [failed] = await writer.store_many([_report(0)], chain)
+            assert isinstance(failed, StoreUnavailable)
+            [refused] = await writer.store_many([_report(1)], chain)
+            assert isinstance(refused, StoreUnavailable)
+            assert "earlier batch" in str(refused)
+            assert _stored(store) == []
+            results = await writer.store_many([_report(0), _report(1)], Chain())
+            assert all(isinstance(r, Accepted) for r in results)
+        finally:
+            writer.close()
+
+    asyncio.run(run())
+    assert _stored(store) == ["chain-0@x.example", "chain-1@x.example"]

@@ -55,7 +55,7 @@ from cocmail.metrics import Metrics
 from cocmail.secret import oauth2_token, read_secret
 from cocmail.store.db import Store
 from cocmail.store.models import ImapState
-from cocmail.writer import Writer
+from cocmail.writer import Chain, Writer
 
 log = logging.getLogger(__name__)
 
@@ -290,12 +290,15 @@ class ImapPoller:
             return last_uid
         log.info("imap: %d message(s) waiting in %s", len(uids), self.imap.folder)
         storing: collections.deque[_Taken] = collections.deque()  # sent, not yet moved
+        # Once a group fails, the one queued behind it is refused, not stored: both
+        # are taken again, in order, by the next drain (a chain of its own).
+        chain = Chain()
         try:
             for group in self._groups(client, uids):
                 if self._stop.is_set():
                     break
                 taken = self._fetch(client, group)
-                storing.append(self._submit(taken))
+                storing.append(self._submit(taken, chain))
                 if len(storing) > 1:
                     done = storing.popleft()
                     last_uid = max(last_uid, self._finish(client, done, done.results()))
@@ -304,7 +307,8 @@ class ImapPoller:
                 last_uid = max(last_uid, self._finish(client, done, done.results()))
         finally:
             for taken in storing:
-                # Leaving on an error: let the groups in hand commit. They stay in the
+                # Leaving on an error: let the groups in hand finish (stored if they
+                # came before the failure, refused after it). They stay in the
                 # folder, unmoved, and are found stored when they are taken again.
                 with contextlib.suppress(Exception):
                     taken.results()
@@ -340,10 +344,11 @@ class ImapPoller:
         deliveries = [self._delivery(bytes(fetched[u][b"BODY[]"])) for u in order]
         return _Taken(order, too_big, deliveries)
 
-    def _submit(self, taken: _Taken) -> _Taken:
-        """Hand ``taken`` to the writer (on the daemon's event loop)."""
+    def _submit(self, taken: _Taken, chain: Chain) -> _Taken:
+        """Hand ``taken`` to the writer (on the daemon's event loop), behind the
+        groups before it in ``chain``."""
         taken.future = asyncio.run_coroutine_threadsafe(
-            self.writer.store_many(taken.deliveries), self.loop)
+            self.writer.store_many(taken.deliveries, chain), self.loop)
         return taken
 
     def _finish(self, client: IMAPClient, taken: _Taken,
