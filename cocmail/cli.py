@@ -436,46 +436,44 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
+    def group(parent: Any, name: str, help: str) -> Any:
+        """A command with subcommands (``cocmail NAME SUBCOMMAND``)."""
+        return parent.add_parser(name, help=help).add_subparsers(
+            dest=f"{name}_command", required=True)
+
     add(sub, "serve", cmd_serve, "run the daemon: SMTP/LMTP listeners and the HTTP port")
 
-    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command",
-                                                                     required=True)
+    db = group(sub, "db", "database schema")
     add(db, "upgrade", cmd_db_upgrade, "apply the migrations the database does not have yet")
 
-    cases = sub.add_parser("cases", help="list cases").add_subparsers(dest="cases_command",
-                                                                      required=True)
+    cases = group(sub, "cases", "list cases")
     p = add(cases, "list", cmd_cases_list, "list cases (metadata only)")
     p.add_argument("--open", action="store_true", help="only cases that are not closed")
     p.add_argument("--json", action="store_true")
     p.add_argument("--limit", type=int, help="at most N cases")
 
-    case = sub.add_parser("case", help="one case").add_subparsers(dest="case_command",
-                                                                  required=True)
+    case = group(sub, "case", "one case")
     p = add(case, "show", cmd_case_show, "show one case: participants, messages, history")
     p.add_argument("id", type=int)
     p.add_argument("--json", action="store_true")
 
-    quarantine = sub.add_parser("quarantine", help="messages that opened no case").add_subparsers(
-        dest="quarantine_command", required=True)
+    quarantine = group(sub, "quarantine", "messages that opened no case")
     p = add(quarantine, "list", cmd_quarantine_list, "list quarantined messages")
     p.add_argument("--json", action="store_true")
     p.add_argument("--all", action="store_true", help="include entries already released")
     p.add_argument("--limit", type=int, help="at most N entries")
 
-    roster = sub.add_parser("roster", help="the committee's members").add_subparsers(
-        dest="roster_command", required=True)
+    roster = group(sub, "roster", "the committee's members")
     p = add(roster, "check", cmd_roster_check,
             "check the roster: at least three members, no shared addresses, no employer "
             "majority, a mediator, two on duty for the next 12 weeks (exit 1 on a problem)")
     p.add_argument("--json", action="store_true")
 
-    rotation = sub.add_parser("rotation", help="triage duty").add_subparsers(
-        dest="rotation_command", required=True)
+    rotation = group(sub, "rotation", "triage duty")
     p = add(rotation, "show", cmd_rotation_show, "the coming shifts, overrides applied")
     p.add_argument("--weeks", type=int, default=4, help="how far ahead (default 4)")
     p.add_argument("--json", action="store_true")
-    override = rotation.add_parser("override", help="stand-ins for holidays and swaps") \
-        .add_subparsers(dest="override_command", required=True)
+    override = group(rotation, "override", "stand-ins for holidays and swaps")
     p = add(override, "add", cmd_override_add,
             "put --member on duty instead of --instead-of between --from and --to "
             "(dates and times are local to rotation.timezone unless they carry an offset)")
@@ -490,15 +488,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(override, "remove", cmd_override_remove, "delete an override")
     p.add_argument("id", type=int, metavar="OVERRIDE_ID")
 
-    imap = sub.add_parser("imap", help="the hosted mailbox ([imap])").add_subparsers(
-        dest="imap_command", required=True)
+    imap = group(sub, "imap", "the hosted mailbox ([imap])")
     p = add(imap, "check", cmd_imap_check,
             "log in to the mailbox as serve would and say what is there, taking nothing "
             "(exit 1 when the login fails or the folder is missing)")
     p.add_argument("--json", action="store_true")
 
-    outbox = sub.add_parser("outbox", help="outgoing mail").add_subparsers(
-        dest="outbox_command", required=True)
+    outbox = group(sub, "outbox", "outgoing mail")
     p = add(outbox, "list", cmd_outbox_list,
             "list outgoing mail, newest first: queued, sent, failed, cancelled")
     p.add_argument("--failed", action="store_true", help="only mail given up as failed")
