@@ -263,14 +263,19 @@ def cmd_imap_check(config: Config, args: argparse.Namespace) -> int:
     if not folder["exists"]:
         print(f"{folder['name']}: does not exist")
     else:
-        position = found.get("position")
-        held = ("; cocmail has taken nothing from it yet" if position is None
-                else f"; cocmail took up to UID {position['last_uid']}" if position["current"]
-                else f"; its UIDVALIDITY is new (cocmail's position was taken under "
-                     f"{position['uidvalidity']}): cocmail reads it from the start, and "
-                     "recognises the copies it has stored")
+        held = ""
+        if "position" in found:  # the store could be read
+            position = found["position"]
+            if position is None:
+                held = "; cocmail has taken nothing from it yet"
+            elif position["current"]:
+                held = f"; cocmail took up to UID {position['last_uid']}"
+            else:
+                held = (f"; its UIDVALIDITY is new (cocmail's position was taken under "
+                        f"{position['uidvalidity']}): cocmail reads it from the start, and "
+                        "recognises the copies it has stored")
         print(f"{folder['name']}: {folder['messages']} message(s), UIDVALIDITY "
-              f"{folder['uidvalidity']}{held if store is not None else ''}")
+              f"{folder['uidvalidity']}{held}")
     for name, exists in found["folders"].items():
         print(f"{name}: {'exists' if exists else 'missing (made when serve logs in)'}")
     return 0 if found["ok"] else 1

@@ -139,13 +139,16 @@ class ProcessWriter:
         sent: list[asyncio.Future[Accepted]] = []
 
         def refused() -> StoreUnavailable | None:
+            """Why nothing more of ``chain`` may be stored now, if so."""
             if chain.broken is None and chain.writer_generation != self._generation:
                 chain.fail(StoreUnavailable("the intake writer restarted"))
-            if chain.broken is None:
-                failure = next((r for r in results if isinstance(r, Exception)), None)
-                if failure is not None:
-                    chain.fail(failure)
             return chain.broken
+
+        def record(outcomes: list[Accepted | Exception]) -> None:
+            results.extend(outcomes)
+            failure = next((r for r in outcomes if isinstance(r, Exception)), None)
+            if failure is not None:
+                chain.fail(failure)
 
         async def settle(wait: bool) -> None:
             if run:
@@ -159,7 +162,7 @@ class ProcessWriter:
                         sent.extend(_failed(exc) for _ in run)
                 run.clear()
             if wait and sent:
-                results.extend(settled(await asyncio.gather(*sent, return_exceptions=True)))
+                record(settled(await asyncio.gather(*sent, return_exceptions=True)))
                 sent.clear()
 
         async with self._sending:
@@ -173,14 +176,13 @@ class ProcessWriter:
                         results.append(refusal)
                         continue
                     try:
-                        results.append(await self.in_process.store(delivery))
+                        record([await self.in_process.store(delivery)])
                     except Exception as exc:  # reported in its place, as store() raises it
-                        results.append(exc)
+                        record([exc])
                 else:
                     run.append(delivery)
             await settle(wait=False)
         await settle(wait=True)
-        refused()  # a failure here refuses the chain's next batch
         return results
 
     def _send(self, items: list[Delivery], chain: int | None) -> list[asyncio.Future[Accepted]]:
