@@ -46,8 +46,7 @@ def _null_sender(m: ParsedMessage, envelope_from: str | None, list_id: str | Non
 
 
 def _report(m: ParsedMessage, envelope_from: str | None, list_id: str | None) -> str | None:
-    for part in m.message.walk():
-        ctype = part.get_content_type()
+    for ctype in m.content_types:
         if ctype in ("multipart/report", "message/delivery-status",
                      "message/disposition-notification", "message/feedback-report"):
             return f"delivery or read report ({ctype})"

@@ -60,7 +60,10 @@ class AttachmentInfo:
 
 @dataclass(frozen=True)
 class ParsedMessage:
-    message: Message = field(repr=False)
+    """What cocmail reads of a message: plain values, so that it is cheap to send
+    to the writer process and holds no copy of the bodies' MIME tree."""
+
+    content_types: tuple[str, ...]  # of every part, in order (the first is the message's)
     headers: list[tuple[str, str]]
     message_id: str | None
     in_reply_to: str | None
@@ -172,7 +175,7 @@ def parse(raw: bytes) -> ParsedMessage:
         text = html_to_text(html)
 
     return ParsedMessage(
-        message=msg,
+        content_types=tuple(part.get_content_type() for part in msg.walk()),
         headers=headers,
         message_id=ids[0] if ids else None,
         in_reply_to=in_reply_to[0] if in_reply_to else None,

@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from cocmail.config import Committee
 from cocmail.errors import StoreUnavailable
-from cocmail.intake import Accepted, Delivery, Intake
+from cocmail.intake import Accepted, Delivery, Intake, Prepared, prepare
 from cocmail.metrics import Metrics
 from cocmail.store.db import Store
 from cocmail.store.models import Message
@@ -89,11 +89,12 @@ def _chained_writers(tmp_path: Path) -> tuple[Path, Intake, Metrics, Store]:
     return config_path, intake, Metrics(), store
 
 
-def _report(n: int) -> Delivery:
+def _report(n: int) -> Prepared:
+    """A report as the IMAP poller hands it over: parsed."""
     from cocmail.addresses import split_recipient
 
     raw = message(sender=f"reporter{n}@reporter.example", message_id=f"chain-{n}@x.example")
-    return Delivery(raw, None, (split_recipient(CONDUCT, _COMMITTEE),), "imap")
+    return prepare(Delivery(raw, None, (split_recipient(CONDUCT, _COMMITTEE),), "imap"), None)
 
 
 _COMMITTEE = Committee("Test", "conduct", CONDUCT, "+", None, None, ())

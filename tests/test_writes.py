@@ -58,3 +58,22 @@ def test_ids_given_back_are_the_rows_stored(store: Store) -> None:
         rows = _rows(second, "c")
         again = writes.insert_participants(db, rows)
     assert _stored_as(store, again) == [r["email"] for r in rows]
+
+
+def test_times_are_stored_as_given_when_they_repeat_and_change(store: Store) -> None:
+    # A time's text is remembered for the last value bound: the same object again,
+    # an equal one, another one, None, and the first once more all come back as given.
+    later = NOW + dt.timedelta(seconds=1)
+    equal = dt.datetime(2026, 11, 25, 10, tzinfo=dt.UTC)
+    elsewhere = dt.datetime(2026, 11, 25, 12, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    cleared = [NOW, NOW, equal, later, None, elsewhere, NOW, None, later]
+    with store.transaction() as db:
+        [case_id] = writes.insert_cases(db, ["email"], NOW)
+        ids = writes.insert_participants(db, [
+            {"case_id": case_id, "role": "member", "email": f"m{n}@x.example",
+             "handle": f"m{n}", "created_at": NOW, "cleared_at": when}
+            for n, when in enumerate(cleared)])
+    with store.unit_of_work() as s:
+        stored = dict(s.execute(select(Participant.id, Participant.cleared_at)
+                                .where(Participant.id.in_(ids))).all())
+    assert [stored[i] for i in ids] == cleared

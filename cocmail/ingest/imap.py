@@ -50,7 +50,7 @@ from cocmail.clock import Clock
 from cocmail.config import Config
 from cocmail.config import Imap as ImapConfig
 from cocmail.errors import AddressError, StoreUnavailable
-from cocmail.intake import Accepted, Delivery
+from cocmail.intake import Accepted, Delivery, Prepared, prepare
 from cocmail.metrics import Metrics
 from cocmail.secret import oauth2_token, read_secret
 from cocmail.store.db import Store
@@ -341,7 +341,11 @@ class ImapPoller:
         wanted = [u for u in uids if u not in too_big]
         fetched = client.fetch(wanted, ["BODY.PEEK[]"]) if wanted else {}
         order = [u for u in wanted if u in fetched]  # expunged meanwhile: gone
-        deliveries = [self._delivery(bytes(fetched[u][b"BODY[]"])) for u in order]
+        # Parsed here, while the writer stores the group before: the writer's
+        # CPU is what a drain waits for, and this thread's is mostly idle.
+        list_id = self.config.committee.list_id
+        deliveries = [prepare(self._delivery(bytes(fetched[u][b"BODY[]"])), list_id)
+                      for u in order]
         return _Taken(order, too_big, deliveries)
 
     def _submit(self, taken: _Taken, chain: Chain) -> _Taken:
@@ -415,7 +419,7 @@ class _Taken:
 
     uids: list[int]  # in order: the ones still in the folder when fetched
     too_big: list[int]  # not stored: moved to the quarantine folder
-    deliveries: list[Delivery]  # one for each of uids
+    deliveries: list[Prepared]  # one for each of uids
     future: concurrent.futures.Future[list[Accepted | Exception]] | None = None
 
     def results(self) -> list[Accepted | Exception]:
