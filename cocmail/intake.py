@@ -91,7 +91,7 @@ class Intake:
         return result
 
     def accept_batch(
-        self, deliveries: Sequence[Delivery | Prepared]
+        self, deliveries: Sequence[Delivery]
     ) -> list[Accepted | StoreUnavailable]:
         """Store several deliveries with one commit (group commit); return once it is done.
 
@@ -99,11 +99,9 @@ class Intake:
         the ``StoreUnavailable``. If anything else fails (a bug, or a duplicate
         committed by another writer meanwhile), the batch is rolled back and each
         message is stored again in a transaction of its own, where a bug leaves the
-        message stored raw and quarantined. A delivery may come prepared
-        (``prepare``) by a thread that had the time to parse it.
+        message stored raw and quarantined.
         """
-        list_id = self.committee.list_id
-        prepared = [d if isinstance(d, Prepared) else prepare(d, list_id) for d in deliveries]
+        prepared = [self._prepare(d) for d in deliveries]
         try:
             with self.store.transaction() as db:
                 return list(self._store_all(db, prepared))
@@ -115,7 +113,7 @@ class Intake:
                             len(prepared))
             return [self._store_alone(item) for item in prepared]
 
-    def _store_all(self, db: Connection, batch: list[Prepared]) -> list[Accepted]:
+    def _store_all(self, db: Connection, batch: list[_Prepared]) -> list[Accepted]:
         stored = writes.find_messages(db, [item.key for item in batch])
         results: dict[int, Accepted] = {}
         first_of: dict[str, int] = {}  # key -> index of its first copy in this batch
@@ -152,7 +150,7 @@ class Intake:
                                           first.quarantine_reason, True)
         return [results[i] for i in range(len(batch))]
 
-    def _store_alone(self, item: Prepared) -> Accepted | StoreUnavailable:
+    def _store_alone(self, item: _Prepared) -> Accepted | StoreUnavailable:
         try:
             with self.store.transaction() as db:
                 return self._store_all(db, [item])[0]
@@ -435,6 +433,13 @@ class Intake:
             return None
         return read_filing(new_text(entry.parsed.text))
 
+    def _prepare(self, delivery: Delivery) -> _Prepared:
+        """What can be worked out before the transaction begins."""
+        parsed, parse_error = _parse(delivery.raw)
+        automatic = (why_automatic(parsed, delivery.envelope_from, self.committee.list_id)
+                     if parsed is not None else None)
+        return _Prepared(delivery, dedupe_key(delivery.raw), parsed, parse_error, automatic)
+
     def _message_values(
         self, delivery: Delivery, key: str, parsed: ParsedMessage | None, automatic: str | None
     ) -> dict[str, object]:
@@ -460,25 +465,14 @@ class Intake:
 
 
 @dataclass(frozen=True)
-class Prepared:
-    """A delivery with what can be worked out before the transaction begins, by
-    anyone: it reads neither the store nor anything but the committee's
-    ``list_id``. Plain values, cheap to send to the writer process."""
+class _Prepared:
+    """A delivery with what can be worked out before the transaction begins."""
 
     delivery: Delivery
     key: str
     parsed: ParsedMessage | None
     parse_error: str | None
     automatic: str | None  # why it is automatic (RFC 3834), if it is
-
-
-def prepare(delivery: Delivery, list_id: str | None) -> Prepared:
-    """Parse ``delivery`` and say whether it is automatic: the part of storing it
-    that needs no transaction (and most of its CPU, for a small report)."""
-    parsed, parse_error = _parse(delivery.raw)
-    automatic = (why_automatic(parsed, delivery.envelope_from, list_id)
-                 if parsed is not None else None)
-    return Prepared(delivery, dedupe_key(delivery.raw), parsed, parse_error, automatic)
 
 
 @dataclass(frozen=True, eq=False)
@@ -492,7 +486,7 @@ class _Write:
     automatic: str | None  # why it is automatic: then it causes no mail
 
 
-def _looks_up(item: Prepared) -> bool:
+def _looks_up(item: _Prepared) -> bool:
     """Does routing ``item`` read the store (reply addresses, threading headers)?"""
     if item.parsed is None:
         return False

@@ -19,7 +19,7 @@ from concurrent.futures import Future
 from typing import Protocol
 
 from cocmail.errors import StoreUnavailable
-from cocmail.intake import Accepted, Delivery, Intake, Prepared
+from cocmail.intake import Accepted, Delivery, Intake
 from cocmail.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class Chain:
                 f"not stored: an earlier batch of this drain failed ({cause})")
 
 
-_Item = tuple[Delivery | Prepared, "Future[Accepted]", Chain | None]
+_Item = tuple[Delivery, "Future[Accepted]", Chain | None]
 _Queue = queue.SimpleQueue[list[_Item] | None]
 
 
@@ -55,10 +55,10 @@ class Writer(Protocol):
 
     async def store(self, delivery: Delivery) -> Accepted: ...
 
-    async def store_many(self, deliveries: list[Prepared],
+    async def store_many(self, deliveries: list[Delivery],
                          chain: Chain) -> list[Accepted | Exception]:
-        """Store ``deliveries`` (parsed by the IMAP poller) in the order given, in
-        one transaction where they fit; each result is what ``store`` would have
+        """Store ``deliveries`` in the order given, in one transaction where they
+        fit (the IMAP poller's batch); each result is what ``store`` would have
         returned or raised. The batches of ``chain`` are stored in the order of
         the calls (the poller queues the next batch while this one is stored),
         and once one fails the rest are refused with ``StoreUnavailable``."""
@@ -93,10 +93,10 @@ class BatchWriter:
         self._lane: _Queue | None = None
         self._lane_thread: threading.Thread | None = None
 
-    async def store(self, delivery: Delivery | Prepared) -> Accepted:
+    async def store(self, delivery: Delivery) -> Accepted:
         return await asyncio.wrap_future(self.submit(delivery))
 
-    async def store_many(self, deliveries: list[Prepared],
+    async def store_many(self, deliveries: list[Delivery],
                          chain: Chain) -> list[Accepted | Exception]:
         # One queue entry: one writer stores them, in one transaction, in order.
         futures: list[Future[Accepted]] = [Future() for _ in deliveries]
@@ -105,7 +105,7 @@ class BatchWriter:
         return settled(await asyncio.gather(*(asyncio.wrap_future(f) for f in futures),
                                             return_exceptions=True))
 
-    def submit(self, delivery: Delivery | Prepared) -> Future[Accepted]:
+    def submit(self, delivery: Delivery) -> Future[Accepted]:
         future: Future[Accepted] = Future()
         self._queue.put([(delivery, future, None)])
         return future

@@ -3,10 +3,7 @@
 In one process, the event loop and a writer thread take turns on the GIL, and
 a message costs the sum of both. A writer process parses and stores on the
 other core while the loop serves the SMTP sessions: measured, it took the
-intake from about a third of a bare listener's rate to about a half. The IMAP
-poller's batches come parsed (``intake.Prepared``): its thread has the time
-while the writer stores the batch before, and the writer's CPU is what a
-drain waits for.
+intake from about a third of a bare listener's rate to about a half.
 
 Small messages go to the process over a pipe; large ones (over
 ``PIPE_UP_TO``) are stored by the in-process writer instead, so a 20 MB message
@@ -35,7 +32,7 @@ from typing import Any
 
 from cocmail.child import READY, spawn
 from cocmail.errors import StoreUnavailable
-from cocmail.intake import Accepted, Delivery, Prepared
+from cocmail.intake import Accepted, Delivery
 from cocmail.metrics import Metrics
 from cocmail.outbox.enqueue import Enqueue
 from cocmail.writer import MAX_BATCH, BatchWriter, Chain, settled
@@ -131,14 +128,14 @@ class ProcessWriter:
         [future] = self._send([delivery], None)
         return await future
 
-    async def store_many(self, deliveries: list[Prepared],
+    async def store_many(self, deliveries: list[Delivery],
                          chain: Chain) -> list[Accepted | Exception]:
         """In order: each run of small ones goes down the pipe as one list (stored in
         one transaction); a large one waits for those before it. Nothing more of
         ``chain`` is stored once a batch of it failed, or once the process that
         took its first batch has been replaced (what it held was lost with it)."""
         results: list[Accepted | Exception] = []
-        run: list[Prepared] = []
+        run: list[Delivery] = []
         sent: list[asyncio.Future[Accepted]] = []
 
         def refused() -> StoreUnavailable | None:
@@ -172,7 +169,7 @@ class ProcessWriter:
             if chain.writer_generation is None:
                 chain.writer_generation = self._generation
             for delivery in deliveries:
-                if len(delivery.delivery.raw) > PIPE_UP_TO or self._conn is None:
+                if len(delivery.raw) > PIPE_UP_TO or self._conn is None:
                     await settle(wait=True)
                     refusal = refused()
                     if refusal is not None:
@@ -188,8 +185,7 @@ class ProcessWriter:
         await settle(wait=True)
         return results
 
-    def _send(self, items: list[Delivery] | list[Prepared],
-              chain: int | None) -> list[asyncio.Future[Accepted]]:
+    def _send(self, items: list[Delivery], chain: int | None) -> list[asyncio.Future[Accepted]]:
         """Send ``items`` down the pipe as one list (of ``chain``, when they are a
         batch of one); a future for each one's result."""
         assert self._loop is not None

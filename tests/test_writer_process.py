@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from cocmail.config import Committee
 from cocmail.errors import StoreUnavailable
-from cocmail.intake import Accepted, Delivery, Intake, Prepared, prepare
+from cocmail.intake import Accepted, Delivery, Intake
 from cocmail.metrics import Metrics
 from cocmail.store.db import Store
 from cocmail.store.models import Message
@@ -89,12 +89,11 @@ def _chained_writers(tmp_path: Path) -> tuple[Path, Intake, Metrics, Store]:
     return config_path, intake, Metrics(), store
 
 
-def _report(n: int) -> Prepared:
-    """A report as the IMAP poller hands it over: parsed."""
+def _report(n: int) -> Delivery:
     from cocmail.addresses import split_recipient
 
     raw = message(sender=f"reporter{n}@reporter.example", message_id=f"chain-{n}@x.example")
-    return prepare(Delivery(raw, None, (split_recipient(CONDUCT, _COMMITTEE),), "imap"), None)
+    return Delivery(raw, None, (split_recipient(CONDUCT, _COMMITTEE),), "imap")
 
 
 _COMMITTEE = Committee("Test", "conduct", CONDUCT, "+", None, None, ())
