@@ -70,7 +70,59 @@ class Cancelled:
     reason: str
 
 
-def build(session: Session, row: Outbox, config: Config, key: bytes) -> dict[str, Any] | Cancelled:
+@dataclass(frozen=True)
+class _CaseFacts:
+    case: Case
+    recusals: dict[str, str]  # handle -> kind
+    seats: list[Participant]  # the members' seats, in order
+    opened: dict[str, Any]  # the data of its "opened" event
+
+
+class Lookups:
+    """What several mails of one batch read alike, read once in the batch's
+    read-only transaction (one snapshot, so nothing read can differ): a case's
+    recusals, its members' seats and how it was opened, and a message as the
+    templates show it. A new report's acknowledgement and its pages read the
+    same case and the same message: this took a third of the rendering."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._cases: dict[int, _CaseFacts] = {}
+        self._messages: dict[tuple[int, str], dict[str, Any]] = {}
+
+    def case(self, case_id: int) -> _CaseFacts:
+        found = self._cases.get(case_id)
+        if found is None:
+            session = self.session
+            case = session.get(Case, case_id)
+            assert case is not None
+            recusals = {r.handle: r.kind for r in session.scalars(
+                select(Recusal).where(Recusal.case_id == case_id))}
+            seats = list(session.scalars(select(Participant).where(
+                Participant.case_id == case_id, Participant.role == "member")
+                .order_by(Participant.id)))
+            opened = session.scalars(select(Event.data).where(
+                Event.case_id == case_id, Event.kind == "opened")).first() or {}
+            found = self._cases[case_id] = _CaseFacts(case, recusals, seats, opened)
+        return found
+
+    def message(self, message_id: int, timezone: zoneinfo.ZoneInfo) -> dict[str, Any]:
+        """The message as templates show it (times in ``timezone``). Shared by the
+        mails that show it: read, never changed."""
+        found = self._messages.get((message_id, timezone.key))
+        if found is None:
+            source = self.session.get(Message, message_id)
+            assert source is not None
+            found = self._messages[(message_id, timezone.key)] = _message(
+                self.session, source, timezone)
+        return found
+
+
+def build(session: Session, row: Outbox, config: Config, key: bytes,
+          lookups: Lookups | None = None) -> dict[str, Any] | Cancelled:
+    """The values for ``row``'s template, or why it must not be sent. ``lookups``
+    shares what a batch's mails read alike (``Lookups``)."""
+    lookups = lookups if lookups is not None else Lookups(session)
     committee = config.committee
     participant = row.participant
     timezone = _timezone_of(config, participant)
@@ -100,10 +152,8 @@ def build(session: Session, row: Outbox, config: Config, key: bytes) -> dict[str
         context.update(_handoff(session, row, config))
     if row.case_id is None:
         return context
-    case = session.get(Case, row.case_id)
-    assert case is not None
-    recusals = {r.handle: r.kind for r in session.scalars(
-        select(Recusal).where(Recusal.case_id == case.id))}
+    facts = lookups.case(row.case_id)
+    case, recusals = facts.case, facts.recusals
     if row.kind in CASE_CONTENT:
         if participant is None or participant.role != "member":
             return Cancelled("case content goes only to members with a seat in the case")
@@ -115,15 +165,12 @@ def build(session: Session, row: Outbox, config: Config, key: bytes) -> dict[str
     if row.kind == CONFLICT and (participant is None or participant.cleared_at is not None
                                  or recusals.get(participant.handle or "")):
         return Cancelled("the conflict check was answered")
-    seats = list(session.scalars(select(Participant).where(
-        Participant.case_id == case.id, Participant.role == "member").order_by(Participant.id)))
-    seated = [p for p in seats if recusals.get(p.handle or "") not in ("hard", "excl")]
+    seated = [p for p in facts.seats if recusals.get(p.handle or "") not in ("hard", "excl")]
     # Who can read the case now; the reporter is told of every member who may.
     readers = seated if row.kind == ACK else [p for p in seated if p.cleared_at is not None]
     excluded = [m.name for m in committee.members if recusals.get(m.handle) == "excl"]
     first_response_by = case.opened_at + config.sla.first_response
-    opened = session.scalars(select(Event.data).where(
-        Event.case_id == case.id, Event.kind == "opened")).first() or {}
+    opened = facts.opened
     context.update({
         "case": {"id": case.id, "reference": f"{committee.short_name} #{case.id}",
                  "opened_at": _when(case.opened_at, timezone), "excluded": excluded,
@@ -138,9 +185,7 @@ def build(session: Session, row: Outbox, config: Config, key: bytes) -> dict[str
         context["reply_address"] = reply_address(
             committee, case.id, make_token(key, case.id, participant.id))
     if row.source_message_id is not None:
-        source = session.get(Message, row.source_message_id)
-        assert source is not None
-        context["message"] = _message(session, source, timezone)
+        context["message"] = lookups.message(row.source_message_id, timezone)
     if row.kind == "failure":
         failed = session.get(Outbox, int(row.data["failed"]))
         assert failed is not None

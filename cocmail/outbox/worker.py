@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from cocmail.clock import Clock
 from cocmail.config import Config
@@ -163,10 +163,12 @@ class OutboxWorker:
         """Render each row (reads only); a row that cannot be rendered is retried later."""
         result: list[_Ready | _Outcome] = []
         with self.store.reading() as session:
+            lookups = context_module.Lookups(session)
             for row in session.scalars(select(Outbox).where(Outbox.id.in_(ids))
+                                       .options(selectinload(Outbox.participant))
                                        .order_by(Outbox.due_at, Outbox.id)):
                 try:
-                    result.append(self._render(session, row))
+                    result.append(self._render(session, row, lookups))
                 except StoreUnavailable:
                     raise
                 except Exception as exc:
@@ -176,8 +178,9 @@ class OutboxWorker:
                                            f"{exc}"[:500]))
         return result
 
-    def _render(self, session: Session, row: Outbox) -> _Ready | _Outcome:
-        values = context_module.build(session, row, self.config, self.key)
+    def _render(self, session: Session, row: Outbox,
+                lookups: context_module.Lookups) -> _Ready | _Outcome:
+        values = context_module.build(session, row, self.config, self.key, lookups)
         if isinstance(values, context_module.Cancelled):
             return _Outcome(row.id, "cancelled", values.reason)
         rendered = self.templates.render(row.kind, values)
