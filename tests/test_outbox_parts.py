@@ -8,6 +8,7 @@ import asyncio
 import datetime as dt
 import email
 import email.policy
+import re
 import ssl
 import threading
 from pathlib import Path
@@ -18,6 +19,7 @@ from sqlalchemy import func, select
 from cocmail import config as config_module
 from cocmail.errors import ConfigError
 from cocmail.metrics import Metrics
+from cocmail.outbox import compose as compose_module
 from cocmail.outbox.compose import compose
 from cocmail.outbox.enqueue import ACK, REPORT, Enqueue, Mail
 from cocmail.outbox.templates import KINDS, Rendered, Templates, sample_context
@@ -162,6 +164,37 @@ class TestCompose:
         parsed = email.message_from_bytes(data, policy=email.policy.default)
         assert parsed["Subject"] == "[conduct #1] Belästigung beim Treffen — 会議"
         assert parsed.get_body(("plain",)).get_content().replace("\r\n", "\n") == "Grüße ✓\n"
+
+
+    def test_remembered_header_fields_compose_what_the_email_package_does(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        # The policy remembers header objects and their folding from mail to mail:
+        # mails composed after one another, the same values again among them, are
+        # byte for byte what the email package's own policy makes.
+        config = _config(tmp_path, "sqlite:///:memory:")
+        names = ["Alice", "Rita Reporter", "Zoë «Ω» Müller", 'Alice "A" <x>, Bob', "Alice"]
+        subjects = ["Hi", "Belästigung — 会議 " * 8, "x" * 300, "Hi", "=?utf-8?q?not?="]
+        mails = []
+        for n, (name, subject) in enumerate(zip(names, subjects, strict=True)):
+            context = sample_context("report")
+            context["recipient"] = {**context["recipient"], "name": name}
+            row = _row(in_reply_to=f"<m{n % 2}@a>",
+                       references=" ".join(f"<r{i}@b>" for i in range(n)))
+            mails.append((row, Rendered(subject, f"Grüße {n} ✓\n", "<p>hi</p>" if n % 2 else None),
+                          context))
+
+        def composed() -> list[bytes]:
+            return [re.sub(rb"={15}\d+==", b"BOUNDARY", compose(row, r, c, config.committee))
+                    for row, r, c in mails + mails]
+
+        remembered = composed()
+        monkeypatch.setattr(compose_module, "POLICY", email.policy.SMTP.clone(cte_type="7bit"))
+        assert remembered == composed()
+
+    def test_a_line_break_in_a_header_value_is_refused_every_time(self) -> None:
+        for _ in range(2):
+            with pytest.raises(ValueError):
+                compose_module.POLICY.header_store_parse("Subject", "Hi\r\nBcc: x@evil.example")
 
 
 def _tls(tmp_path: Path) -> tuple[Path, ssl.SSLContext]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import functools
 import re
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
@@ -25,9 +26,46 @@ from cocmail.outbox.templates import Rendered
 from cocmail.parse import attachment_parts, decode_header
 from cocmail.store.models import Outbox
 
+
+class _RememberingPolicy(email.policy.EmailPolicy):
+    """The email package's policy, remembering the header fields it made and how
+    it folded them. Most fields of a mail are those of the mail before (From,
+    cocmail's own fields, the MIME fields, the Date within a second), and the
+    package parses each value into a header object and folds it again for
+    every mail: that was most of the time composing one took. A header object
+    is immutable (a ``str``), and what it is and how it folds depend only on
+    the policy, the name and the value, which are the key. A value with a line
+    break is refused as before (by the package, before anything is kept)."""
+
+    def header_store_parse(self, name: str, value: Any) -> tuple[str, Any]:
+        if isinstance(value, Address):
+            return name, _stored(self, name, ("address", value.display_name, value.addr_spec))
+        if isinstance(value, str) and not hasattr(value, "name"):
+            return name, _stored(self, name, value)
+        return super().header_store_parse(name, value)
+
+    def fold_binary(self, name: str, value: Any) -> bytes:
+        if hasattr(value, "name"):  # a header object (every field set through this policy)
+            return _folded(self, name, value)
+        return super().fold_binary(name, value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _stored(policy: email.policy.EmailPolicy, name: str, value: str | tuple[str, str, str]) -> Any:
+    if isinstance(value, tuple):
+        _, display_name, addr_spec = value
+        value = Address(display_name, addr_spec=addr_spec)  # type: ignore[assignment]
+    return email.policy.EmailPolicy.header_store_parse(policy, name, value)[1]
+
+
+@functools.lru_cache(maxsize=1024)
+def _folded(policy: email.policy.EmailPolicy, name: str, value: Any) -> bytes:
+    return email.policy.EmailPolicy.fold_binary(policy, name, value)
+
+
 # CRLF line ends, lines folded at 78, non-ASCII text encoded (quoted-printable or
 # base64): a mail any relay takes, 8BITMIME or not.
-POLICY = email.policy.SMTP.clone(cte_type="7bit")
+POLICY = _RememberingPolicy(linesep="\r\n", cte_type="7bit")
 
 # Mails that answer something a person sent are "auto-replied" (RFC 3834 §5);
 # the rest are "auto-generated".
