@@ -99,7 +99,7 @@ class Intake:
         the ``StoreUnavailable``. If anything else fails (a bug, or a duplicate
         committed by another writer meanwhile), the batch is rolled back and each
         message is stored again in a transaction of its own, where a bug leaves the
-        message stored raw and quarantined.
+        message stored raw and quarantined, until one cannot be stored at all.
         """
         prepared = [self._prepare(d) for d in deliveries]
         try:
@@ -111,7 +111,16 @@ class Intake:
             if len(prepared) > 1:
                 log.warning("a batch of %d failed; storing its messages one by one",
                             len(prepared))
-            return [self._store_alone(item) for item in prepared]
+            results: list[Accepted | StoreUnavailable] = []
+            for item in prepared:
+                if results and isinstance(results[-1], StoreUnavailable):
+                    # Once one could not be stored, none after it is: a later
+                    # message (a reply) must not be stored before an earlier one
+                    # (its report). They get the same answer, and come again.
+                    results.append(results[-1])
+                else:
+                    results.append(self._store_alone(item))
+            return results
 
     def _store_all(self, db: Connection, batch: list[_Prepared]) -> list[Accepted]:
         stored = writes.find_messages(db, [item.key for item in batch])

@@ -14,7 +14,8 @@ from sqlalchemy.exc import DBAPIError
 from cocmail.addresses import reply_address, split_recipient
 from cocmail.clock import FixedClock
 from cocmail.config import Committee, Member
-from cocmail.intake import Delivery, Intake
+from cocmail.errors import StoreUnavailable
+from cocmail.intake import Accepted, Delivery, Intake
 from cocmail.outbox.enqueue import Enqueue
 from cocmail.store import migrate
 from cocmail.store.db import Store
@@ -260,6 +261,39 @@ class TestBugs:
             assert m is not None and m.raw == boom and m.case_id is None
             q = s.scalars(select(Quarantine)).one()
             assert q.detail == "routing failed: KeyError"
+
+    def test_one_by_one_stops_at_the_first_that_cannot_be_stored(self, store: Store) -> None:
+        """Stored one by one after a bug, a message the store refuses is not passed
+        by the ones behind it (a reply stored before its report would open a case
+        of its own): they get the same answer, and nothing of them is kept."""
+
+        class Failing(Intake):
+            def _decide(self, db, parsed, *args):  # type: ignore[no-untyped-def]
+                if parsed is not None and parsed.subject == "BOOM":
+                    raise KeyError("a bug")
+                return super()._decide(db, parsed, *args)
+
+            def _store_alone(self, item):  # type: ignore[no-untyped-def]
+                if item.parsed is not None and item.parsed.subject == "DOWN":
+                    return StoreUnavailable("OperationalError: disk I/O error")
+                return super()._store_alone(item)
+
+        intake = Failing(store, COMMITTEE, KEY,
+                         FixedClock(dt.datetime(2026, 11, 25, tzinfo=dt.UTC)),
+                         Enqueue(KEY, COMMITTEE, answers_per_day=10))
+
+        def d(raw: bytes) -> Delivery:
+            return Delivery(raw, "rita@reporter.example", (split_recipient(CONDUCT, COMMITTEE),),
+                            "imap")
+
+        raws = [message(), message(subject="BOOM"), message(subject="DOWN"),
+                message(subject="after")]
+        first, boom, down, after = intake.accept_batch([d(raw) for raw in raws])
+        assert isinstance(first, Accepted) and first.opened
+        assert isinstance(boom, Accepted) and boom.quarantine_reason == "internal-error"
+        assert isinstance(down, StoreUnavailable) and after is down
+        with store.unit_of_work() as s:
+            assert list(s.scalars(select(Message.raw).order_by(Message.id))) == raws[:2]
 
     def test_absurdly_long_from_address_is_no_address(self, store: Store) -> None:
         """A From address longer than any real one is not taken as the reporter's (and
