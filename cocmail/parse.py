@@ -60,8 +60,9 @@ class AttachmentInfo:
 
 @dataclass(frozen=True)
 class ParsedMessage:
-    """What cocmail reads of a message: plain values, so that it is cheap to send
-    to the writer process and holds no copy of the bodies' MIME tree."""
+    """What cocmail reads of a message: plain values. It keeps no reference to
+    the parser's MIME tree, so the parser's copy of the bodies is freed once
+    the message is parsed, not held while it is stored."""
 
     content_types: tuple[str, ...]  # of every part, in order (the first is the message's)
     headers: list[tuple[str, str]]

@@ -32,7 +32,7 @@ class _RememberingPolicy(email.policy.EmailPolicy):
     it folded them. Most fields of a mail are those of the mail before (From,
     cocmail's own fields, the MIME fields, the Date within a second), and the
     package parses each value into a header object and folds it again for
-    every mail: that was most of the time composing one took. A header object
+    every mail: a third of the time composing one took. A header object
     is immutable (a ``str``), and what it is and how it folds depend only on
     the policy, the name and the value, which are the key. A value with a line
     break is refused as before (by the package, before anything is kept)."""

@@ -83,7 +83,8 @@ class Lookups:
     read-only transaction (one snapshot, so nothing read can differ): a case's
     recusals, its members' seats and how it was opened, and a message as the
     templates show it. A new report's acknowledgement and its pages read the
-    same case and the same message: this took a third of the rendering."""
+    same case and the same message: reading them for each mail was a fifth of
+    the time the outbox took to render a new report's mail."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
