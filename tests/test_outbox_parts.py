@@ -183,13 +183,34 @@ class TestCompose:
             mails.append((row, Rendered(subject, f"Grüße {n} ✓\n", "<p>hi</p>" if n % 2 else None),
                           context))
 
+        # A report's attachments attached again: file names in RFC 2231, a
+        # forwarded message, a part with no name.
+        source = (
+            b"From: rita@reporter.example\r\nTo: conduct@conduct.example.org\r\n"
+            b"Subject: s\r\nMIME-Version: 1.0\r\n"
+            b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+            b"--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+            b"--b\r\nContent-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n"
+            b"Content-Disposition: attachment; filename*=utf-8''Bild%20%C3%BC.png\r\n\r\n"
+            b"iVBORw0KGgo=\r\n"
+            b"--b\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\nhi\r\n"
+            b"--b\r\nContent-Type: application/pdf\r\n\r\n%PDF\r\n--b--\r\n")
+
         def composed() -> list[bytes]:
-            return [re.sub(rb"={15}\d+==", b"BOUNDARY", compose(row, r, c, config.committee))
-                    for row, r, c in mails + mails]
+            made = [compose(row, r, c, config.committee) for row, r, c in mails + mails]
+            made += [compose(_row(), mails[1][1], mails[1][2], config.committee, source,
+                             ["2", "3", "4"]) for _ in range(2)]
+            return made
+
+        def same(mails: list[bytes]) -> list[bytes]:  # MIME boundaries are random
+            return [re.sub(rb"={15}\d+==", b"BOUNDARY", m) for m in mails]
 
         remembered = composed()
+        attached = email.message_from_bytes(remembered[-1], policy=email.policy.default)
+        assert [a.get_filename() for a in attached.iter_attachments()] == [
+            "Bild ü.png", "forwarded-message.eml", "attachment-4"]
         monkeypatch.setattr(compose_module, "POLICY", email.policy.SMTP.clone(cte_type="7bit"))
-        assert remembered == composed()
+        assert same(remembered) == same(composed())
 
     def test_a_line_break_in_a_header_value_is_refused_every_time(self) -> None:
         for _ in range(2):
