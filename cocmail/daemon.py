@@ -122,10 +122,6 @@ class Daemon:
                 read_secret("imap", imap.password_file, imap.password_env)
             elif imap.oauth2_token_file is not None:
                 oauth2_token("imap", imap.oauth2_token_file, None)
-            self.imap = ImapPoller(self.config, self.store, self.writer, self.metrics,
-                                   self.clock, asyncio.get_running_loop(),
-                                   on_stored=self.outbox.wake)
-            self.imap.start()
         smtp = self.config.smtp
         context = tls_context(self.config)
         loop = asyncio.get_running_loop()
@@ -145,6 +141,12 @@ class Daemon:
             ep = self.config.http.listen
             self._servers.append(await asyncio.start_server(http.handle, ep.host, ep.port))
             log.info("listening for HTTP (/healthz, /metrics) on %s", ep)
+        if self.config.imap is not None:
+            # Last: a start that fails (a port taken) takes nothing from the mailbox.
+            self.imap = ImapPoller(self.config, self.store, self.writer, self.metrics,
+                                   self.clock, asyncio.get_running_loop(),
+                                   on_stored=self.outbox.wake)
+            self.imap.start()
 
     def _start_scheduler(self) -> None:
         """APScheduler decides only when to look; what is due is read from the store,

@@ -3,7 +3,9 @@ store, in order, moves what it stored, and survives the server going away."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from cocmail import config as config_module
+from cocmail.daemon import Daemon
 from cocmail.store.db import Store
 from cocmail.store.models import Message
 from tests.conftest import (
@@ -21,6 +24,7 @@ from tests.conftest import (
     imap_from,
     relay_to,
     run_cli,
+    write_config,
     writer_pid,
 )
 from tests.dovecot import Dovecot
@@ -280,6 +284,31 @@ def test_without_idle_the_folder_is_polled(
 
 def _sqlite(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'db.sqlite'}"
+
+
+def test_a_start_that_cannot_listen_takes_nothing_from_the_mailbox(
+        dovecot: Dovecot, tmp_path: Path) -> None:
+    """The poller starts once the listeners are up: a daemon whose SMTP port is
+    taken stops before it logs in to the mailbox, and the report stays there."""
+    dovecot.append("INBOX", _reports("untaken", 1))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = config_module.load(write_config(tmp_path, _sqlite(tmp_path), {
+            "smtp": {"listen": [f"127.0.0.1:{port}"]}, "imap": imap_from(dovecot, tmp_path)}))
+        daemon = Daemon(config)
+
+        async def start() -> None:
+            try:
+                with pytest.raises(OSError, match="address already in use"):
+                    await daemon.start()
+                assert daemon.imap is None
+            finally:
+                await daemon.close()
+
+        asyncio.run(start())
+    assert len(dovecot.uids("INBOX")) == 1
 
 
 def test_implicit_tls_with_the_servers_certificate(
