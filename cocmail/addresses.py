@@ -111,3 +111,29 @@ def address_of(header_value: str | None) -> str | None:
     _, addr = parseaddr(header_value)
     addr = addr.strip().lower()
     return addr if "@" in addr else None
+
+
+# Anything shaped like an address in free text: a local part (no spaces, brackets,
+# quotes or separators) and a domain of dotted labels.
+_ANY_ADDRESS = re.compile(r"[^\s<>()\[\]{}\"',;:@]+@((?:[A-Za-z0-9-]+\.)*[A-Za-z0-9-]+)")
+
+
+def masked(address: str) -> str:
+    """An address as a log or an operator's listing shows it: its domain only.
+
+    >>> masked("rita@reporter.example")
+    '…@reporter.example'
+    """
+    return "…@" + address.rsplit("@", 1)[-1]
+
+
+def mask_addresses(text: str) -> str:
+    """``text`` with every address in it shown as ``masked`` shows one: a relay's
+    "550 5.1.1 <rita@x.example>: no such user", a reply address with its token.
+
+    >>> mask_addresses("550 5.1.1 <Rita.R@Reporter.Example>: no such user")
+    '550 5.1.1 <…@Reporter.Example>: no such user'
+    >>> mask_addresses("conduct+42.abcdefghijklmnop@example.org, bob@x.org; @decorator")
+    '…@example.org, …@x.org; @decorator'
+    """
+    return _ANY_ADDRESS.sub(lambda m: "…@" + m.group(1), text)

@@ -1,17 +1,33 @@
-"""Logging set-up, shared by the daemon, its intake writer process and the CLI."""
+"""Logging set-up, shared by the daemon, its intake writer process and the CLI.
+
+Logs carry ids and counts, never bodies, subjects or reporters' addresses
+(DESIGN.md rule 4). cocmail's own lines are written that way; what it does not
+write itself — a relay's answer quoted in an error ("550 5.1.1 <rita@…>: no
+such user"), the text of an exception in a traceback — passes through
+``MaskingFormatter``, which shows every address by its domain only.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
 
+from cocmail.addresses import mask_addresses
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class MaskingFormatter(logging.Formatter):
+    """Formats a record as usual, then masks every address in it, traceback and all."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_addresses(super().format(record))
+
 
 def setup(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(MaskingFormatter(FORMAT))
+    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
     # mail-parser logs a warning for every MIME type it does not render;
     # those are expected and say nothing an operator can act on.
     logging.getLogger("mailparser").setLevel(logging.ERROR)

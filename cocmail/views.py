@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from cocmail.addresses import reply_address
+from cocmail.addresses import mask_addresses, masked, reply_address
 from cocmail.config import Committee
 from cocmail.store.models import Case, Message, Outbox, Quarantine
 from cocmail.tokens import make_token
@@ -157,10 +157,11 @@ def outbox_row(row: Outbox) -> dict[str, Any]:
     if participant is not None and participant.handle:
         shown = participant.handle
     else:
-        shown = "…@" + row.recipient.rsplit("@", 1)[-1]
+        shown = masked(row.recipient)
     error = row.last_error
     if error:
-        error = error.replace(row.recipient, shown)
+        # A relay's answer may name the address, or another one it forwards to.
+        error = mask_addresses(error.replace(row.recipient, shown))
     return {
         "id": row.id,
         "case": row.case_id,

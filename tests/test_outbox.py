@@ -411,7 +411,9 @@ class TestDelivery:
 
     def test_a_permanent_failure_is_listed_and_the_members_are_told(
             self, serve, sink: Sink, db_url: str) -> None:
-        sink.refuse = lambda address: ("550 5.1.1 <rita@reporter.example>: no such user"
+        # A relay that names the address, and where it forwards to as well.
+        sink.refuse = lambda address: ("550 5.1.1 <rita@reporter.example>: no such user "
+                                       "(via rita.home@elsewhere.example)"
                                        if address == REPORTER else None)
         server: Server = serve(db_url, delivery=relay_to(sink))
         send(server.smtp_port, message())
@@ -425,9 +427,13 @@ class TestDelivery:
         [failed] = _outbox(server, "--failed")
         assert failed["kind"] == "ack" and failed["status"] == "failed"
         assert failed["attempts"] == 1 and failed["recipient"] == "…@reporter.example"
-        assert REPORTER not in failed["last_error"]
+        assert failed["last_error"].endswith(
+            "<…@reporter.example>: no such user (via …@elsewhere.example)")
         text = server.cli("outbox", "list", "--failed").stdout.decode()
         assert "ack" in text and "failed" in text and REPORTER not in text
+        # The log has the relay's answer, with the addresses masked.
+        assert "<…@reporter.example>: no such user (via …@elsewhere.example)" in server.log()
+        assert "rita" not in server.log()
         # Fixed at the relay: the operator retries, and it goes out.
         sink.refuse = lambda address: None
         assert server.cli("outbox", "retry", str(failed["id"])).returncode == 0

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cocmail.addresses import reply_address, without_address
+from cocmail.addresses import mask_addresses, masked, reply_address, without_address
 from cocmail.commands.party import named_parties
 from cocmail.config import Config
 from cocmail.outbox.enqueue import (
@@ -262,10 +262,11 @@ def _digest(session: Session, row: Outbox, config: Config,
         elif seat is not None:
             to = f"the {seat.role}"
         else:
-            to = "…@" + mail.recipient.rsplit("@", 1)[-1]
+            to = masked(mail.recipient)
         failed.append({"id": mail.id, "case": mail.case_id, "attempts": mail.attempts,
                        "description": DESCRIPTIONS.get(mail.kind, mail.kind), "to": to,
-                       "error": (mail.last_error or "").replace(mail.recipient, to)})
+                       "error": mask_addresses((mail.last_error or "").replace(mail.recipient,
+                                                                               to))})
     day = dt.date.fromisoformat(str(row.data["day"]))
     return {
         "recipient": {"email": row.recipient, "name": member.name if member else None,
