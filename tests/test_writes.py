@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
 
+from cocmail.addresses import mask_addresses
 from cocmail.store import writes
 from cocmail.store.db import Store
 from cocmail.store.models import Participant
@@ -77,3 +80,22 @@ def test_times_are_stored_as_given_when_they_repeat_and_change(store: Store) -> 
         stored = dict(s.execute(select(Participant.id, Participant.cleared_at)
                                 .where(Participant.id.in_(ids))).all())
     assert [stored[i] for i in ids] == cleared
+
+
+def test_a_failed_insert_shows_none_of_its_values(store: Store) -> None:
+    # The error of a bug goes to the log with its traceback: it names the statement,
+    # never the values (a report's text, a reporter's address). PostgreSQL's own
+    # detail names the key, address included; the log masks that (logs.py).
+    seat = {"case_id": 0, "role": "reporter", "email": "rita.secret@reporter.example",
+            "name": "Rita Secretname", "created_at": NOW}
+    with store.transaction() as db:
+        [seat["case_id"]] = writes.insert_cases(db, ["email"], NOW)
+        writes.insert_participants(db, [seat])
+    with pytest.raises(IntegrityError) as hot_path, store.transaction() as db:
+        writes.insert_participants(db, [seat])
+    with pytest.raises(IntegrityError) as orm, store.unit_of_work() as s:
+        s.add(Participant(**seat))
+    for error in (hot_path.value, orm.value):
+        assert "INSERT INTO participants" in str(error)
+        assert "Secretname" not in str(error)
+        assert "rita.secret" not in mask_addresses(str(error))

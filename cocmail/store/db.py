@@ -95,6 +95,9 @@ def _describe(exc: Exception) -> str:
 
 
 def make_engine(url: str, busy_timeout: dt.timedelta) -> Engine:
+    """The engine for ``url``. Its errors never show a statement's parameters
+    (``hide_parameters``): they hold a report's bytes, text and addresses, and
+    the error of a bug is written to the log with its traceback."""
     if url.startswith("sqlite"):
         database = make_url(url).database
         if database and database != ":memory:" and not database.startswith("file:"):
@@ -102,10 +105,12 @@ def make_engine(url: str, busy_timeout: dt.timedelta) -> Engine:
         engine = create_engine(
             url,
             connect_args={"timeout": busy_timeout.total_seconds(), "check_same_thread": False},
+            hide_parameters=True,
         )
         _sqlite_setup(engine, busy_timeout)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=4, pool_timeout=10)
+    return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=4, pool_timeout=10,
+                         hide_parameters=True)
 
 
 def _sqlite_setup(engine: Engine, busy_timeout: dt.timedelta) -> None:

@@ -8,7 +8,8 @@ set and dialect, and executed on the DB-API cursor of the transaction's own
 connection, inside the caller's transaction, with SQLAlchemy's own type
 processors applied to the values (times, JSON, booleans come out exactly as
 through the ORM). Errors are raised as SQLAlchemy's exceptions, so the unit of
-work maps them as usual. They take plain values: the store still knows no mail.
+work maps them as usual; like the engine's, they never show the parameters.
+They take plain values: the store still knows no mail.
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ def _run(connection: Connection, sql: str, params: Any, fetch: bool = False) -> 
         cursor.execute(sql, params)
         return list(cursor.fetchall()) if fetch else []
     except dbapi.Error as exc:
-        raise DBAPIError.instance(sql, params, exc, dbapi.Error, dialect=dialect) from exc
+        raise DBAPIError.instance(sql, params, exc, dbapi.Error, hide_parameters=True,
+                                  dialect=dialect) from exc
     finally:
         cursor.close()
 
@@ -186,7 +188,7 @@ def _insert_many(db: Connection, table: Any, rows: list[dict[str, Any]]) -> list
                     ids.append(int(cursor.fetchone()[0]))  # type: ignore[index]
             except dbapi.Error as exc:
                 raise DBAPIError.instance(compiled.sql, params, exc, dbapi.Error,
-                                          dialect=dialect) from exc
+                                          hide_parameters=True, dialect=dialect) from exc
     finally:
         cursor.close()
     return ids
@@ -265,7 +267,7 @@ def _execute_many(db: Connection, table: Any, rows: list[dict[str, Any]],
                 cursor.executemany(compiled.sql, params)
             except dbapi.Error as exc:
                 raise DBAPIError.instance(compiled.sql, params, exc, dbapi.Error,
-                                          dialect=dialect) from exc
+                                          hide_parameters=True, dialect=dialect) from exc
     finally:
         cursor.close()
 
