@@ -185,6 +185,20 @@ service imap-login {{
             for raw in messages:
                 client.append(folder, raw)
 
+    def append_unreadable(self, raw: bytes) -> None:
+        """Append ``raw`` to the INBOX with its file unreadable to Dovecot's mail
+        process: a message the server cannot hand over (Dovecot answers the FETCH
+        of its body with an internal error and ends the session)."""
+        maildir = self.root / "mail" / USER / "Maildir"
+
+        def files() -> set[Path]:
+            return {path for sub in ("new", "cur") for path in (maildir / sub).glob("*")}
+
+        before = files()
+        self.append("INBOX", [raw])
+        [added] = files() - before
+        added.chmod(0)
+
     def uids(self, folder: str) -> list[int]:
         with self.client() as client:
             if not client.folder_exists(folder):

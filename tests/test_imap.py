@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from cocmail import config as config_module
 from cocmail.daemon import Daemon
+from cocmail.ingest.imap import UNFETCHABLE_AFTER, _Trouble
 from cocmail.store.db import Store
 from cocmail.store.models import Message
 from tests.conftest import (
@@ -204,6 +205,49 @@ def test_a_malformed_message_is_quarantined_and_the_next_one_still_taken(
     [entry] = server.json("quarantine", "list")
     assert entry["reason"] == "unparseable"
     assert _first_message_ids(server) == ["after-0@reporter.example"]
+
+
+@pytest.mark.parametrize("after", ["move", "flag"])
+def test_a_message_the_server_cannot_hand_over_is_set_aside_and_the_rest_taken(
+        serve, dovecot: Dovecot, tmp_path: Path, after: str) -> None:
+    dovecot.append("INBOX", _reports("around", 2))
+    dovecot.append_unreadable(message(message_id="broken@reporter.example"))
+    dovecot.append("INBOX", _reports("around", 2, start=2))
+    server: Server = serve(_sqlite(tmp_path), imap=imap_from(dovecot, tmp_path, after=after))
+    # Its batch fails, then it alone, three times, each on a new connection; then
+    # it is moved unstored, and the four around it are taken, in order.
+    _wait("the broken one is set aside", lambda: len(dovecot.uids(QUARANTINE)) == 1,
+          timeout=90)
+    if after == "move":
+        _wait("the others are moved", lambda: len(dovecot.uids(PROCESSED)) == 4)
+        assert dovecot.uids("INBOX") == []
+    else:
+        _wait("the others are flagged", lambda: sum(
+            b"$CocmailStored" in flags for flags in dovecot.flags("INBOX").values()) == 4)
+        assert len(dovecot.uids("INBOX")) == 4
+    assert _first_message_ids(server) == [f"around-{n}@reporter.example" for n in range(4)]
+    log = server.log()
+    assert "FETCH failed" in log  # each failure: one line, and a reconnect
+    assert ("could not be fetched (3 tries, alone, each on a new connection): moved to "
+            f"{QUARANTINE} without storing it; move it back to INBOX to try again") in log
+    assert 'cocmail_imap_messages_total{outcome="unfetchable"} 1' in _metrics(server)
+
+
+def test_what_the_poller_keeps_of_messages_the_server_failed_to_hand_over() -> None:
+    trouble = _Trouble()
+    trouble.under(1)
+    trouble.failed([1, 2, 3])  # a batch: each is a suspect, none counted
+    assert all(trouble.suspect(uid) for uid in (1, 2, 3)) and not trouble.given_up(2)
+    trouble.fetched([1])  # alone, it came: no longer a suspect
+    for _ in range(UNFETCHABLE_AFTER - 1):
+        trouble.failed([2])
+    assert not trouble.given_up(2)
+    trouble.failed([2])
+    assert trouble.given_up(2) and not trouble.suspect(1)
+    trouble.keep([2, 4])  # 3 left the folder (expunged meanwhile): forgotten
+    assert not trouble.suspect(3) and trouble.given_up(2)
+    trouble.under(2)  # a new UIDVALIDITY: the same UIDs are other messages
+    assert not trouble.suspect(2)
 
 
 def test_a_wrong_password_is_retried_with_a_clear_line_and_health_says_so(

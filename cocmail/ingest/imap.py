@@ -7,7 +7,10 @@ writer in order (a batch at a time, the next one queued behind it), and only
 once the store has committed them moves them to ``imap.processed_folder``
 (MOVE, or COPY + ``\\Deleted`` + UID EXPUNGE) or flags them
 (``imap.after = "flag"``). Quarantined messages (unparseable ones among
-them) go to ``imap.quarantine_folder``, so no message blocks the ones behind it.
+them) go to ``imap.quarantine_folder``, so no message blocks the ones behind it;
+so does, unstored, one the server fails to hand over ``UNFETCHABLE_AFTER``
+times, fetched alone on a new connection each time (a batch whose fetch fails
+is fetched a message at a time after the reconnect).
 
 Where it can go wrong, it goes wrong the same way: any error on the connection
 (a refused or dropped connection, a login failure, a BYE during IDLE, an abort
@@ -65,6 +68,10 @@ BACKOFF_MAX = 300.0
 FETCH_BYTES = 16 * 1024 * 1024
 # Sizes asked for in one command (to group the bodies by FETCH_BYTES).
 SIZES_AT_ONCE = 1000
+# A message the server failed to hand over this many times, each time fetched on
+# its own on a new connection, is moved to the quarantine folder unstored: one
+# broken message must not hold up the reports behind it for ever.
+UNFETCHABLE_AFTER = 3
 # Headers a receiving server writes with the address the message was delivered to.
 _DELIVERED_TO = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To")
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
@@ -107,6 +114,7 @@ class ImapPoller:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="imap-poller", daemon=True)
         self._client: IMAPClient | None = None
+        self._trouble = _Trouble()  # kept across reconnects
 
     # -- life cycle ---------------------------------------------------------
 
@@ -285,13 +293,19 @@ class ImapPoller:
         (it stores them in the order given: UID order), while this thread moves
         the groups committed and fetches the next. Each group is moved once its
         own commit is done."""
+        trouble = self._trouble
+        trouble.under(uidvalidity)
         if self.imap.after == "move":
             # Whatever is still in the folder has not been moved: new, or stored
             # just before a crash (then it is recognised as a duplicate).
             uids = sorted(client.search("ALL"))
         else:
-            uids = sorted(u for u in client.search(["UID", f"{last_uid + 1}:*"])
-                          if u > last_uid)
+            # The new ones, and those the server failed to hand over before.
+            found = client.search(["UID", f"{last_uid + 1}:*"])
+            if trouble.failures:
+                found += client.search(["UID", ",".join(map(str, sorted(trouble.failures)))])
+            uids = sorted({u for u in found if u > last_uid or trouble.suspect(u)})
+        trouble.keep(uids)  # the others were expunged, or moved by someone
         if not uids:
             return last_uid
         log.info("imap: %d message(s) waiting in %s", len(uids), self.imap.folder)
@@ -326,29 +340,52 @@ class ImapPoller:
 
     def _groups(self, client: IMAPClient, uids: list[int]) -> Iterable[_Group]:
         """``uids`` in groups of at most ``imap.batch`` messages and ``FETCH_BYTES``,
-        with each message's size (asked for ``SIZES_AT_ONCE`` at a time)."""
+        with each message's size (asked for ``SIZES_AT_ONCE`` at a time). A message
+        the server failed to hand over before is a group of its own."""
         for many in _chunks(uids, SIZES_AT_ONCE):
             sizes = {uid: int(data[b"RFC822.SIZE"])
                      for uid, data in client.fetch(many, ["RFC822.SIZE"]).items()}
             for chunk in _chunks([u for u in many if u in sizes], self.imap.batch):
                 for group in _by_size(chunk, sizes, FETCH_BYTES):
-                    yield group, sizes
+                    for part in _alone(group, self._trouble.suspect):
+                        yield part, sizes
 
     def _fetch(self, client: IMAPClient, group: _Group) -> _Taken:
-        """Fetch ``group``'s bodies."""
+        """Fetch ``group``'s bodies. A fetch that fails, or leaves a message out,
+        makes its messages suspects (fetched alone from then on); a message that
+        fails alone ``UNFETCHABLE_AFTER`` times is given up (moved unstored)."""
         uids, sizes = group
         limit = self.config.smtp.max_message_size
-        too_big = [u for u in uids if sizes[u] > limit]
-        for uid in too_big:
-            log.error("imap: message UID %d is %d bytes, over smtp.max_message_size (%d): "
-                      "moved to %s without storing it; forward it in parts",
-                      uid, sizes[uid], limit, self.imap.quarantine_folder)
-            self.metrics.inc("cocmail_imap_messages_total", outcome="too-big")
-        wanted = [u for u in uids if u not in too_big]
-        fetched = client.fetch(wanted, ["BODY.PEEK[]"]) if wanted else {}
-        order = [u for u in wanted if u in fetched]  # expunged meanwhile: gone
+        trouble = self._trouble
+        unstored = []
+        for uid in uids:
+            if sizes[uid] > limit:
+                log.error("imap: message UID %d is %d bytes, over smtp.max_message_size (%d): "
+                          "moved to %s without storing it; forward it in parts",
+                          uid, sizes[uid], limit, self.imap.quarantine_folder)
+                self.metrics.inc("cocmail_imap_messages_total", outcome="too-big")
+            elif trouble.given_up(uid):
+                log.error("imap: message UID %d could not be fetched (%d tries, alone, each "
+                          "on a new connection): moved to %s without storing it; move it back "
+                          "to %s to try again", uid, UNFETCHABLE_AFTER,
+                          self.imap.quarantine_folder, self.imap.folder)
+                self.metrics.inc("cocmail_imap_messages_total", outcome="unfetchable")
+            else:
+                continue
+            unstored.append(uid)
+        wanted = [u for u in uids if u not in unstored]
+        try:
+            fetched = client.fetch(wanted, ["BODY.PEEK[]"]) if wanted else {}
+        except Exception:
+            trouble.failed(wanted)
+            raise
+        order = [u for u in wanted if u in fetched]
+        # Left out of the answer: expunged meanwhile (the next search does not find
+        # it, and it is forgotten), or a message the server cannot give.
+        trouble.failed([u for u in wanted if u not in fetched])
+        trouble.fetched(order)
         deliveries = [self._delivery(bytes(fetched[u][b"BODY[]"])) for u in order]
-        return _Taken(order, too_big, deliveries)
+        return _Taken(order, unstored, deliveries)
 
     def _submit(self, taken: _Taken, chain: Chain) -> _Taken:
         """Hand ``taken`` to the writer (on the daemon's event loop), behind the
@@ -364,7 +401,7 @@ class ImapPoller:
         failure: the rest stay in the folder."""
         imap = self.imap
         stored: list[int] = []
-        quarantined = list(taken.too_big)
+        quarantined = list(taken.unstored)
         failure: Exception | None = None
         for uid, result in zip(taken.uids, results, strict=True):
             if isinstance(result, Exception):
@@ -381,6 +418,7 @@ class ImapPoller:
                 client.add_flags(stored, [imap.flag.encode()])
         if quarantined:
             _move(client, quarantined, imap.quarantine_folder)
+            self._trouble.fetched(taken.unstored)
         if (stored or quarantined) and self.on_stored is not None:
             self.loop.call_soon_threadsafe(self.on_stored)
         if failure is not None:
@@ -419,7 +457,7 @@ class _Taken:
     """A group fetched from the folder, on its way through the writer."""
 
     uids: list[int]  # in order: the ones still in the folder when fetched
-    too_big: list[int]  # not stored: moved to the quarantine folder
+    unstored: list[int]  # too big, or given up: moved to the quarantine folder
     deliveries: list[Delivery]  # one for each of uids
     future: concurrent.futures.Future[list[Accepted | Exception]] | None = None
 
@@ -532,6 +570,62 @@ def _return_path(values: Sequence[str]) -> str | None:
     if value in ("<>", ""):
         return ""
     return email.utils.parseaddr(value)[1] or None
+
+
+class _Trouble:
+    """The messages of a folder the server failed to hand over, and how often each
+    failed when fetched alone; kept across reconnects, forgotten with the folder's
+    UIDVALIDITY. A suspect is fetched on its own, so that it fails alone."""
+
+    def __init__(self) -> None:
+        self.uidvalidity: int | None = None
+        self.failures: dict[int, int] = {}  # suspect UID -> failed fetches alone
+
+    def under(self, uidvalidity: int) -> None:
+        if uidvalidity != self.uidvalidity:
+            self.uidvalidity = uidvalidity
+            self.failures.clear()
+
+    def suspect(self, uid: int) -> bool:
+        return uid in self.failures
+
+    def given_up(self, uid: int) -> bool:
+        return self.failures.get(uid, 0) >= UNFETCHABLE_AFTER
+
+    def failed(self, uids: list[int]) -> None:
+        """A fetch of ``uids`` failed: alone, it counts; with others, all are suspects."""
+        if len(uids) == 1:
+            self.failures[uids[0]] = self.failures.get(uids[0], 0) + 1
+        for uid in uids:
+            self.failures.setdefault(uid, 0)
+
+    def fetched(self, uids: list[int]) -> None:
+        for uid in uids:
+            self.failures.pop(uid, None)
+
+    def keep(self, in_folder: list[int]) -> None:
+        """Forget the suspects no longer in the folder."""
+        present = set(in_folder)
+        self.failures = {u: n for u, n in self.failures.items() if u in present}
+
+
+def _alone(uids: list[int], suspect: Callable[[int], bool]) -> Iterable[list[int]]:
+    """``uids`` in order, each suspect in a group of its own.
+
+    >>> list(_alone([1, 2, 3, 4, 5], lambda uid: uid in (2, 3)))
+    [[1], [2], [3], [4, 5]]
+    """
+    run: list[int] = []
+    for uid in uids:
+        if suspect(uid):
+            if run:
+                yield run
+                run = []
+            yield [uid]
+        else:
+            run.append(uid)
+    if run:
+        yield run
 
 
 def _chunks(items: Sequence[int], size: int) -> Iterable[list[int]]:
