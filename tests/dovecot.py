@@ -185,10 +185,12 @@ service imap-login {{
             for raw in messages:
                 client.append(folder, raw)
 
-    def append_unreadable(self, raw: bytes) -> None:
+    def append_unreadable(self, raw: bytes, sizeless: bool = False) -> None:
         """Append ``raw`` to the INBOX with its file unreadable to Dovecot's mail
         process: a message the server cannot hand over (Dovecot answers the FETCH
-        of its body with an internal error and ends the session)."""
+        of its body with an internal error and ends the session). ``sizeless``:
+        its file name loses the size Dovecot wrote there, so it cannot give even
+        that (and, renamed, the message takes the next UID)."""
         maildir = self.root / "mail" / USER / "Maildir"
 
         def files() -> set[Path]:
@@ -198,6 +200,9 @@ service imap-login {{
         self.append("INBOX", [raw])
         [added] = files() - before
         added.chmod(0)
+        if sizeless:
+            added.rename(added.with_name(added.name.split(",")[0]))
+            self.uids("INBOX")  # Dovecot finds it renamed, and gives it its UID now
 
     def uids(self, folder: str) -> list[int]:
         with self.client() as client:

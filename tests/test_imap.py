@@ -207,11 +207,13 @@ def test_a_malformed_message_is_quarantined_and_the_next_one_still_taken(
     assert _first_message_ids(server) == ["after-0@reporter.example"]
 
 
-@pytest.mark.parametrize("after", ["move", "flag"])
+@pytest.mark.parametrize("after, sizeless", [("move", False), ("flag", False),
+                                             ("move", True)],
+                         ids=["move", "flag", "not-even-its-size"])
 def test_a_message_the_server_cannot_hand_over_is_set_aside_and_the_rest_taken(
-        serve, dovecot: Dovecot, tmp_path: Path, after: str) -> None:
+        serve, dovecot: Dovecot, tmp_path: Path, after: str, sizeless: bool) -> None:
     dovecot.append("INBOX", _reports("around", 2))
-    dovecot.append_unreadable(message(message_id="broken@reporter.example"))
+    dovecot.append_unreadable(message(message_id="broken@reporter.example"), sizeless)
     dovecot.append("INBOX", _reports("around", 2, start=2))
     server: Server = serve(_sqlite(tmp_path), imap=imap_from(dovecot, tmp_path, after=after))
     # Its batch fails, then it alone, three times, each on a new connection; then

@@ -343,12 +343,29 @@ class ImapPoller:
         with each message's size (asked for ``SIZES_AT_ONCE`` at a time). A message
         the server failed to hand over before is a group of its own."""
         for many in _chunks(uids, SIZES_AT_ONCE):
-            sizes = {uid: int(data[b"RFC822.SIZE"])
-                     for uid, data in client.fetch(many, ["RFC822.SIZE"]).items()}
+            sizes = self._sizes(client, many)
             for chunk in _chunks([u for u in many if u in sizes], self.imap.batch):
                 for group in _by_size(chunk, sizes, FETCH_BYTES):
                     for part in _alone(group, self._trouble.suspect):
                         yield part, sizes
+
+    def _sizes(self, client: IMAPClient, uids: list[int]) -> dict[int, int]:
+        """The size of each of ``uids`` (a server that cannot read a message may fail
+        to give its size too): a suspect's is asked alone, and one given up is not
+        asked at all (0: it is moved unstored, never fetched)."""
+        trouble = self._trouble
+        sizes: dict[int, int] = {}
+        for part in _alone(uids, trouble.suspect):
+            if trouble.given_up(part[0]):
+                sizes[part[0]] = 0
+                continue
+            try:
+                answer = client.fetch(part, ["RFC822.SIZE"])
+            except Exception:
+                trouble.failed(part)
+                raise
+            sizes.update((uid, int(data[b"RFC822.SIZE"])) for uid, data in answer.items())
+        return sizes
 
     def _fetch(self, client: IMAPClient, group: _Group) -> _Taken:
         """Fetch ``group``'s bodies. A fetch that fails, or leaves a message out,
