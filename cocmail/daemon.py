@@ -16,6 +16,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from cocmail import tokens
+from cocmail.child import finish_start_up
 from cocmail.clock import Clock, SystemClock
 from cocmail.config import Config
 from cocmail.errors import ConfigError, StoreUnavailable
@@ -122,6 +123,7 @@ class Daemon:
                 read_secret("imap", imap.password_file, imap.password_env)
             elif imap.oauth2_token_file is not None:
                 oauth2_token("imap", imap.oauth2_token_file, None)
+        finish_start_up()  # before the first message: it is stored at full speed
         smtp = self.config.smtp
         context = tls_context(self.config)
         loop = asyncio.get_running_loop()

@@ -30,7 +30,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from cocmail.child import READY, spawn
+from cocmail.child import ready, spawn
 from cocmail.errors import StoreUnavailable
 from cocmail.intake import Accepted, Delivery
 from cocmail.metrics import Metrics
@@ -56,7 +56,7 @@ def _serve(conn: Connection, config_path: str) -> None:
     key = tokens.load_key(config)
     intake = Intake(store, config.committee, key, SystemClock(),
                     Enqueue.for_config(config, key))
-    conn.send(READY)
+    ready(conn)
     failed_chains: set[int] = set()  # one id for each IMAP drain that failed
     while True:
         try:

@@ -25,7 +25,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from cocmail.child import READY, spawn
+from cocmail.child import ready, spawn
 from cocmail.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def _serve(conn: Connection, config_path: str) -> None:
         os.set_blocking(conn.fileno(), False)
         loop.add_reader(conn.fileno(), on_byte)
         loop.add_signal_handler(signal.SIGTERM, worker.stop)
-        conn.send(READY)
+        ready(conn)
         await worker.run()
         await worker.close()
 
