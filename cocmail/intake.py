@@ -15,7 +15,7 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
@@ -37,7 +37,7 @@ from cocmail.outbox.enqueue import (
     message_mails,
     opened_mails,
 )
-from cocmail.parse import ParsedMessage, ParseError, clean, mailbox, parse
+from cocmail.parse import ParsedMessage, clean, mailbox, read
 from cocmail.replytext import new_text
 from cocmail.schedule.roster import on_duty_now, replace_unseated
 from cocmail.store import writes
@@ -56,6 +56,26 @@ class Delivery:
     envelope_from: str | None  # '' is the null sender; None when unknown (IMAP)
     recipients: tuple[Recipient, ...]
     channel: str  # smtp | lmtp | pipe | imap
+    # Read already by the edge, where it had the time (see ``Reading``); None: the
+    # writer reads it.
+    reading: Reading | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the intake reads off a message's bytes before its transaction: the
+    dedupe key, and the parse or why it failed. The writer reads what comes
+    unread; an edge with time to spare reads ahead (the IMAP poller, while the
+    writer stores the group before), so that the two share the work on two cores."""
+
+    key: str
+    parsed: ParsedMessage | None
+    parse_error: str | None
+
+    @classmethod
+    def of(cls, raw: bytes) -> Reading:
+        parsed, parse_error = read(raw)
+        return cls(dedupe_key(raw), parsed, parse_error)
 
 
 @dataclass(frozen=True)
@@ -190,7 +210,7 @@ class Intake:
         db = session.connection()
         if message.raw is None:
             raise ValueError(f"message {message.id} has no raw bytes left (purged)")
-        parsed, parse_error = _parse(message.raw)
+        parsed, parse_error = read(message.raw)
         if parsed is not None and message.headers is None:
             # It failed to parse before and parses now: keep what it says.
             for name, value in _parsed_values(parsed).items():
@@ -444,10 +464,11 @@ class Intake:
 
     def _prepare(self, delivery: Delivery) -> _Prepared:
         """What can be worked out before the transaction begins."""
-        parsed, parse_error = _parse(delivery.raw)
+        reading = delivery.reading or Reading.of(delivery.raw)
+        parsed = reading.parsed
         automatic = (why_automatic(parsed, delivery.envelope_from, self.committee.list_id)
                      if parsed is not None else None)
-        return _Prepared(delivery, dedupe_key(delivery.raw), parsed, parse_error, automatic)
+        return _Prepared(delivery, reading.key, parsed, reading.parse_error, automatic)
 
     def _message_values(
         self, delivery: Delivery, key: str, parsed: ParsedMessage | None, automatic: str | None
@@ -501,16 +522,6 @@ def _looks_up(item: _Prepared) -> bool:
         return False
     return bool(item.parsed.thread_ids) or any(
         r.kind == "reply" for r in item.delivery.recipients)
-
-
-def _parse(raw: bytes) -> tuple[ParsedMessage | None, str | None]:
-    try:
-        return parse(raw), None
-    except ParseError as exc:
-        return None, str(exc)
-    except Exception as exc:  # a bug or a pathological message: keep it all the same
-        log.exception("parser failed on a message of %d bytes", len(raw))
-        return None, f"parser failed: {type(exc).__name__}"
 
 
 def _parsed_values(parsed: ParsedMessage) -> dict[str, object]:

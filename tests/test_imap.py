@@ -15,7 +15,8 @@ from sqlalchemy import func, select
 
 from cocmail import config as config_module
 from cocmail.daemon import Daemon
-from cocmail.ingest.imap import UNFETCHABLE_AFTER, _Trouble, _Wakes
+from cocmail.ingest.imap import READ_UP_TO, UNFETCHABLE_AFTER, _read_while, _Taken, _Trouble, _Wakes
+from cocmail.intake import Delivery
 from cocmail.store.db import Store
 from cocmail.store.models import Message
 from tests.conftest import (
@@ -139,6 +140,26 @@ def test_the_outbox_is_told_when_a_drain_ends_not_at_its_next_tick(
     acks = sink.wait_for(12, timeout=20, where=lambda m: m.kind == "ack")
     assert sorted(m.recipient for m in acks) == sorted(
         f"reporter{n}@reporter.example" for n in range(12))
+
+
+def test_the_poller_reads_ahead_only_while_the_writer_is_busy() -> None:
+    """It reads (parses) a fetched group's messages while the writer stores the one
+    before, and hands the rest over unread the moment the writer is free; a message
+    over READ_UP_TO is always left to the writer."""
+    raws = _reports("ahead", 5)
+    raws[1] = raws[1] + b"x" * READ_UP_TO
+    taken = _Taken([1, 2, 3, 4, 5], [], [Delivery(r, None, (), "imap") for r in raws])
+    busy_for = iter([True, True, True, False])  # free after three looks
+    _read_while(taken, lambda: next(busy_for))
+    read = [d.reading is not None for d in taken.deliveries]
+    assert read == [True, False, True, False, False]
+    first = taken.deliveries[0].reading
+    assert first is not None and first.parsed is not None
+    assert first.parsed.subject == "report 0"
+    assert [d.raw for d in taken.deliveries] == raws
+    idle = _Taken([6], [], [Delivery(raws[0], None, (), "imap")])
+    _read_while(idle, lambda: False)
+    assert idle.deliveries[0].reading is None
 
 
 def test_a_long_drain_tells_the_outbox_now_and_then_and_a_short_one_at_its_end() -> None:

@@ -15,7 +15,7 @@ from cocmail.addresses import reply_address, split_recipient
 from cocmail.clock import FixedClock
 from cocmail.config import Committee, Member
 from cocmail.errors import StoreUnavailable
-from cocmail.intake import Accepted, Delivery, Intake
+from cocmail.intake import Accepted, Delivery, Intake, Reading
 from cocmail.outbox.enqueue import Enqueue
 from cocmail.store import migrate
 from cocmail.store.db import Store
@@ -178,6 +178,33 @@ class TestRouting:
             results = list(pool.map(lambda _: deliver(intake, raw), range(8)))
         assert len({r.message_id for r in results}) == 1
         assert sum(not r.duplicate for r in results) == 1
+
+
+class TestReadAhead:
+    def test_a_delivery_read_by_its_edge_is_not_read_again(
+            self, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The IMAP poller reads messages ahead while the writer is busy: the writer
+        then neither parses nor hashes them again, and stores what was read."""
+        raw = message(subject="read ahead", message_id="ahead@reporter.example")
+        reading = Reading.of(raw)
+        to = (split_recipient(CONDUCT, COMMITTEE),)
+
+        def not_again(_raw: bytes) -> None:
+            raise AssertionError("read again")
+
+        monkeypatch.setattr("cocmail.intake.read", not_again)
+        monkeypatch.setattr("cocmail.intake.dedupe_key", not_again)
+        intake = intake_for(store)
+        with pytest.raises(AssertionError, match="read again"):  # as the writer would
+            intake.accept(Delivery(message(), "rita@reporter.example", to, "imap"))
+        result = intake.accept(Delivery(raw, None, to, "imap", reading))
+        assert result.opened and not result.duplicate
+        with store.unit_of_work() as s:
+            stored = s.get(Message, result.message_id)
+            assert stored is not None
+            assert (stored.subject, stored.message_id, stored.dedupe_key, stored.text) == (
+                "read ahead", "ahead@reporter.example", reading.key,
+                reading.parsed.text if reading.parsed else None)
 
 
 class TestBatches:

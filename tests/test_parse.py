@@ -103,12 +103,12 @@ def test_fast_body_path_agrees_with_mail_parser(path) -> None:
     import email
     import email.policy
 
-    from cocmail.parse import _Bodies, _decode_bodies
+    from cocmail.parse import _Bodies, _decode_bodies, _Looks
 
     msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.compat32)
     if any(part.defects for part in msg.walk()):
         return  # such mail always goes through mail-parser
-    fast = _decode_bodies(msg)
+    fast = _decode_bodies(msg, _Looks())
     if fast is None:
         return  # undecodable with its declared charset: mail-parser's recovery is used
     reference = _Bodies(msg)
