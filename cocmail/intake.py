@@ -121,10 +121,16 @@ class Intake:
         message is stored again in a transaction of its own, where a bug leaves the
         message stored raw and quarantined, until one cannot be stored at all.
         """
-        prepared = [self._prepare(d) for d in deliveries]
+        return self.store_prepared([self.prepare(d) for d in deliveries])
+
+    def store_prepared(
+        self, prepared: Sequence[Prepared]
+    ) -> list[Accepted | StoreUnavailable]:
+        """``accept_batch`` for deliveries already ``prepare``d (the writer process
+        prepares the next batch while this one commits)."""
         try:
             with self.store.transaction() as db:
-                return list(self._store_all(db, prepared))
+                return list(self._store_all(db, list(prepared)))
         except StoreUnavailable as exc:
             return [exc] * len(prepared)
         except Exception:
@@ -142,7 +148,7 @@ class Intake:
                     results.append(self._store_alone(item))
             return results
 
-    def _store_all(self, db: Connection, batch: list[_Prepared]) -> list[Accepted]:
+    def _store_all(self, db: Connection, batch: list[Prepared]) -> list[Accepted]:
         stored = writes.find_messages(db, [item.key for item in batch])
         results: dict[int, Accepted] = {}
         first_of: dict[str, int] = {}  # key -> index of its first copy in this batch
@@ -179,7 +185,7 @@ class Intake:
                                           first.quarantine_reason, True)
         return [results[i] for i in range(len(batch))]
 
-    def _store_alone(self, item: _Prepared) -> Accepted | StoreUnavailable:
+    def _store_alone(self, item: Prepared) -> Accepted | StoreUnavailable:
         try:
             with self.store.transaction() as db:
                 return self._store_all(db, [item])[0]
@@ -462,13 +468,14 @@ class Intake:
             return None
         return read_filing(new_text(entry.parsed.text))
 
-    def _prepare(self, delivery: Delivery) -> _Prepared:
-        """What can be worked out before the transaction begins."""
+    def prepare(self, delivery: Delivery) -> Prepared:
+        """What can be worked out before the transaction begins: it reads nothing
+        of the store, so it may be done while another batch is stored."""
         reading = delivery.reading or Reading.of(delivery.raw)
         parsed = reading.parsed
         automatic = (why_automatic(parsed, delivery.envelope_from, self.committee.list_id)
                      if parsed is not None else None)
-        return _Prepared(delivery, reading.key, parsed, reading.parse_error, automatic)
+        return Prepared(delivery, reading.key, parsed, reading.parse_error, automatic)
 
     def _message_values(
         self, delivery: Delivery, key: str, parsed: ParsedMessage | None, automatic: str | None
@@ -495,7 +502,7 @@ class Intake:
 
 
 @dataclass(frozen=True)
-class _Prepared:
+class Prepared:
     """A delivery with what can be worked out before the transaction begins."""
 
     delivery: Delivery
@@ -516,7 +523,7 @@ class _Write:
     automatic: str | None  # why it is automatic: then it causes no mail
 
 
-def _looks_up(item: _Prepared) -> bool:
+def _looks_up(item: Prepared) -> bool:
     """Does routing ``item`` read the store (reply addresses, threading headers)?"""
     if item.parsed is None:
         return False
