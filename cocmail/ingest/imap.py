@@ -3,7 +3,7 @@
 One thread in ``cocmail serve`` keeps one connection (imapclient): it takes the
 messages of ``imap.folder`` oldest first by UID, fetches them with
 ``BODY.PEEK[]`` (nothing is marked read by a fetch), hands them to the intake
-writer in order (a batch at a time, the next one queued behind it), and only
+writer in order (a batch at a time, up to ``AHEAD`` of them in its hands), and only
 once the store has committed them moves them to ``imap.processed_folder``
 (MOVE, or COPY + ``\\Deleted`` + UID EXPUNGE) or flags them
 (``imap.after = "flag"``). Quarantined messages (unparseable ones among
@@ -73,8 +73,10 @@ READ_UP_TO = 256 * 1024
 # Groups handed to the writer and not yet answered: while it stores one, one
 # more waits, so that it has work while the poller moves (and reads ahead).
 AHEAD = 2
-# Sizes asked for in one command (to group the bodies by FETCH_BYTES).
-SIZES_AT_ONCE = 1000
+# Sizes asked for in one command (to group the bodies by FETCH_BYTES). Not more:
+# the writer waits for the second batch while they come (1,000 took 27 ms of the
+# poller's CPU, and the writer waited 6-28 ms for its second batch; with 250, 0-4).
+SIZES_AT_ONCE = 250
 # Messages stored are moved (or flagged) in one command once this many are waiting
 # to be, and at the end of a drain: most of a MOVE's cost is the command's own
 # (Dovecot: 8 ms for 50 reports, 17 ms for 250), and while it runs the poller
@@ -89,6 +91,9 @@ UNFETCHABLE_AFTER = 3
 WAKE_EVERY = 2.0
 # Headers a receiving server writes with the address the message was delivered to.
 _DELIVERED_TO = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To")
+_ADDRESSED = (*_DELIVERED_TO, "To", "Cc")
+# How many sets of address fields' values the poller remembers the recipients of.
+RECIPIENTS_KEPT = 1024
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 # A line the email package takes as part of a header block (a field, a folded
 # line, an mbox "From "); the first line that is not ends the block.
@@ -130,6 +135,8 @@ class ImapPoller:
         self._thread = threading.Thread(target=self._run, name="imap-poller", daemon=True)
         self._client: IMAPClient | None = None
         self._trouble = _Trouble()  # kept across reconnects
+        # The recipients read from the address fields' values (see _recipients).
+        self._addressed: dict[tuple[tuple[str, ...], ...], tuple[Recipient, ...]] = {}
 
     # -- life cycle ---------------------------------------------------------
 
@@ -304,11 +311,12 @@ class ImapPoller:
     def _drain(self, client: IMAPClient, uidvalidity: int, last_uid: int) -> int:
         """Store and move every message waiting, oldest first; the new last UID.
 
-        A pipeline: the writer stores one group with the next queued behind it
-        (it stores them in the order given: UID order), while this thread fetches
-        the next, reads it ahead while the writer is busy (``_read_while``), and
-        moves the messages committed, ``MOVE_AT_ONCE`` at a time and the rest at
-        the end. None is moved before its own commit is done."""
+        A pipeline: the writer stores one group with up to ``AHEAD`` - 1 queued
+        behind it (it stores them in the order given: UID order), while this
+        thread fetches the next, reads it ahead while the writer is busy
+        (``_read_while``), and moves the messages committed, ``MOVE_AT_ONCE`` at
+        a time and the rest at the end. None is moved before its own commit is
+        done."""
         trouble = self._trouble
         trouble.under(uidvalidity)
         if self.imap.after == "move":
@@ -367,7 +375,7 @@ class ImapPoller:
         """``uids`` in groups of at most ``imap.batch`` messages and ``FETCH_BYTES``,
         with each message's size (asked for ``SIZES_AT_ONCE`` at a time, except the
         first batch's: asked on their own, so that the first fetch does not wait for
-        a thousand sizes). A message the server failed to hand over before is a
+        the others'). A message the server failed to hand over before is a
         group of its own."""
         first = self.imap.batch
         for many in (uids[:first], *_chunks(uids[first:], SIZES_AT_ONCE)):
@@ -496,7 +504,21 @@ class ImapPoller:
 
     def _recipients(self, fields: dict[str, list[str]]) -> tuple[Recipient, ...]:
         """Where the message was addressed among our addresses: what the receiving
-        server recorded, else To and Cc; the conduct address when none is ours."""
+        server recorded, else To and Cc; the conduct address when none is ours.
+        Remembered by the fields' values (up to ``RECIPIENTS_KEPT`` of them): most
+        messages of a folder carry the same ones, and the email package reads
+        addresses slowly (measured: 33 us a message down to 18 for the whole
+        delivery, 1,000 reports from 1,000 senders)."""
+        key = tuple(tuple(fields.get(name.lower(), ())) for name in _ADDRESSED)
+        found = self._addressed.get(key)
+        if found is None:
+            found = self._read_recipients(fields)
+            if len(self._addressed) >= RECIPIENTS_KEPT:
+                self._addressed.clear()
+            self._addressed[key] = found
+        return found
+
+    def _read_recipients(self, fields: dict[str, list[str]]) -> tuple[Recipient, ...]:
         committee = self.config.committee
         found: dict[str, Recipient] = {}
         for names in (_DELIVERED_TO, ("To", "Cc")):
