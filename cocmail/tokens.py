@@ -9,7 +9,6 @@ what is signed.
 
 from __future__ import annotations
 
-import base64
 import hmac
 import os
 import re
@@ -29,11 +28,23 @@ def make_token(key: bytes, case_id: int, participant_id: int) -> str:
                             "sha256"))
 
 
+# Every pair of characters, for 10 bits at a time (see _b32).
+_PAIRS = [first + second for first in TOKEN_ALPHABET for second in TOKEN_ALPHABET]
+
+
 def _b32(mac: bytes) -> str:
-    """The first ``TOKEN_LENGTH`` characters of ``mac`` in lower-case base32. Base32
-    turns each 5 bytes into 8 characters on their own, so only the bytes those
-    characters need are encoded: the same text as encoding all of it and cutting."""
-    return base64.b32encode(mac[:TOKEN_LENGTH * 5 // 8]).decode("ascii").lower()
+    """The first ``TOKEN_LENGTH`` (16) characters of ``mac`` in lower-case base32: its
+    first 10 bytes, 10 bits (two characters) at a time, as ``base64.b32encode``
+    does in Python, without its padding, upper case and bytes. Three Message-IDs
+    are signed for each new report (a nonce and a signature each): with
+    ``b32encode`` they were a tenth of the writer's time for a report; this takes
+    two thirds as long (16.8 -> 10.7 us a Message-ID).
+    """
+    n = int.from_bytes(mac[:10], "big")
+    pairs = _PAIRS
+    return (pairs[n >> 70] + pairs[n >> 60 & 1023] + pairs[n >> 50 & 1023]
+            + pairs[n >> 40 & 1023] + pairs[n >> 30 & 1023] + pairs[n >> 20 & 1023]
+            + pairs[n >> 10 & 1023] + pairs[n & 1023])
 
 
 def match_token(
@@ -63,7 +74,7 @@ def make_message_id(key: bytes, case_id: int | None, domain: str) -> str:
     >>> case_of_message_id(b"x" * 32, mid, "example.org") is None
     True
     """
-    nonce = base64.b32encode(secrets.token_bytes(10)).decode("ascii").lower()
+    nonce = _b32(secrets.token_bytes(10))
     if case_id is None:
         return f"<cocmail.{nonce}@{domain}>"
     return f"<cocmail.{case_id}.{nonce}.{_message_id_mac(key, case_id, nonce)}@{domain}>"

@@ -335,3 +335,18 @@ def test_reply_tokens_and_signed_message_ids_keep_their_values() -> None:
     signed = "<cocmail.42.abcdefghijklmnop.lriwk3s45q4reu7w@conduct.example.org>"
     assert case_of_message_id(key, signed, "conduct.example.org") == 42
     assert case_of_message_id(key, signed.replace(".42.", ".43."), "conduct.example.org") is None
+
+
+def test_tokens_are_base32_of_the_mac_as_the_standard_library_writes_it() -> None:
+    """``_b32`` writes 10 bits at a time: the same text as ``base64.b32encode`` for
+    every byte value in every position, so no token already sent changes."""
+    import base64
+    import random
+
+    from cocmail.tokens import _b32
+
+    rng = random.Random(7)
+    macs = [bytes(rng.randrange(256) for _ in range(32)) for _ in range(2000)]
+    macs += [bytes([value] * 32) for value in range(256)]
+    for mac in macs:
+        assert _b32(mac) == base64.b32encode(mac[:10]).decode("ascii").lower()
