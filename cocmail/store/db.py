@@ -9,11 +9,13 @@ itself (unreachable, locked past the busy timeout, read-only, full) becomes
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import create_engine, event, make_url
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -105,12 +107,31 @@ def make_engine(url: str, busy_timeout: dt.timedelta) -> Engine:
         engine = create_engine(
             url,
             connect_args={"timeout": busy_timeout.total_seconds(), "check_same_thread": False},
-            hide_parameters=True,
+            hide_parameters=True, json_serializer=json_text,
         )
         _sqlite_setup(engine, busy_timeout)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=4, pool_timeout=10,
-                         hide_parameters=True)
+                         hide_parameters=True, json_serializer=json_text)
+
+
+def json_text(value: Any) -> str:
+    """The text of a JSON column's value. orjson writes it in a tenth of the time of
+    the json module (a new report writes eight such values: its headers and
+    recipients, its events, its mails' data), and reads the same back. What orjson
+    refuses, text with a lone surrogate (a header's undecodable bytes, as the
+    email package keeps them) or an integer past 64 bits, the json module
+    writes, as it did before.
+
+    >>> json_text({"headers": [["Subject", "hi"]], 1: None})
+    '{"headers":[["Subject","hi"]],"1":null}'
+    >>> json_text([chr(0xDCFF)])
+    '["\\\\udcff"]'
+    """
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value)
 
 
 def _sqlite_setup(engine: Engine, busy_timeout: dt.timedelta) -> None:
