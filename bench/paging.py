@@ -162,18 +162,23 @@ def pages_and_escalation(directory: Path, reports: int, rate: float) -> None:
           f"p99 {percentile(mailed, 99):.2f} s, max {max(mailed):.2f} s")
 
 
-def populated_store(directory: Path, closed: int, open_: int, now: dt.datetime) -> object:
+def populated_store(directory: Path, closed: int, open_: int, now: dt.datetime,
+                    committee: object) -> object:
     """A migrated SQLite store with ``closed`` closed and ``open_`` waiting cases, each
-    with a reporter and five member seats; the open ones past every step already."""
+    with a reporter and five member seats; the open ones past every step already.
+    The members are the roster's (``committee``), as a start records them."""
+    from cocmail.case import members
     from cocmail.store import migrate
     from cocmail.store.db import Store
 
     store = Store(f"sqlite:///{directory / 'sweep.db'}")
     migrate.upgrade(store)
+    members.start(store, committee, now)  # type: ignore[arg-type]
     connection = sqlite3.connect(directory / "sweep.db")
     stamp = (now - dt.timedelta(days=30)).strftime("%Y-%m-%d %H:%M:%S.%f")
     opened = (now - dt.timedelta(hours=2)).strftime("%Y-%m-%d %H:%M:%S.%f")
     with connection:
+        ids = dict(connection.execute("SELECT handle, id FROM members").fetchall())
         rows = [(n + 1, "closed", "email", stamp, stamp, stamp, 10**9)
                 for n in range(closed)]
         rows += [(closed + n + 1, "new", "email", opened, None, None, 10**9)
@@ -183,13 +188,14 @@ def populated_store(directory: Path, closed: int, open_: int, now: dt.datetime) 
             " escalated_through) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
         seats = []
         for case_id, *_ in rows:
-            seats.append((case_id, "reporter", f"r{case_id}@reporter.example", None, stamp, None))
+            seats.append((case_id, "reporter", f"r{case_id}@reporter.example", None, stamp, None,
+                          None))
             # Member seats cleared to read (they answered the conflict check).
-            seats += [(case_id, "member", f"{h}@members.example", h, stamp, stamp)
+            seats += [(case_id, "member", f"{h}@members.example", h, stamp, stamp, ids[h])
                       for h in MEMBERS]
         connection.executemany(
-            "INSERT INTO participants (case_id, role, email, handle, created_at, cleared_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)", seats)
+            "INSERT INTO participants (case_id, role, email, handle, created_at, cleared_at,"
+            " member_id) VALUES (?, ?, ?, ?, ?, ?, ?)", seats)
     connection.close()
     return store
 
@@ -224,8 +230,8 @@ def time_sweeps(directory: Path, closed: int, open_: int, rounds: int) -> tuple[
     from cocmail.store.models import Case
 
     now = dt.datetime.now(dt.UTC)
-    store = populated_store(directory, closed, open_, now)
     config = sweep_config(directory)
+    store = populated_store(directory, closed, open_, now, config.committee)  # type: ignore[attr-defined]
     enqueue = Enqueue.for_config(config, b"k" * 32)
 
     def sweep() -> float:

@@ -12,7 +12,7 @@ Anything else is refused at RCPT time with a sentence a person understands.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from email.utils import parseaddr
 
@@ -27,34 +27,52 @@ class Recipient:
     address: str
     case_id: int | None = None
     token: str | None = None
-    without: str | None = None  # the handle of a member to keep out of a new case
+    without: str | None = None  # the handle of a member to keep out
+    # A keep-out address that names no member (a typo, a handle never given): the
+    # message is refused (SMTP) or kept and shown to nobody (IMAP, replay).
+    unknown: bool = False
 
 
-def _reply(match: re.Match[str], address: str, committee: Committee) -> Recipient:
+class UnknownKeepOut(AddressError):
+    """A ``without-<handle>`` address whose handle names no committee member."""
+
+    def __init__(self, message: str, recipient: Recipient) -> None:
+        super().__init__(message)
+        self.recipient = recipient
+
+
+def _reply(match: re.Match[str], address: str, committee: Committee,
+           handles: Collection[str]) -> Recipient:
     return Recipient("reply", address, case_id=int(match.group(1)), token=match.group(2))
 
 
-def _without(match: re.Match[str], address: str, committee: Committee) -> Recipient:
+def _without(match: re.Match[str], address: str, committee: Committee,
+             handles: Collection[str]) -> Recipient:
     handle = match.group(1)
-    if handle not in {m.handle for m in committee.members}:
-        raise AddressError(
+    if handle not in handles:
+        raise UnknownKeepOut(
             f"{address}: there is no committee member {handle!r}; "
-            f"reports go to {committee.address}"
-        )
+            f"reports go to {committee.address}",
+            Recipient("intake", address, without=handle, unknown=True))
     return Recipient("intake", address, without=handle)
 
 
 # The sub-address forms after the separator, tried in order (STYLE.md §2).
 _DETAIL_FORMS: list[
-    tuple[re.Pattern[str], Callable[[re.Match[str], str, Committee], Recipient]]
+    tuple[re.Pattern[str],
+          Callable[[re.Match[str], str, Committee, Collection[str]], Recipient]]
 ] = [
     (re.compile(rf"([1-9][0-9]{{0,17}})\.([{TOKEN_ALPHABET}]{{{TOKEN_LENGTH}}})"), _reply),
     (re.compile(r"without-([a-z][a-z0-9_-]{0,31})"), _without),
 ]
 
 
-def split_recipient(address: str, committee: Committee) -> Recipient:
-    """Classify one envelope recipient, or raise ``AddressError`` with the reason.
+def split_recipient(address: str, committee: Committee,
+                    handles: Collection[str] | None = None) -> Recipient:
+    """Classify one envelope recipient, or raise ``AddressError`` with the reason
+    (``UnknownKeepOut`` for a keep-out address of no member). ``handles`` are the
+    handles a keep-out address may name: the members' own and those they had
+    before (``case.members.keep_out_handles``); the roster's by default.
 
     >>> from cocmail.config import Committee
     >>> c = Committee("C", "conduct", "conduct@example.org", "+", None, None, ())
@@ -79,10 +97,11 @@ def split_recipient(address: str, committee: Committee) -> Recipient:
     prefix = committee.local_part + committee.plus_separator
     if local.startswith(prefix):
         detail = local[len(prefix):]
+        known = handles if handles is not None else {m.handle for m in committee.members}
         for pattern, build in _DETAIL_FORMS:
             match = pattern.fullmatch(detail)
             if match:
-                return build(match, normalized, committee)
+                return build(match, normalized, committee, known)
         raise AddressError(
             f"{address} is not a valid reply address of {committee.address}; "
             "check it was copied whole, or write to the address itself"
@@ -113,9 +132,11 @@ def address_of(header_value: str | None) -> str | None:
     return addr if "@" in addr else None
 
 
-# Anything shaped like an address in free text: a local part (no spaces, brackets,
-# quotes or separators) and a domain of dotted labels.
-_ANY_ADDRESS = re.compile(r"[^\s<>()\[\]{}\"',;:@]+@((?:[A-Za-z0-9-]+\.)*[A-Za-z0-9-]+)")
+# Anything shaped like an address in free text: every local part RFC 5322 (and
+# RFC 6532) allows, a quoted one with its spaces included ("rita smith"@…,
+# rita{x}@…, o'brien@…, rïta@…), then a domain of dotted labels or a literal.
+_LOCAL_PART = r'(?:"(?:[^"\\\r\n]|\\.)*"|[^\s<>()\[\]\\,;:@"]+)'
+_ANY_ADDRESS = re.compile(_LOCAL_PART + r"@((?:[\w-]+\.)*[\w-]+|\[[^\]\s]*\])")
 
 
 def masked(address: str) -> str:
@@ -135,5 +156,7 @@ def mask_addresses(text: str) -> str:
     '550 5.1.1 <…@Reporter.Example>: no such user'
     >>> mask_addresses("conduct+42.abcdefghijklmnop@example.org, bob@x.org; @decorator")
     '…@example.org, …@x.org; @decorator'
+    >>> mask_addresses('"rita smith"@x.example rita{x}@x.example <o\\'brien@x.example> r\u00efta@x')
+    '…@x.example …@x.example <…@x.example> …@x'
     """
     return _ANY_ADDRESS.sub(lambda m: "…@" + m.group(1), text)

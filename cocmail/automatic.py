@@ -103,12 +103,14 @@ def why_automatic(
 
 
 def original_sender(message: ParsedMessage, list_id: str | None) -> str | None:
-    """Who really wrote a message. Through the committee's own group, which rewrites
-    From as "'Rita' via conduct <conduct@…>" for DMARC, that is X-Original-From,
-    X-Original-Sender or Reply-To; otherwise it is From."""
+    """Who really wrote a message: the one mailbox of its From (``parse.mailbox_of``:
+    none when From is missing, repeated, or names no single mailbox). Through the
+    committee's own group, which rewrites From as "'Rita' via conduct
+    <conduct@…>" for DMARC, it is the one mailbox of X-Original-From,
+    X-Original-Sender or Reply-To. The envelope sender never stands in for it."""
     if _our_group(message, list_id):
         for name in ("X-Original-From", "X-Original-Sender", "Reply-To"):
-            found = address_of(message.header(name))
+            found = message.mailbox(name)
             if found:
                 return found
     return message.from_address

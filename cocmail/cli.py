@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 
 from cocmail import config as config_module
-from cocmail import logs, tokens
+from cocmail import files, logs, tokens
 from cocmail.clock import SystemClock
 from cocmail.config import Config
 from cocmail.errors import ConfigError, NotFound, StoreUnavailable
@@ -110,6 +110,7 @@ def cmd_cases_list(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_case_show(config: Config, args: argparse.Namespace) -> int:
+    from cocmail.case import access
     from cocmail.commands.plan import plan_of
     from cocmail.schedule.escalation import sla_status
     from cocmail.views import case_detail, list_outbox, utc_text
@@ -120,7 +121,8 @@ def cmd_case_show(config: Config, args: argparse.Namespace) -> int:
         case = session.get(Case, args.id)
         if case is None:
             raise NotFound(f"no case #{args.id}")
-        detail = case_detail(case, config.committee, key)
+        detail = case_detail(case, config.committee, key,
+                             access.load(session.connection(), [case.id])[case.id])
         detail["mail"] = list_outbox(session, failed_only=False, limit=None, case_id=case.id)
         detail["first_response_due"] = utc_text(case.opened_at + config.sla.first_response)
         detail["sla"] = sla_status(case.opened_at, case.acknowledged_at,
@@ -137,8 +139,10 @@ def cmd_case_show(config: Config, args: argparse.Namespace) -> int:
     print("  plan: " + ", ".join(f"{item} {state}" for item, state in detail["plan"].items()))
     print("Participants:")
     for p in detail["participants"]:
-        waiting = ("  (conflict check not answered)"
-                   if p["role"] == "member" and p["cleared_at"] is None else "")
+        waiting = {"pending": "  (conflict check not answered)",
+                   "recused-hard": "  (recused)", "recused-soft": "  (recused: soft)",
+                   "kept-out": "  (kept out by the reporter)",
+                   "removed": "  (no longer a member)"}.get(p["standing"] or "", "")
         print(f"  {p['role']:<10} {p['email']}  reply to {p['reply_address']}{waiting}")
     print("Messages:")
     for m in detail["messages"]:
@@ -392,13 +396,15 @@ def cmd_override_remove(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_replay(config: Config, args: argparse.Namespace) -> int:
+    from cocmail.case import members
     from cocmail.intake import Intake
     from cocmail.outbox.enqueue import Enqueue
 
     store = open_store(config)
-    key = tokens.load_key(config)
-    intake = Intake(store, config.committee, key, SystemClock(),
-                    Enqueue.for_config(config, key))
+    clock = SystemClock()
+    started = members.start(store, config.committee, clock.now())
+    key = tokens.load_key(config, may_create=started.empty)
+    intake = Intake(store, config.committee, key, clock, Enqueue.for_config(config, key))
     with store.unit_of_work() as session:
         entry = session.scalars(
             select(Quarantine).where(Quarantine.id == args.id).with_for_update()
@@ -527,6 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Whatever any command writes (the database, mail, keys) is the user's alone.
+    files.private()
     is_deliver = args.func is cmd_deliver
     try:
         config = config_module.load(args.config)

@@ -372,6 +372,17 @@ def _committee(t: _Table) -> Committee:
     for handle in handles:
         if handles.count(handle) > 1:
             raise ConfigError("committee.members", f"handle {handle!r} appears twice")
+    local, domain = address.lower().rsplit("@", 1)
+    ours = [(f"committee.members[{i}].email", m.email) for i, m in enumerate(members)]
+    ours.append(("committee.mediator", t.data.get("mediator") or ""))
+    for key, email in ours:
+        mail_local, _, mail_domain = email.lower().rpartition("@")
+        if mail_domain == domain and (mail_local == local
+                                      or mail_local.startswith(local + separator)):
+            # Mail to it would come back in as a report: a loop, and the case's
+            # content in the quarantine.
+            raise ConfigError(key, f"{email} is the conduct address itself (or one of its "
+                                   "reply addresses); it must be the person's own")
     committee = Committee(
         name=t.get("name", str),
         short_name=short_name,

@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from cocmail import tokens
+from cocmail import files, tokens
+from cocmail.case import members
 from cocmail.child import finish_start_up
 from cocmail.clock import Clock, SystemClock
 from cocmail.config import Config
@@ -96,11 +97,16 @@ class Daemon:
         if offset:
             log.warning("the clock is shifted by %s ($COCMAIL_CLOCK_OFFSET): for tests only",
                         offset)
+        shared = files.shared(self.config)
+        if shared:
+            log.warning("readable by others than cocmail's user (chmod go= them): %s",
+                        ", ".join(shared))
         # A broken template override stops the start, before any mail is taken.
         Templates(self.config.templates.directory).check()
         transport.for_config(self.config.delivery)  # the relay's password is readable
         prepare_database(self.store)
-        key = tokens.load_key(self.config)
+        started = members.start(self.store, self.config.committee, self.clock.now())
+        key = tokens.load_key(self.config, may_create=started.empty)
         self.outbox = OutboxProcess(self.config.path, self.metrics)
         self.outbox.start(asyncio.get_running_loop())
         self.enqueue = Enqueue.for_config(self.config, key)
@@ -130,7 +136,7 @@ class Daemon:
         for endpoints, lmtp in ((smtp.listen, False), (smtp.lmtp_listen, True)):
             handler = SmtpHandler(self.writer, self.config.committee, self.metrics,
                                   max_message_size=smtp.max_message_size, lmtp=lmtp,
-                                  on_stored=self.outbox.wake)
+                                  on_stored=self.outbox.wake, handles=started.handles)
             factory = server_factory(handler, hostname=smtp.hostname,
                                      timeout=smtp.timeout.total_seconds(),
                                      tls_context=context, max_message_size=smtp.max_message_size)
@@ -147,7 +153,7 @@ class Daemon:
             # Last: a start that fails (a port taken) takes nothing from the mailbox.
             self.imap = ImapPoller(self.config, self.store, self.writer, self.metrics,
                                    self.clock, asyncio.get_running_loop(),
-                                   on_stored=self.outbox.wake)
+                                   on_stored=self.outbox.wake, handles=started.handles)
             self.imap.start()
 
     def _start_scheduler(self) -> None:

@@ -15,16 +15,19 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from cocmail import route
-from cocmail.addresses import Recipient, split_recipient
+from cocmail.addresses import Recipient, UnknownKeepOut, split_recipient
+from cocmail.authresults import failure
 from cocmail.automatic import original_sender, why_automatic
 from cocmail.behalf import OnBehalf
 from cocmail.behalf import read as read_filing
+from cocmail.case import access, members
 from cocmail.clock import Clock
 from cocmail.config import Committee
 from cocmail.dedupe import dedupe_key
@@ -33,20 +36,23 @@ from cocmail.member_reply import MemberReplies
 from cocmail.outbox.enqueue import (
     Enqueue,
     Mail,
-    Seat,
     message_mails,
     opened_mails,
 )
 from cocmail.parse import ParsedMessage, clean, mailbox, read
 from cocmail.replytext import new_text
+from cocmail.schedule import stand_ins
 from cocmail.schedule.roster import on_duty_now, replace_unseated
 from cocmail.store import writes
 from cocmail.store.db import Store
-from cocmail.store.models import (
-    Quarantine,
-)
+from cocmail.store.models import Event, Message, Participant, Quarantine
 
 log = logging.getLogger(__name__)
+
+# How long after a message a second delivery of it (an MTA that split its
+# recipients, or retried) still means what it would have meant with the first:
+# the days an MTA keeps retrying (Postfix: 5).
+REDELIVERY_WINDOW = dt.timedelta(days=5)
 
 @dataclass(frozen=True)
 class Delivery:
@@ -159,10 +165,12 @@ class Intake:
             results.update(zip([i for i, _ in pending], written, strict=True))
             pending.clear()
 
+        again: list[tuple[int, Prepared]] = []  # copies of stored messages, by message id
         for index, item in enumerate(batch):
             if item.key in stored:
                 message_id, case_id, reason = stored[item.key]
                 results[index] = Accepted(message_id, case_id, False, reason, True)
+                again.append((message_id, item))
                 continue
             if item.key in first_of:
                 continue  # a second copy within the batch: answered below
@@ -172,7 +180,8 @@ class Intake:
                 # reply to a message of this same batch finds it.
                 write_pending()
             decision = self._decide(db, item.parsed, item.parse_error, item.automatic,
-                                    item.delivery.envelope_from, list(item.delivery.recipients))
+                                    item.delivery.envelope_from, list(item.delivery.recipients),
+                                    item.delivery.raw)
             values = self._message_values(item.delivery, item.key, item.parsed, item.automatic)
             pending.append((index, _Write(decision, item.parsed, item.delivery.envelope_from,
                                           values, item.automatic)))
@@ -183,7 +192,40 @@ class Intake:
                 first = results[first_of[item.key]]
                 results[index] = Accepted(first.message_id, first.case_id, False,
                                           first.quarantine_reason, True)
+                again.append((first.message_id, item))
+        if again:
+            self._delivered_again(db, again)
         return [results[i] for i in range(len(batch))]
+
+    def _delivered_again(self, db: Connection, copies: list[tuple[int, Prepared]]) -> None:
+        """A message stored before came again, perhaps to more or other recipients:
+        it keeps every recipient (a replay of it then sees them all), and a
+        ``without-`` recipient keeps its member out as it would have the first time."""
+        now = self.clock.now()
+        mails: list[Mail] = []
+        for message_id, item in copies:
+            recipients = list(item.delivery.recipients)
+            writes.add_recipients(db, message_id, [r.address for r in recipients])
+            without = route.kept_out(recipients)
+            if not without:
+                continue
+            found = db.execute(select(Message.case_id, Message.verified, Message.received_at,
+                                      Participant.role).outerjoin(
+                Participant, Participant.id == Message.participant_id).where(
+                Message.id == message_id)).one()
+            if found.case_id is None:
+                continue
+            opened = db.execute(select(Event.id).where(
+                Event.case_id == found.case_id, Event.kind == "opened",
+                Event.message_id == message_id)).first() is not None
+            # The report itself, or the reporter's verified mail, to more recipients
+            # within the days an MTA retries: as if they had come together, a
+            # keep-out of the case. Otherwise (anyone may send bytes they were
+            # given again) of this message only.
+            whole_case = ((opened or (found.role == "reporter" and found.verified))
+                          and now - found.received_at <= REDELIVERY_WINDOW)
+            mails += self._keep_out(db, found.case_id, message_id, whole_case, without, now)
+        self.enqueue.queue(db, mails, now)
 
     def _store_alone(self, item: Prepared) -> Accepted | StoreUnavailable:
         try:
@@ -224,9 +266,12 @@ class Intake:
             writes.insert_attachments(
                 db, [{**row, "message_id": message.id} for row in _attachment_rows(parsed)])
         recipients = []
+        handles = members.keep_out_handles(db)
         for address in message.recipients:
             try:
-                recipients.append(split_recipient(address, self.committee))
+                recipients.append(split_recipient(address, self.committee, handles))
+            except UnknownKeepOut as exc:
+                recipients.append(exc.recipient)  # it stays kept from everyone
             except AddressError:
                 continue
         automatic = (why_automatic(parsed, message.envelope_from, self.committee.list_id)
@@ -235,7 +280,7 @@ class Intake:
             decision = route.opening(recipients)
         else:
             decision = self._decide(db, parsed, parse_error, automatic,
-                                    message.envelope_from, recipients)
+                                    message.envelope_from, recipients, message.raw)
         if decision.action == "quarantine":
             entry.reason = decision.reason or entry.reason
             entry.detail = clean(decision.detail or "")
@@ -257,12 +302,24 @@ class Intake:
         automatic: str | None,
         envelope_from: str | None,
         recipients: list[Recipient],
+        raw: bytes | None = None,
     ) -> route.Route:
         if parsed is None:
-            return route.quarantine(route.UNPARSEABLE, parse_error or "unreadable")
-        sender = original_sender(parsed, self.committee.list_id) or _address(envelope_from)
-        return route.decide(db, parsed, sender, recipients, self.key, automatic,
-                            self.committee.domain)
+            decision = route.quarantine(route.UNPARSEABLE, parse_error or "unreadable")
+        else:
+            # Who wrote it, for threading and for a reply address: the one mailbox of
+            # its From (the envelope sender is no substitute).
+            sender = original_sender(parsed, self.committee.list_id)
+            decision = route.decide(db, parsed, sender, recipients, self.key, automatic,
+                                    self.committee.domain)
+        if (decision.action == "quarantine" and decision.claimed_case_id is None
+                and decision.reason in (route.AUTOMATIC, route.UNPARSEABLE) and raw):
+            # A bounce or an auto-reply of mail about a case belongs to that case's
+            # purge: it quotes what the case said.
+            claimed = route.claimed_case(db, parsed, raw, self.key, self.committee.domain)
+            if claimed is not None:
+                decision = replace(decision, claimed_case_id=claimed)
+        return decision
 
     def _apply(
         self,
@@ -282,18 +339,19 @@ class Intake:
         message. Rows of one kind are written by one statement for the whole list."""
         now = self.clock.now()
         opens = [e for e in entries if e.decision.action == "open"]
-        filed = {id(e): self._filed_for(e) for e in opens}
+        roster = members.roster(db) if opens else []
+        handles = members.handles(db) if any(e.decision.without for e in entries) else {}
+        filed = {id(e): self._filed_for(e, roster) for e in opens}
         case_ids = dict(zip(map(id, opens), writes.insert_cases(
             db, [f.channel if f else "email" for f in filed.values()], now), strict=True))
         # Each new case seats its reporter and every member of the committee (a
         # member who joins later gets a seat, not yet cleared, from the sweep).
         # Whom it pages is decided first, so that their seats are written cleared.
-        paged = self._whom_to_page(db, opens, now)
+        paged = self._whom_to_page(db, opens, roster, handles, now)
         seated: list[tuple[_Write, dict[str, object]]] = []
         for entry in opens:
             assert entry.parsed is not None
-            sender = (original_sender(entry.parsed, self.committee.list_id)
-                      or _address(entry.envelope_from))
+            sender = _reporter_address(entry, self.committee)
             new_case = case_ids[id(entry)]
             if sender:
                 name = entry.parsed.from_name if sender == entry.parsed.from_address else None
@@ -305,29 +363,30 @@ class Intake:
                 # (the member who filed it holds the reporter's seat).
                 seated.append((entry, {"case_id": new_case, "role": "reported-by",
                                        "email": on_behalf.reporter, "created_at": now}))
-            # Without a rotation nobody is on triage duty: the whole committee
-            # triages, so every member reads the report. With one, only the pair
-            # paged does; the others get the conflict check first.
-            seated += [(entry, {"case_id": new_case, "role": "member", "email": member.email,
-                                "name": member.name, "handle": member.handle,
-                                "created_at": now,
-                                "cleared_at": (now if self.enqueue.rotation is None
-                                               or member.handle in paged[id(entry)] else None)})
-                       for member in self.committee.members
-                       if member.handle not in entry.decision.without]
-        writes.insert_recusals(db, [
-            {"case_id": case_ids[id(entry)], "handle": handle, "kind": "excl", "at": now}
-            for entry in opens for handle in entry.decision.without])
+            # Those who read it at once (the triagers) and those who first get the
+            # conflict check: ``access.reads_at_opening``.
+            kept = {handles[h] for h in entry.decision.without if h in handles}
+            seated += [(entry, writes.member_seat(
+                new_case, member.id, member.handle, member.name, now,
+                cleared=access.reads_at_opening(member.handle, paged[id(entry)],
+                                                rotation=self.enqueue.rotation is not None)))
+                       for member in roster if not member.is_mediator and member.id not in kept]
+        addresses = {member.id: member.email for member in roster}
+        writes.keep_out_of_cases(db, [
+            (case_ids[id(entry)], handles[handle])
+            for entry in opens for handle in entry.decision.without if handle in handles], now)
         participant_ids: dict[int, int] = {}  # id(entry) -> its reporter's participant id
-        seats: dict[int, list[Seat]] = {}  # case id -> the members' seats
+        seats: dict[int, list[access.Seat]] = {}  # case id -> the members' seats
         for (entry, row), pid in zip(
                 seated, writes.insert_participants(db, [row for _, row in seated]), strict=True):
             if row["role"] == "reporter":
                 participant_ids[id(entry)] = pid
-            elif row["role"] == "member":
-                seats.setdefault(case_ids[id(entry)], []).append(
-                    Seat(pid, str(row["email"]), str(row["handle"]),
-                         row["cleared_at"] is not None))
+            elif row["role"] == access.MEMBER_ROLE:
+                member_id = int(str(row["member_id"]))
+                seats.setdefault(case_ids[id(entry)], []).append(access.Seat(
+                    pid, member_id, str(row["handle"]), addresses[member_id],
+                    access.Standing.READS if writes.seat_cleared(row)
+                    else access.Standing.PENDING))
 
         def seat(entry: _Write) -> tuple[int | None, int | None]:
             if entry.decision.action == "open":
@@ -353,6 +412,17 @@ class Intake:
             {**row, "message_id": message_ids[id(e)]}
             for e in new if e.parsed is not None for row in _attachment_rows(e.parsed)
         ])
+        # A keep-out in mail to a case: the member is kept out of the case (from its
+        # reporter) or from this message (from anyone else), before its mail is made.
+        stand_ins: list[Mail] = []
+        for entry in entries:
+            if entry.decision.action == "join" and entry.decision.without:
+                assert entry.decision.case_id is not None
+                # Of the case only from its reporter at her own reply address: mail
+                # threaded by headers proves nothing of who sent it.
+                whole_case = entry.decision.role == "reporter" and entry.decision.verified
+                stand_ins += self._keep_out(db, entry.decision.case_id, message_ids[id(entry)],
+                                            whole_case, entry.decision.without, now)
 
         results, events, quarantined = [], [], []
         for entry in entries:
@@ -378,7 +448,7 @@ class Intake:
                 "data": ({"channel": on_behalf.channel if on_behalf else "email",
                           "without": list(decision.without),
                           **({"on_behalf_of": on_behalf.reporter or "anonymous",
-                              "filed_by": self._member_handle(entry)} if on_behalf else {})}
+                              "filed_by": self._member_of(entry, roster)} if on_behalf else {})}
                          if opened else {"verified": decision.verified}),
             })
             if opened and not entry.automatic:  # automatic mail pages nobody (see _mails)
@@ -391,19 +461,49 @@ class Intake:
             results.append(Accepted(message_id, case_id, opened, None, False))
         writes.insert_events(db, events)
         writes.insert_quarantines(db, quarantined)
-        self.enqueue.queue(db, self._mails(db, entries, message_ids, seat, seats, paged), now)
+        self.enqueue.queue(db, stand_ins + self._mails(db, entries, message_ids, seat, seats,
+                                                       paged), now)
         return results
+
+    def _keep_out(self, db: Connection, case_id: int, message_id: int, whole_case: bool,
+                  without: Sequence[str], now: dt.datetime) -> list[Mail]:
+        """Keep the members named by ``without`` out: of the case from now on
+        (``whole_case``: its reporter asked; a recusal of kind "excl", with a
+        stand-in when one was triaging it), else of this message only. The mail of
+        a stand-in, if any."""
+        handles = members.handles(db)
+        ids = {handle: handles[handle] for handle in without if handle in handles}
+        if not whole_case:
+            writes.keep_out_of_message(db, message_id, list(ids.values()))
+            return []
+        facts = access.load(db, [case_id])[case_id]
+        mails: list[Mail] = []
+        for handle, member_id in ids.items():
+            if member_id in facts.kept_out:
+                continue
+            writes.set_recusal(db, case_id, member_id, "excl", now)
+            writes.insert_events(db, [{"case_id": case_id, "at": now, "kind": "kept-out",
+                                       "actor": "reporter", "message_id": message_id,
+                                       "data": {"member": handle}}])
+            log.info("case #%d: the reporter keeps a member out of it", case_id)
+            seat = facts.seat_of(member_id)
+            if seat is not None:
+                mails += stand_ins.after_stepping_back(
+                    db, self.committee, self.enqueue, case_id, seat.handle,
+                    self.enqueue.thread_roots(db, [case_id]), now)
+        return mails
 
     def _mails(
         self, db: Connection, entries: list[_Write], message_ids: dict[int, int],
-        seat: Callable[[_Write], tuple[int | None, int | None]], seats: dict[int, list[Seat]],
-        paged: dict[int, list[str]],
+        seat: Callable[[_Write], tuple[int | None, int | None]],
+        seats: dict[int, list[access.Seat]], paged: dict[int, list[str]],
     ) -> list[Mail]:
         """The mails the new messages cause. Automatic mail causes none (RFC 3834)."""
         joins = [e for e in entries if e.decision.action == "join" and not e.automatic]
         joined_cases = [e.decision.case_id for e in joins if e.decision.case_id is not None]
-        seats = {**seats, **self.enqueue.member_seats(db, joined_cases, pending=True)}
+        facts = access.load(db, joined_cases)
         roots = self.enqueue.thread_roots(db, joined_cases)
+        kept = access.kept_out_of(db, [message_ids[id(e)] for e in joins])
         mails: list[Mail] = []
         for entry in entries:
             if entry.automatic or entry.decision.action == "quarantine":
@@ -413,21 +513,27 @@ class Intake:
             message_id = message_ids[id(entry)]
             if entry.decision.action == "open":
                 assert entry.parsed is not None
-                reporter = (None if participant_id is None
-                            else (participant_id, _reporter_address(entry, self.committee)))
+                address = _reporter_address(entry, self.committee)
+                reporter = (None if participant_id is None or address is None
+                            else (participant_id, address))
                 mails += opened_mails(case_id, message_id, reporter, seats.get(case_id, []),
                                       entry.parsed.message_id, entry.parsed.references,
                                       paged[id(entry)])
-            elif entry.decision.role == "member" and entry.decision.verified:
-                assert entry.parsed is not None and participant_id is not None
-                mails += self.replies.handle(db, entry.parsed, case_id, participant_id,
-                                             message_id, seats.get(case_id, []), roots)
+                continue
+            case = facts[case_id]
+            assert participant_id is not None
+            if entry.decision.role == access.MEMBER_ROLE:
+                assert entry.parsed is not None
+                mails += self.replies.handle(db, entry.parsed, case, participant_id, message_id,
+                                             roots, verified=entry.decision.verified,
+                                             kept_out=kept.get(message_id, set()))
             else:
-                mails += message_mails(case_id, message_id, participant_id,
-                                       [s for s in seats.get(case_id, []) if s.cleared], roots)
+                mails += message_mails(case_id, message_id, participant_id, case.seats, roots,
+                                       kept_out=kept.get(message_id, set()))
         return mails
 
     def _whom_to_page(self, db: Connection, opens: list[_Write],
+                      roster: Sequence[members.RosterMember], handles: dict[str, int],
                       now: dt.datetime) -> dict[int, list[str]]:
         """For each new case (by ``id`` of its entry), whom it pages: the members on
         duty, or who stands in for one the reporter kept out. One look-up of who is
@@ -436,10 +542,12 @@ class Intake:
         if rotation is None or not opens:
             return {id(entry): [] for entry in opens}
         pair = on_duty_now(db, rotation, now)
-        handles = [m.handle for m in self.committee.members]
-        return {id(entry): replace_unseated(
-                    pair, rotation, [h for h in handles if h not in entry.decision.without])
-                for entry in opens}
+        pages: dict[int, list[str]] = {}
+        for entry in opens:
+            kept = {handles[h] for h in entry.decision.without if h in handles}
+            seated = [m.handle for m in roster if not m.is_mediator and m.id not in kept]
+            pages[id(entry)] = replace_unseated(pair, rotation, seated)
+        return pages
 
     def _page_event(self, case_id: int, message_id: int, paged: list[str], members: bool,
                     now: dt.datetime) -> dict[str, object] | None:
@@ -453,18 +561,26 @@ class Intake:
         return {"case_id": case_id, "at": now, "message_id": message_id, "actor": "cocmail",
                 "kind": "paged" if paged else "nobody-paged", "data": {"members": paged}}
 
-    def _member_handle(self, entry: _Write) -> str | None:
-        """The committee member who sent ``entry``, if one did."""
+    def _member_of(self, entry: _Write, roster: Sequence[members.RosterMember]) -> str | None:
+        """The handle of the committee member who wrote ``entry``, if one did: by
+        the one mailbox of its From, never by the envelope sender."""
         if entry.parsed is None:
             return None
-        sender = (original_sender(entry.parsed, self.committee.list_id)
-                  or _address(entry.envelope_from) or "").lower()
-        return next((m.handle for m in self.committee.members
-                     if m.email.lower() == sender), None)
+        sender = original_sender(entry.parsed, self.committee.list_id)
+        found = members.by_address(roster, sender) if sender else None
+        return None if found is None or found.is_mediator else found.handle
 
-    def _filed_for(self, entry: _Write) -> OnBehalf | None:
-        """A member's filing of a report received elsewhere (``behalf.py``), or None."""
-        if entry.parsed is None or entry.automatic or self._member_handle(entry) is None:
+    def _filed_for(self, entry: _Write,
+                   roster: Sequence[members.RosterMember]) -> OnBehalf | None:
+        """A member's filing of a report received elsewhere (``behalf.py``), or None:
+        only from a member's own address, and not when our mail server says DKIM,
+        SPF or DMARC failed for their domain (then it is a report like any other)."""
+        if entry.parsed is None or entry.automatic:
+            return None
+        handle = self._member_of(entry, roster)
+        member = next((m for m in roster if m.handle == handle), None)
+        if member is None or failure(entry.parsed.headers, self.committee.authserv_ids,
+                                     member.email) is not None:
             return None
         return read_filing(new_text(entry.parsed.text))
 
@@ -554,11 +670,11 @@ def _attachment_rows(parsed: ParsedMessage) -> list[dict[str, object]]:
     ]
 
 
-def _reporter_address(entry: _Write, committee: Committee) -> str:
+def _reporter_address(entry: _Write, committee: Committee) -> str | None:
+    """Where a new report's acknowledgement goes: who wrote it, or, when its From
+    names no one mailbox, the envelope sender (where an answer would go)."""
     assert entry.parsed is not None
-    sender = original_sender(entry.parsed, committee.list_id) or _address(entry.envelope_from)
-    assert sender is not None
-    return sender
+    return original_sender(entry.parsed, committee.list_id) or _address(entry.envelope_from)
 
 
 def _address(envelope_from: str | None) -> str | None:

@@ -34,3 +34,6 @@ def setup(level: str) -> None:
     # aiosmtpd logs every envelope address at INFO; cocmail's logs carry ids
     # and counts, never reporters' addresses (DESIGN.md rule 4).
     logging.getLogger("mail.log").setLevel(logging.WARNING)
+    # Alembic says which database driver it found each time the schema is looked
+    # at (every start): nothing to act on. ``cocmail db upgrade`` says what it did.
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)

@@ -1,42 +1,40 @@
-"""A member's verified reply to a case: its commands carried out in the intake's
+"""A member's reply to a case: its commands carried out in the intake's
 transaction (``commands/``), and the mail that causes: the note to the other
 members, status mails (acknowledged, closed, reconvened, decided, ...), a
-stand-in page when a triager recuses, and one confirmation back."""
+stand-in page when a triager recuses, and one confirmation back. Whether the
+member may act at all, and what, is ``case/access.py``'s to say; a reply that
+may not act (a recusal, a keep-out, a failed sender check, a replay) is kept
+with the case and nothing more."""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from cocmail.authresults import failure
+from cocmail.case import access
+from cocmail.case.access import CaseAccess, Seat
 from cocmail.clock import Clock
 from cocmail.commands.base import Request
 from cocmail.commands.deciding import ACTIONS
 from cocmail.commands.party import parties
 from cocmail.commands.plan import plan_of
 from cocmail.commands.reply import carry_out
-from cocmail.config import MEDIATOR, Committee
-from cocmail.outbox.enqueue import (
-    CASEFILE,
-    CONFIRMATION,
-    PAGE,
-    STATUS,
-    Enqueue,
-    Mail,
-    Seat,
-    conflict_notices,
-    message_mails,
-)
+from cocmail.config import Committee
+from cocmail.outbox.enqueue import Enqueue, Mail, conflict_notices, message_mails
+from cocmail.outbox.kinds import CASEFILE, CONFIRMATION, STATUS
 from cocmail.parse import ParsedMessage
 from cocmail.replytext import new_text
+from cocmail.schedule import stand_ins
 from cocmail.schedule.escalation import CRITICAL, critical, paged_members
 from cocmail.store import writes
-from cocmail.store.models import Case, Event, FollowUp, Message, Participant, Recusal
+from cocmail.store.models import Event, FollowUp, Message
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +46,15 @@ class MemberReplies:
         self.enqueue = enqueue
 
     def handle(
-        self, db: Connection, parsed: ParsedMessage, case_id: int, participant_id: int,
-        message_id: int, seats: list[Seat], roots: dict[int, str],
+        self, db: Connection, parsed: ParsedMessage, case: CaseAccess, participant_id: int,
+        message_id: int, roots: dict[int, str], *, verified: bool = True,
+        kept_out: Collection[int] = (),
     ) -> list[Mail]:
-        """A member's reply to their token address: its commands are carried out, its
-        note goes to the other members, and one confirmation goes back."""
+        """A member's reply: to their token address (``verified``), its commands are
+        carried out, its note goes to the other members and one confirmation goes
+        back; threaded by its headers only, it is a note. ``case`` is what the rule
+        knows of the case; ``kept_out``, the members the reply is kept from."""
+        case_id = case.case_id
         theirs = f"<{parsed.message_id}>" if parsed.message_id else None
 
         def confirmation(email: str, transcript: list[dict[str, object]],
@@ -61,51 +63,73 @@ class MemberReplies:
                         participant_id=participant_id, in_reply_to=theirs, references=theirs,
                         data={"transcript": transcript, "note_to": note_to})
 
-        sender = next((s for s in seats if s.participant_id == participant_id), None)
-        if sender is None or not sender.handle:  # recused since the reply address was given
-            email = db.execute(select(Participant.email).where(
-                Participant.id == participant_id)).scalar_one()
-            return [confirmation(email, [{
-                "line": "(your reply)", "applied": False,
-                "text": f"You have stepped back from case #{case_id}: your reply is kept "
-                        "with the case, but nothing in it was carried out or passed on."}], [])]
+        def kept(email: str, text: str) -> list[Mail]:
+            return [confirmation(email, [{"line": "(your reply)", "applied": False,
+                                          "text": text}], [])]
+
+        sender = case.seat(participant_id)
+        if sender is None or not access.acts(sender.standing):
+            if sender is None or sender.standing is access.Standing.REMOVED:
+                return []  # no member now: nothing goes back (the route quarantines it)
+            why = ("You have stepped back from case #{case}"
+                   if sender.standing is access.Standing.RECUSED
+                   else "You no longer have a seat in case #{case}")
+            return kept(sender.email, why.format(case=case_id) + ": your reply is kept with "
+                        "the case, but nothing in it was carried out or passed on.")
+        if not verified:
+            # Threaded by its headers, not sent to the member's reply address: it
+            # proves nothing of who sent it, so it runs no command; it is a note.
+            return message_mails(case_id, message_id, participant_id, case.seats, roots,
+                                 kept_out=kept_out)
         failed = failure(parsed.headers, self.committee.authserv_ids, sender.email)
         if failed is not None:
             log.warning("case #%d: a reply for %s failed %s: no command carried out",
                         case_id, sender.handle, failed.split(" for ")[0])
-            return [confirmation(sender.email, [{
-                "line": "(your reply)", "applied": False,
-                "text": f"Your reply failed the sender checks of our mail server ({failed}): "
-                        "it is kept with the case, but nothing in it was carried out or "
-                        "passed on. If you sent it, send it again from your usual mail "
-                        "account, or ask the operator to look at it."}], [])]
+            return kept(sender.email, f"Your reply failed the sender checks of our mail "
+                        f"server ({failed}): it is kept with the case, but nothing in it was "
+                        "carried out or passed on. If you sent it, send it again from your "
+                        "usual mail account, or ask the operator to look at it.")
         done_at = _already_carried_out(db, case_id, message_id, parsed.message_id)
         if done_at is not None:
             # The same reply again, with other bytes (a replay, a forward, a client
             # that sent it twice): its commands ran once, they do not run again.
-            return [confirmation(sender.email, [{
-                "line": "(your reply)", "applied": False,
-                "text": f"This reply (Message-ID <{parsed.message_id}>) was carried out "
-                        f"at {done_at:%Y-%m-%d %H:%M} UTC; nothing in it was done again."}],
-                [])]
-        readers = [s for s in seats if s.cleared]
-        request = Request(db, case_id, message_id, sender.handle, self.clock.now(),
-                          self.committee.members,
-                          tuple(s.handle for s in readers if s.handle),
-                          participant_id=participant_id, cleared=sender.cleared,
-                          relay_approval=self.committee.relay_approval,
+            return kept(sender.email, f"This reply (Message-ID <{parsed.message_id}>) was "
+                        f"carried out at {done_at:%Y-%m-%d %H:%M} UTC; nothing in it was "
+                        "done again.")
+        text = new_text(parsed.text)
+        key = command_key(text)
+        earlier = _same_text(db, case_id, participant_id, message_id, key)
+        if earlier is not None:
+            # The same words again under another Message-ID: a replay (or the
+            # same reply resent). Nothing runs twice on a copy.
+            return kept(sender.email, f"This reply says what your reply of "
+                        f"{earlier:%Y-%m-%d %H:%M} UTC said, word for word; that one was "
+                        "carried out, so "
+                        "nothing in this one was done again. To do it again, say it in "
+                        "other words (a line of note will do).")
+        request = Request(db, case, sender, message_id, self.clock.now(),
+                          self.committee.members, relay_approval=self.committee.relay_approval,
                           emergency_within=self.committee.emergency_within)
-        transcript, note = carry_out(request, new_text(parsed.text))
+        transcript, note = carry_out(request, text)
+        writes.set_command_key(db, message_id, key)
         if any(event["kind"] == "purged" for event in request.events):
-            note = ""  # the text that came with a purge is not passed on
+            # Nothing of what came with a purge goes out: not its note, not a relay.
+            note = ""
+            request.mails.clear()
         writes.insert_events(db, request.events)
+        # Whom this reply's mail may reach: not a member it was kept from (sent to
+        # their without- address as well), for its note nor for anything it caused.
+        seats = [s for s in request.seats if s.member_id not in kept_out]
+        readers = access.readers(seats)
         others = [s for s in readers if s.participant_id != participant_id]
-        pending = [s for s in seats if not s.cleared and s.participant_id != participant_id]
+        pending = [s for s in access.pending(seats) if s.participant_id != participant_id]
         mails: list[Mail] = list(request.mails)
         if note:
-            mails += message_mails(case_id, message_id, participant_id, readers, roots, note)
+            mails += message_mails(case_id, message_id, participant_id, seats, roots, note,
+                                   kept_out=kept_out)
         kinds = {event["kind"]: event for event in request.events}
-        if "no-conflict" in kinds:
+        if sender.standing is access.Standing.PENDING and request.seat.cleared:
+            # The conflict check answered (no-conflict, or a soft recusal): the case so far.
             mails.append(Mail(CASEFILE, sender.email, case_id, step="cleared",
                               participant_id=participant_id,
                               in_reply_to=roots.get(participant_id),
@@ -116,7 +140,10 @@ class MemberReplies:
         name = request.name_of(sender.handle)
 
         def status(step: str, text: str, to: Iterable[Seat], **data: Any) -> list[Mail]:
+            # About this reply (``source_message_id``): held again when sent to
+            # whoever this reply is kept from.
             return [Mail(STATUS, s.email, case_id, step=step, participant_id=s.participant_id,
+                         source_message_id=message_id,
                          in_reply_to=roots.get(s.participant_id),
                          references=roots.get(s.participant_id),
                          data={"status_text": text, **data}) for s in to]
@@ -132,8 +159,8 @@ class MemberReplies:
                 mails += status(f"{kind}:{message_id}",
                                 f"{verb} by {name}" + (f": {reason}" if reason else ""), others)
         if "recused" in kinds:
-            mails += self._replace_triager(db, case_id, sender.handle, seats, roots)
-            mails += self._seat_mediator(db, case_id)
+            mails += stand_ins.after_stepping_back(db, self.committee, self.enqueue, case_id,
+                                                   sender.handle, roots, self.clock.now())
         if "emergency" in kinds:
             measure = kinds["emergency"]["data"]
             mails += status(f"emergency:{message_id}",
@@ -172,72 +199,27 @@ class MemberReplies:
         if kinds.get("severity", {}).get("data", {}).get("after") == CRITICAL:
             mails += critical(db, self.enqueue, case_id, message_id, sender.handle, seats,
                               self.clock.now())
-        note_to = [request.name_of(s.handle or "") for s in others] if note else []
+        note_to = [request.name_of(s.handle) for s in others] if note else []
         mails.append(confirmation(sender.email, transcript, note_to))
         return mails
 
-    def _replace_triager(self, db: Connection, case_id: int, handle: str, seats: list[Seat],
-                         roots: dict[int, str]) -> list[Mail]:
-        """A triager recused from a case nobody has acknowledged: page the next member
-        of the rotation who can act on it instead."""
-        paged = paged_members(db, case_id)
-        waiting = db.execute(select(Case.acknowledged_at, Case.closed_at).where(
-            Case.id == case_id)).one()
-        rotation = self.enqueue.rotation
-        if handle not in paged or waiting.acknowledged_at or waiting.closed_at or not rotation:
-            return []
-        recused = set(db.execute(select(Recusal.handle).where(
-            Recusal.case_id == case_id)).scalars())
-        able = {s.handle: s for s in seats if s.handle and s.handle not in recused}
-        order = list(rotation.order)
-        start = order.index(handle) if handle in order else 0
-        candidates = [order[(start + k) % len(order)] for k in range(1, len(order))]
-        stand_in = next((h for h in candidates if h in able and h not in paged), None)
-        now = self.clock.now()
-        if stand_in is None:
-            log.error("case #%d: %s recused and nobody else can triage it", case_id, handle)
-            writes.insert_events(db, [{"case_id": case_id, "at": now, "kind": "nobody-paged",
-                                       "actor": "cocmail", "message_id": None,
-                                       "data": {"members": [], "instead_of": handle}}])
-            return []
-        writes.insert_events(db, [{"case_id": case_id, "at": now, "kind": "paged",
-                                   "actor": "cocmail", "message_id": None,
-                                   "data": {"members": [stand_in], "instead_of": handle}}])
-        first = db.execute(select(func.min(Message.id)).where(
-            Message.case_id == case_id)).scalar_one()
-        seat = able[stand_in]
-        writes.clear(db, [seat.participant_id], now)  # a triager reads the report
-        on_duty = [h for h in paged if h != handle and h not in recused] + [stand_in]
-        return [Mail(PAGE, seat.email, case_id, participant_id=seat.participant_id,
-                     source_message_id=first, in_reply_to=roots.get(seat.participant_id),
-                     references=roots.get(seat.participant_id), data={"on_duty": on_duty})]
 
-    def _seat_mediator(self, db: Connection, case_id: int) -> list[Mail]:
-        """After a recusal: when fewer than two members remain able to act on the
-        case, its mediator (``committee.mediator``) gets a seat, cleared, with
-        their own reply address and every command, and the case so far."""
-        recused = set(db.execute(select(Recusal.handle).where(
-            Recusal.case_id == case_id)).scalars())
-        seats = db.execute(select(Participant.handle).where(
-            Participant.case_id == case_id, Participant.role == "member")).scalars().all()
-        able = [h for h in seats if h and h not in recused and h != MEDIATOR]
-        if len(able) >= 2 or MEDIATOR in seats:
-            return []
-        now = self.clock.now()
-        mediator = self.committee.mediator
-        if mediator is None:
-            log.error("case #%d: %d member(s) able to act and no mediator configured",
-                      case_id, len(able))
-            return []
-        pid = writes.insert_participants(db, [{
-            "case_id": case_id, "role": "member", "email": mediator, "name": "Mediator",
-            "handle": MEDIATOR, "created_at": now, "cleared_at": now}])[0]
-        writes.insert_events(db, [{"case_id": case_id, "at": now, "kind": "mediator",
-                                   "actor": "cocmail", "message_id": None,
-                                   "data": {"able": able}}])
-        log.info("case #%d: %d member(s) able to act; the mediator is given the case",
-                 case_id, len(able))
-        return [Mail(CASEFILE, mediator, case_id, step=MEDIATOR, participant_id=pid)]
+def command_key(text: str) -> str:
+    """The key of a reply's new text: the same words, however spaced, give the same key.
+
+    >>> command_key("ack\\n\\nseverity  high") == command_key(" ack\\nseverity high ")
+    True
+    """
+    return hashlib.sha256(" ".join(text.split()).encode()).hexdigest()
+
+
+def _same_text(db: Connection, case_id: int, participant_id: int, message_id: int,
+               key: str) -> dt.datetime | None:
+    """When the same member's reply with the same new text was carried out in this
+    case, if it was."""
+    return db.execute(select(func.min(Message.received_at)).where(
+        Message.case_id == case_id, Message.command_key == key,
+        Message.participant_id == participant_id, Message.id != message_id)).scalar()
 
 
 def _already_carried_out(db: Connection, case_id: int, message_id: int,

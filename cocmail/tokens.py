@@ -20,6 +20,7 @@ from cocmail.config import Config
 from cocmail.errors import ConfigError
 
 TOKEN_LENGTH = 16
+MIN_KEY = 16  # bytes of key, at least: a key is never guessed from the tokens it made
 TOKEN_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
 
 
@@ -95,17 +96,52 @@ def case_of_message_id(key: bytes, message_id: str, domain: str) -> int | None:
     return None
 
 
-def load_key(config: Config) -> bytes:
+_SIGNED_IN_TEXT = re.compile(rb"cocmail\.([1-9][0-9]{0,17})\.([a-z2-7]{16})\.([a-z2-7]{16})@"
+                             rb"([A-Za-z0-9.-]{1,253})", re.IGNORECASE)
+
+
+def case_named_in(key: bytes, raw: bytes, domain: str) -> int | None:
+    """The case of the first Message-ID of ours, signature verified, anywhere in
+    ``raw``: a bounce or an auto-reply quotes the mail it answers, headers and all.
+
+    >>> mid = make_message_id(b"k" * 32, 42, "example.org")
+    >>> case_named_in(b"k" * 32, b"...Original-Message-ID: " + mid.encode() + b"...",
+    ...               "example.org")
+    42
+    """
+    for found in _SIGNED_IN_TEXT.finditer(raw):
+        text = found.group(0).decode("ascii", "replace")
+        case_id = case_of_message_id(key, text, domain)
+        if case_id is not None:
+            return case_id
+    return None
+
+
+def load_key(config: Config, *, may_create: bool = False) -> bytes:
     """The token key: from the environment variable named in config, else from the key
-    file, which is created (mode 0600, 32 random bytes, hex) when it does not exist."""
+    file. A missing file is made (mode 0600, 32 random bytes, hex) only when
+    ``may_create``: for a database that holds no case yet. Otherwise every reply
+    address and signed Message-ID already handed out was made with a key that is
+    not there, and a new one would silently stop them all from verifying: that is
+    a config error (a wrong path, a volume not mounted)."""
     from_env = os.environ.get(config.secrets.token_key_env)
     if from_env:
-        return from_env.strip().encode()
+        key = from_env.strip().encode()
+        if len(key) < MIN_KEY:
+            # A short key is found from one reply address, and with it every token.
+            raise ConfigError("secrets.token_key_env",
+                              f"${config.secrets.token_key_env} is shorter than {MIN_KEY} bytes")
+        return key
     path = config.secrets.token_key_file
     if path is None:
         raise ConfigError(
             "secrets.token_key_file", f"missing, and ${config.secrets.token_key_env} is unset"
         )
+    if not may_create and not path.exists():
+        raise ConfigError(
+            "secrets.token_key_file",
+            f"{path} does not exist, and the database holds cases whose reply addresses "
+            f"were made with it: restore the file (or set ${config.secrets.token_key_env})")
     try:
         return _read_or_create(path)
     except OSError as exc:
@@ -124,6 +160,6 @@ def _read_or_create(path: Path) -> bytes:
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_hex(32) + "\n")
         key = path.read_bytes().strip()
-    if len(key) < 16:
-        raise ConfigError("secrets.token_key_file", f"{path}: key shorter than 16 bytes")
+    if len(key) < MIN_KEY:
+        raise ConfigError("secrets.token_key_file", f"{path}: key shorter than {MIN_KEY} bytes")
     return key

@@ -16,6 +16,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cocmail.addresses import mask_addresses, masked, reply_address
+from cocmail.case import access
+from cocmail.case.access import CaseAccess, Standing
 from cocmail.config import Committee
 from cocmail.store.models import Case, Message, Outbox, Quarantine
 from cocmail.tokens import make_token
@@ -46,10 +48,12 @@ def list_cases(session: Session, *, open_only: bool, limit: int | None) -> list[
         query = query.where(Case.state != "closed")
     if limit is not None:
         query = query.limit(limit)
-    return [case_summary(case, count) for case, count in session.execute(query).all()]
+    found = session.execute(query).all()
+    rules = access.load(session.connection(), [case.id for case, _ in found])
+    return [case_summary(case, count, rules[case.id]) for case, count in found]
 
 
-def case_summary(case: Case, message_count: int) -> dict[str, Any]:
+def case_summary(case: Case, message_count: int, rule: CaseAccess) -> dict[str, Any]:
     return {
         "id": case.id,
         "state": case.state,
@@ -60,28 +64,32 @@ def case_summary(case: Case, message_count: int) -> dict[str, Any]:
         "acknowledged_at": _time(case.acknowledged_at),
         "closed_at": _time(case.closed_at),
         "message_count": message_count,
-        "recused": [r.handle for r in case.recusals if r.kind != "excl"],
-        "excluded": [r.handle for r in case.recusals if r.kind == "excl"],
+        "recused": [s.handle for s in rule.seats
+                    if s.standing in (Standing.RECUSED, Standing.SOFT)],
+        "excluded": sorted(rule.kept_out.values()),
         "decision": case.decision,
     }
 
 
-def case_detail(case: Case, committee: Committee, key: bytes) -> dict[str, Any]:
+def case_detail(case: Case, committee: Committee, key: bytes, rule: CaseAccess) -> dict[str, Any]:
     roles = {p.id: p.role for p in case.participants}
-    detail = case_summary(case, len(case.messages))
-    detail["participants"] = [
-        {
+    detail = case_summary(case, len(case.messages), rule)
+    participants = []
+    for p in case.participants:
+        seat = rule.seat(p.id)
+        participants.append({
             "id": p.id,
             "role": p.role,
-            "email": p.email,
-            "handle": p.handle,
+            "email": seat.email if seat is not None else p.email,
+            "handle": seat.handle if seat is not None else p.handle,
             "reply_address": reply_address(committee, case.id, make_token(key, case.id, p.id)),
-            # A member's seat: when they were cleared to read the case (None: the
-            # conflict check is still unanswered).
-            "cleared_at": p.cleared_at.isoformat() if p.cleared_at else None,
-        }
-        for p in case.participants
-    ]
+            # A member's seat: their standing in the case (case/access.py), and when
+            # they were cleared to read it (None: the conflict check is unanswered).
+            "standing": str(seat.standing) if seat is not None else None,
+            "cleared_at": (seat.cleared_since.isoformat()
+                           if seat is not None and seat.cleared_since else None),
+        })
+    detail["participants"] = participants
     detail["messages"] = [
         {
             "id": m.id,

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from cocmail import config as config_module
 from cocmail.addresses import reply_address, split_recipient
+from cocmail.case import members
 from cocmail.clock import FixedClock
 from cocmail.intake import Delivery, Intake
 from cocmail.outbox import context
@@ -19,6 +21,7 @@ from cocmail.outbox.templates import Rendered, Templates
 from cocmail.schedule.escalation import escalate
 from cocmail.schedule.handoff import queue_handoffs
 from cocmail.schedule.rotation import Schedule
+from cocmail.store import writes
 from cocmail.store.db import Store
 from cocmail.store.models import Event, Outbox, Participant
 from cocmail.tokens import make_token
@@ -42,6 +45,7 @@ class Committee:
         self.config = config_module.load(write_config(tmp_path, db_url, {**LADDER, **sections}))
         self.enqueue = Enqueue.for_config(self.config, KEY)
         self.clock = FixedClock(OPENED)
+        members.start(store, self.config.committee, OPENED)
         self.intake = Intake(store, self.config.committee, KEY, self.clock, self.enqueue)
 
     def report(self, to: str = CONDUCT) -> int:
@@ -108,3 +112,9 @@ class Committee:
 
     def on_duty(self, at: dt.datetime) -> list[str]:
         return list(Schedule(self.config.rotation).on_duty(at))
+
+
+def recuse(session: Session, case_id: int, handle: str, kind: str) -> None:
+    """A recusal as a row (for tests that set one up without the command)."""
+    member_id = members.handles(session.connection())[handle]
+    writes.set_recusal(session.connection(), case_id, member_id, kind, OPENED)

@@ -235,6 +235,9 @@ class Server:
     http_port: int
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)  # e.g. a shifted clock
+    db_url: str = ""
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)  # its config's
+    members: list[tuple[str, str, str, str, list[str]]] | None = None  # None: MEMBERS
 
     def cli(self, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
         return run_cli(self.config, *args, stdin=stdin, env=self.env)
@@ -282,13 +285,29 @@ class Servers:
         if listen and listen[0].startswith("127.0.0.1:"):
             smtp_port = int(listen[0].rsplit(":", 1)[1])
         config = write_config(directory, db_url, merged)
-        return self._launch(config, smtp_port, lmtp_port, http_port, directory / "serve.log",
-                            env or {})
+        server = self._launch(config, smtp_port, lmtp_port, http_port, directory / "serve.log",
+                              env or {})
+        server.db_url, server.sections = db_url, merged
+        return server
 
-    def restart(self, server: Server) -> Server:
+    def restart(self, server: Server,
+                members: list[tuple[str, str, str, str, list[str]]] | None = None,
+                **sections: dict[str, Any]) -> Server:
+        """``server`` stopped and started again; with ``members`` or ``sections``, on
+        its config changed so (the committee's roster, say)."""
         server.stop()
-        return self._launch(server.config, server.smtp_port, server.lmtp_port, server.http_port,
-                            server.log_path, server.env)
+        if members is not None or sections:
+            merged = {name: dict(values) for name, values in server.sections.items()}
+            for name, values in sections.items():
+                merged.setdefault(name, {}).update(values)
+            server.members = members if members is not None else server.members
+            write_config(server.config.parent, server.db_url, merged, members=server.members)
+            server.sections = merged
+        again = self._launch(server.config, server.smtp_port, server.lmtp_port,
+                             server.http_port, server.log_path, server.env)
+        again.db_url, again.sections, again.members = (server.db_url, server.sections,
+                                                       server.members)
+        return again
 
     def _launch(self, config: Path, smtp_port: int, lmtp_port: int, http_port: int,
                 log_path: Path, env: dict[str, str]) -> Server:

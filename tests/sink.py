@@ -74,6 +74,7 @@ class Sink:
     auth: tuple[str, str] | None = None  # (user, password) required when set
     tls_context: Any = None  # STARTTLS, required
     implicit_tls: Any = None  # TLS from the first byte (port 465 style)
+    smtputf8: bool = True  # offer SMTPUTF8 (RFC 6531), as aiosmtpd's Controller does
 
     def __post_init__(self) -> None:
         self.changed = threading.Condition(self.lock)
@@ -96,6 +97,7 @@ class Sink:
             kwargs.update(tls_context=self.tls_context, require_starttls=True)
         if self.implicit_tls is not None:
             kwargs.update(ssl_context=self.implicit_tls)
+        kwargs.update(enable_SMTPUTF8=self.smtputf8)
         self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port,
                                      server_hostname="sink.test", **kwargs)
         self.controller.start()

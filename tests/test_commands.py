@@ -3,10 +3,8 @@ sink reading back every mail they cause."""
 
 from __future__ import annotations
 
-import datetime as dt
-
 from cocmail.store.db import Store
-from cocmail.store.models import Recusal
+from tests.committee import recuse
 from tests.conftest import MEMBERS, Server, answer_conflict_checks, relay_to
 from tests.mail import message, send
 from tests.sink import Sink
@@ -134,7 +132,7 @@ def test_a_recused_member_s_reply_is_kept_but_not_acted_on(
     store = Store(db_url)
     try:
         with store.unit_of_work() as session:
-            session.add(Recusal(case_id=1, handle="bob", kind="hard", at=dt.datetime.now(dt.UTC)))
+            recuse(session, 1, "bob", "hard")
     finally:
         store.dispose()
     before = len(sink.settle())

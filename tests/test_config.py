@@ -74,7 +74,7 @@ def test_token_key_file_is_created_0600(tmp_path: Path) -> None:
     import os
 
     os.environ.pop(config.secrets.token_key_env, None)
-    key = tokens.load_key(config)
+    key = tokens.load_key(config, may_create=True)  # a database with no case yet
     path = config.secrets.token_key_file
     assert path is not None and path.stat().st_mode & 0o777 == 0o600
     assert tokens.load_key(config) == key and len(key) == 64

@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 
 from cocmail import config as config_module
 from cocmail.addresses import split_recipient
+from cocmail.case import members
 from cocmail.clock import FixedClock
 from cocmail.intake import Delivery, Intake
 from cocmail.outbox import context
@@ -32,6 +33,7 @@ def test_digests_are_due_once_a_day_with_what_each_member_may_see(
         store: Store, tmp_path: Path, db_url: str) -> None:
     config = config_module.load(write_config(tmp_path, db_url, DIGEST_AT_8))
     enqueue = Enqueue.for_config(config, KEY)
+    members.start(store, config.committee, MORNING - dt.timedelta(hours=2))
     intake = Intake(store, config.committee, KEY, FixedClock(MORNING - dt.timedelta(hours=2)),
                     enqueue)
     committee = config.committee

@@ -13,8 +13,8 @@ from sqlalchemy import select, update
 
 from cocmail.schedule.escalation import escalate
 from cocmail.store.db import Store
-from cocmail.store.models import Case, Event, Outbox, Recusal, RotationOverride
-from tests.committee import EMAIL, HOUR, OPENED, Committee
+from cocmail.store.models import Case, Event, Outbox, RotationOverride
+from tests.committee import EMAIL, HOUR, OPENED, Committee, recuse
 from tests.conftest import CONDUCT, MEMBERS
 
 
@@ -90,7 +90,7 @@ def test_a_step_reaches_the_committee_when_the_chair_recused(committee: Committe
     case = committee.report()
     committee.no_conflict(case)
     with committee.store.unit_of_work() as session:
-        session.add(Recusal(case_id=case, handle="alice", kind="hard", at=OPENED))
+        recuse(session, case, "alice", "hard")
     committee.sweep(OPENED + 47 * HOUR)
     before = len(committee.mails("escalation"))
     committee.sweep(OPENED + 48 * HOUR)

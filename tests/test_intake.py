@@ -12,6 +12,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from cocmail.addresses import reply_address, split_recipient
+from cocmail.case import access, members
 from cocmail.clock import FixedClock
 from cocmail.config import Committee, Member
 from cocmail.errors import StoreUnavailable
@@ -30,8 +31,10 @@ GROUP = Committee("Test", "conduct", CONDUCT, "+", None, "conduct.conduct.exampl
 
 
 def intake_for(store: Store, committee: Committee = COMMITTEE) -> Intake:
-    return Intake(store, committee, KEY, FixedClock(dt.datetime(2026, 11, 25, 10, tzinfo=dt.UTC)),
-                  Enqueue(KEY, committee, answers_per_day=10))
+    now = dt.datetime(2026, 11, 25, 10, tzinfo=dt.UTC)
+    members.start(store, committee, now)
+    return Intake(store, committee, KEY, FixedClock(now), Enqueue(KEY, committee,
+                                                                   answers_per_day=10))
 
 
 def deliver(intake: Intake, raw: bytes, to: str = CONDUCT,
@@ -70,8 +73,9 @@ class TestRouting:
             case = s.get(Case, result.case_id)
             assert case is not None
             assert [e.kind for e in case.events] == ["opened"]
-            assert {p.email for p in case.participants if p.role == "member"} == {
-                m.email for m in members}
+            # Each member has a seat; where their mail goes is theirs (members.email).
+            seats = access.load(s.connection(), [case.id])[case.id].seats
+            assert {seat.email for seat in seats} == {m.email for m in members}
             assert all(p.cleared_at is not None for p in case.participants
                        if p.role == "member")
         assert caplog.records == []  # no "nobody could be paged": nobody is on duty

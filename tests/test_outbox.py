@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from cocmail.store.db import Store
-from cocmail.store.models import Recusal
 from cocmail.tokens import case_of_message_id
+from tests.committee import recuse
 from tests.conftest import (
     CONDUCT,
     DOMAIN,
@@ -220,8 +220,7 @@ class TestConfidentiality:
         store = Store(db_url)
         try:
             with store.unit_of_work() as session:
-                session.add(Recusal(case_id=1, handle="bob", kind="hard",
-                                    at=dt.datetime.now(dt.UTC)))
+                recuse(session, 1, "bob", "hard")
         finally:
             store.dispose()
         reply_to = server.json("case", "show", "1")["participants"][0]["reply_address"]

@@ -13,8 +13,8 @@ from cocmail.addresses import split_recipient
 from cocmail.intake import Delivery
 from cocmail.schedule.reminders import queue_reminders
 from cocmail.store.db import Store
-from cocmail.store.models import Case, Outbox, Recusal
-from tests.committee import EMAIL, HOUR, OPENED, Committee
+from cocmail.store.models import Case, Outbox
+from tests.committee import EMAIL, HOUR, OPENED, Committee, recuse
 from tests.conftest import CONDUCT, MEMBERS
 from tests.mail import message
 
@@ -124,7 +124,7 @@ def test_parties_reconvene_votes_and_a_decision(committee: Committee) -> None:
     assert not lines[2][1] and "is a committee member" in lines[2][2]
     assert not lines[3][1] and "reconvene" in lines[3][2]  # not deciding yet
     with committee.store.unit_of_work() as session:
-        session.add(Recusal(case_id=case, handle="dave", kind="soft", at=OPENED))
+        recuse(session, case, "dave", "soft")
     committee.reply(case, "alice", "plan safety-review\nreconvene\n")
     assert "alice, bob, carol are asked for their vote" in _transcript(committee)[1][2]
     asked = _status(committee, "reconvened")
@@ -228,7 +228,9 @@ def test_purge_needs_two_members_then_no_body_text_is_left(committee: Committee)
     committee.reply(case, "bob", "I spoke to SECRET-NOTE-MARKER today.\n")
     committee.reply(case, "bob", "purge\n")
     assert "when a second member replies" in _transcript(committee)[0][2]
-    committee.reply(case, "bob", "purge\n")
+    committee.reply(case, "bob", "purge\n")  # the same words again: a copy, nothing runs
+    assert "word for word" in _transcript(committee)[0][2]
+    committee.reply(case, "bob", "purge\n\nPlease, it is urgent.\n")
     assert "a second member must" in _transcript(committee)[0][2]
     assert _body_text_left(committee.store, "Someone was rude to me")
     committee.reply(case, "carol", "purge\nmore SECRET-NOTE-MARKER text\n")

@@ -87,7 +87,7 @@ def _chained_writers(tmp_path: Path) -> tuple[Path, Intake, Metrics, Store]:
     config = config_module.load(config_path)
     store = Store(db_url, config.database.busy_timeout)
     migrate.upgrade(store)
-    key = tokens.load_key(config)
+    key = tokens.load_key(config, may_create=True)
     intake = Intake(store, config.committee, key, SystemClock(), Enqueue.for_config(config, key))
     return config_path, intake, Metrics(), store
 

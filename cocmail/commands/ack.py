@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select, update
 
+from cocmail.case import members
 from cocmail.commands.base import Request, Result
 from cocmail.store.models import Case, Event
 
@@ -21,6 +22,7 @@ class Ack:
                 select(Event.actor).where(Event.case_id == request.case_id,
                                           Event.kind == "acknowledged").order_by(Event.id)
             ).scalars().first()
+            by = members.current_handles(request.db).get(by or "", by)
             who = "you" if by == request.handle else request.name_of(by or "someone")
             return Result(True, f"Already acknowledged by {who} at {done:%Y-%m-%d %H:%M} UTC; "
                                 "nothing more to do. Thank you for looking.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import update
 
+from cocmail.case import access
 from cocmail.commands.base import Request, Result
 from cocmail.store.models import Case
 
@@ -17,9 +18,10 @@ class Assign:
         if len(args) != 1:
             return Result(False, "Say who: assign me, or assign <handle>.")
         handle = request.handle if args[0].lower() == "me" else args[0].lower()
-        if handle not in request.seated:
+        seeing = [s.handle for s in access.readers(request.seats)]
+        if handle not in seeing:
             return Result(False, f"{handle!r} is not a member who can see this case; "
-                                 f"they are: {', '.join(request.seated)}.")
+                                 f"they are: {', '.join(seeing)}.")
         request.db.execute(update(Case).where(Case.id == request.case_id).values(
             assignee=handle))
         request.event("assigned", assignee=handle)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from sqlalchemy.engine import Connection
 
+from cocmail.case.access import CaseAccess, Seat, Standing
 from cocmail.config import Member
 
 _ENDINGS = ("thanks", "thank you", "thx", "--", "-- ")
@@ -21,19 +22,39 @@ class Request:
     """One member's reply in one case, inside the intake's transaction."""
 
     db: Connection
-    case_id: int
+    case: CaseAccess  # what the rule knows of the case (``case/access.py``)
+    seat: Seat  # the sender's seat; a command that changes it (no-conflict) replaces it
     message_id: int  # the reply, as stored
-    handle: str  # the member who sent it
     now: dt.datetime
     members: tuple[Member, ...]
-    seated: tuple[str, ...]  # handles of the members who may see the case
-    participant_id: int = 0  # the sender's seat in the case
-    cleared: bool = True  # False: the sender has not answered the conflict check yet
     note: str = ""  # the text after the command lines (what "relay" sends)
     relay_approval: tuple[str, ...] = ()  # roles a relay to needs a second member's approve
     emergency_within: dt.timedelta = dt.timedelta(hours=24)
     mails: list[Any] = field(default_factory=list)  # outbox Mails the commands cause
     events: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def case_id(self) -> int:
+        return self.case.case_id
+
+    @property
+    def handle(self) -> str:
+        """The member who sent it."""
+        return self.seat.handle
+
+    @property
+    def participant_id(self) -> int:
+        return self.seat.participant_id
+
+    @property
+    def seats(self) -> tuple[Seat, ...]:
+        """The case's seats, the sender's as it is now."""
+        return tuple(self.seat if s.participant_id == self.seat.participant_id else s
+                     for s in self.case.seats)
+
+    def stand(self, standing: Standing) -> None:
+        """The sender's standing changed (they answered the conflict check)."""
+        self.seat = replace(self.seat, standing=standing)
 
     def event(self, kind: str, **data: Any) -> None:
         self.events.append({"case_id": self.case_id, "at": self.now, "kind": kind,

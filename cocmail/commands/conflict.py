@@ -5,11 +5,9 @@ read the case: the case so far is mailed to them, and all its later mail
 
 from __future__ import annotations
 
+from cocmail.case.access import Standing
 from cocmail.commands.base import Request, Result
 from cocmail.store import writes
-
-# What a member who has not answered the conflict check may do in a case.
-BEFORE_CLEARED = ("no-conflict", "recuse", "help")
 
 
 class NoConflict:
@@ -18,10 +16,10 @@ class NoConflict:
     summary = "the answer to a conflict check: you get the case so far and its mail"
 
     def run(self, request: Request, args: list[str]) -> Result:
-        if request.cleared:
+        if request.seat.cleared:
             return Result(True, f"You already see case #{request.case_id}.")
         writes.clear(request.db, [request.participant_id], request.now)
-        request.cleared = True
+        request.stand(Standing.READS)
         request.event("no-conflict")
         return Result(True, f"You have no conflict in case #{request.case_id}: the case so far "
                             "is on its way to you, and you get all of its mail from now on.")

@@ -2,7 +2,8 @@
 
 ``reconvene`` moves a case to deciding and asks every member who may vote for
 their vote, with the plan and the parties. A member who may vote has a seat in
-the case and has not recused (a soft conflict may read, not vote). Each member's
+the case and has not recused (a soft conflict may read, not vote: the rule is
+``case/access.py``'s). Each member's
 last ``vote`` counts. ``decide <action>`` records the decision when every
 member who may vote has voted that action (consensus); otherwise it is refused
 with the tally, unless it says ``override``, which records the decision with the
@@ -16,26 +17,27 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from cocmail.case import access, members
 from cocmail.commands.base import Request, Result
-from cocmail.store.models import Case, Event, Recusal
+from cocmail.store.models import Case, Event
 
 ACTIONS = ("no-action", "private-warning", "coaching", "organisational-recommendation",
            "platform-ban", "public-statement", "refer")
 
 
 def voters(request: Request) -> list[str]:
-    """The members who may vote on the case: seated, and not recused in any way."""
-    recused = set(request.db.execute(select(Recusal.handle).where(
-        Recusal.case_id == request.case_id)).scalars())
-    return [h for h in request.seated if h not in recused]
+    """The members who may vote on the case (``case/access.py``), by handle."""
+    return [s.handle for s in access.voters(request.seats)]
 
 
 def votes(request: Request) -> dict[str, dict[str, Any]]:
-    """Each member's last vote (this reply's included)."""
+    """Each member's last vote (this reply's included), by their handle now: a vote
+    cast under a handle they had before is still theirs."""
+    now = members.current_handles(request.db)
     found: dict[str, dict[str, Any]] = {}
     for actor, data in request.db.execute(select(Event.actor, Event.data).where(
             Event.case_id == request.case_id, Event.kind == "vote").order_by(Event.id)):
-        found[actor] = data
+        found[now.get(actor, actor)] = data
     for event in request.events:
         if event["kind"] == "vote":
             found[event["actor"]] = event["data"]

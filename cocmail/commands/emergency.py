@@ -44,7 +44,7 @@ class EmergencyCommand:
         due = request.now + request.emergency_within
         request.db.execute(insert(Emergency).values(
             case_id=request.case_id, action=action, reason=reason, by=request.handle,
-            at=request.now, due_at=due))
+            at=request.now, due_at=due, message_id=request.message_id))
         request.event("emergency", action=action, reason=reason, due_at=due.isoformat())
         return Result(True, f"Emergency measure recorded: {action}. The committee is paged and "
                             f"must confirm or reverse it by {due:%Y-%m-%d %H:%M} UTC.")

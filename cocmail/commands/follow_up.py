@@ -35,7 +35,7 @@ class FollowUpCommand:
         what = " ".join(args[1:])
         writes.insert_follow_up(request.db, {
             "case_id": request.case_id, "due_at": when, "what": what[:1000],
-            "by": request.handle, "created_at": request.now})
+            "by": request.handle, "created_at": request.now, "message_id": request.message_id})
         request.event("follow-up", due_at=when.isoformat(), what=what[:1000])
         return Result(True, f"The members who can see case #{request.case_id} will be "
                             f"reminded on {when:%Y-%m-%d %H:%M} UTC: {what}")
@@ -46,7 +46,10 @@ def due_at(text: str, request: Request) -> dt.datetime | None:
     >>> from cocmail.config import Member
     >>> member = Member("alice", "Alice", "a@x.org", "", "Europe/Berlin", ())
     >>> now = dt.datetime(2026, 11, 25, 10, tzinfo=dt.UTC)
-    >>> request = Request(None, 1, 1, "alice", now, (member,), ())  # type: ignore[arg-type]
+    >>> from cocmail.case.access import CaseAccess, Seat, Standing
+    >>> seat = Seat(1, 1, "alice", "a@x.org", Standing.READS)
+    >>> request = Request(None, CaseAccess(1, (seat,)), seat, 1, now,  # type: ignore[arg-type]
+    ...                   (member,))
     >>> due_at("2027-03-01", request).isoformat()
     '2027-03-01T08:00:00+00:00'
     >>> due_at("14d", request).isoformat()

@@ -1,10 +1,15 @@
 """``purge``: delete what the case's messages said, for good; two members must ask.
 
 The first ``purge`` is recorded and the other members are told; a ``purge`` from
-a second member within 7 days carries it out: every message of the case loses
-its raw bytes, headers, subject and text, its attachments' records go, and the
-text cocmail queued for members from them (notes) is cleared from the outbox.
-What stays is the metadata (who, when, sizes, hashes) and the history.
+a second member within 7 days carries it out (``purge``): every message of the
+case loses its raw bytes, headers, subject and text, its attachments' records
+go, the mail still to go is not sent and what was queued from the case loses
+its text, follow-ups lose what they said, and the history keeps its events
+without their free text (reasons, vote details). Nothing the purging reply
+carries goes out either (its note, a relay in it). What stays is the metadata
+(who, when, sizes, hashes) and the shape of the history. On SQLite the freed
+pages are zeroed and the write-ahead log emptied after the commit
+(``Store.scrub``), so no byte of the purged text stays in the files.
 """
 
 from __future__ import annotations
@@ -14,10 +19,24 @@ import datetime as dt
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.engine import Connection
 
+from cocmail.case import members
 from cocmail.commands.base import Request, Result
-from cocmail.store.models import Attachment, Event, Message, Outbox, Quarantine
+from cocmail.store import writes
+from cocmail.store.models import (
+    Attachment,
+    Emergency,
+    Event,
+    FollowUp,
+    Message,
+    Outbox,
+    Quarantine,
+)
 
 WINDOW = dt.timedelta(days=7)
+# The event data a purge clears: what members wrote in their own words (an
+# emergency measure's action is a word of the member's own, too).
+FREE_TEXT = ("reason", "details", "what")
+EMERGENCY_EVENTS = ("emergency", "emergency-confirmed", "emergency-reversed", "escalated")
 
 
 class Purge:
@@ -30,9 +49,10 @@ class Purge:
         if db.execute(select(Event.id).where(Event.case_id == case_id,
                                              Event.kind == "purged")).first():
             return Result(True, f"Case #{case_id} was purged already.")
-        asked = db.execute(select(Event.actor).where(
+        now_handle = members.current_handles(db)
+        asked = [now_handle.get(actor, actor) for actor in db.execute(select(Event.actor).where(
             Event.case_id == case_id, Event.kind == "purge-requested",
-            Event.at >= request.now - WINDOW)).scalars().all()
+            Event.at >= request.now - WINDOW)).scalars()]
         others = [actor for actor in asked if actor != request.handle]
         if not others:
             if asked:
@@ -48,8 +68,9 @@ class Purge:
 
 
 def purge(db: Connection, case_id: int) -> None:
-    """Delete the content of case ``case_id``'s messages (those a quarantine entry
-    claims for it included) and of the mail queued from them."""
+    """Delete the content of case ``case_id``: its messages' (those a quarantine
+    entry claims for it included), the mail queued from them, its follow-ups'
+    and emergency measures' text, and the free text of its events."""
     messages = select(Message.id).where(or_(
         Message.case_id == case_id,
         Message.id.in_(select(Quarantine.message_id).where(
@@ -63,6 +84,16 @@ def purge(db: Connection, case_id: int) -> None:
                                     Outbox.status.in_(("queued", "held")))
                .values(status="cancelled", last_error="the case was purged"))
     db.execute(update(Outbox).where(Outbox.case_id == case_id).values(data={}))
+    db.execute(update(FollowUp).where(FollowUp.case_id == case_id).values(what=""))
+    db.execute(update(Emergency).where(Emergency.case_id == case_id).values(
+        reason=None, action="(purged)"))
+    for event_id, kind, data in db.execute(select(Event.id, Event.kind, Event.data).where(
+            Event.case_id == case_id)).all():
+        keys = [*FREE_TEXT, *(("action",) if kind in EMERGENCY_EVENTS else ())]
+        if any(data.get(key) for key in keys):
+            db.execute(update(Event).where(Event.id == event_id).values(
+                data={**data, **{key: None for key in keys if key in data}}))
+    writes.scrub_after_commit(db)
 
 
 COMMAND = Purge()

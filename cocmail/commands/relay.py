@@ -6,7 +6,10 @@ Reply-To: their answers come back into the case, to the members only.
 ``<party>`` is a role (respondent, witness, reporter, observer) when the case
 has one person in it, or their address. A relay to a role listed in
 ``committee.relay_approval`` (the reporter, by default) is held until a second
-member answers ``approve``, so two people check it for identifying details.
+member answers ``approve``, so two people check it for identifying details;
+whether it is held follows the person (``access.relay_needs_approval``): anyone
+who reported in the case counts as its reporter, whatever role they were
+added under.
 The members get the text too, as the reply's note.
 """
 
@@ -14,12 +17,12 @@ from __future__ import annotations
 
 from sqlalchemy import select, update
 
+from cocmail.case import access
+from cocmail.case.access import REPORTER_ROLES
 from cocmail.commands.base import Request, Result
-from cocmail.commands.party import KINDS
-from cocmail.outbox.enqueue import RELAY, Mail
-from cocmail.store.models import Outbox, Participant
-
-REPORTER_ROLES = ("reporter", "reported-by")
+from cocmail.outbox.enqueue import Mail
+from cocmail.outbox.kinds import RELAY
+from cocmail.store.models import Outbox
 
 
 class Relay:
@@ -38,29 +41,31 @@ class Relay:
         # never the member who holds the reporter's seat in such a case.
         roles = (REPORTER_ROLES if wanted == "reporter" else (wanted,))
         members = {m.email.lower() for m in request.members}
-        found = [row for row in request.db.execute(
-            select(Participant.id, Participant.role, Participant.email).where(
-                Participant.case_id == request.case_id,
-                Participant.role.in_((*KINDS, "reported-by")),
-                Participant.role.in_(roles) | (Participant.email == wanted))
-            .order_by(Participant.id)).all() if row.email.lower() not in members]
+        # Read again: a party added by this same reply counts.
+        case = access.load(request.db, [request.case_id])[request.case_id]
+        found = [(pid, role, email) for pid, (role, email) in sorted(case.others.items())
+                 if role in access.PARTY_ROLES and (role in roles or email.lower() == wanted)
+                 and email.lower() not in members]
         if not found:
             return Result(False, f"Nobody in case #{request.case_id} is {wanted!r}: name a "
                                  "party first (party add ...), or use their address.")
         if len(found) > 1:
-            listed = ", ".join(row.email for row in found)
+            listed = ", ".join(email for _, _, email in found)
             return Result(False, f"Case #{request.case_id} has more than one {wanted}: "
                                  f"relay to one address ({listed}).")
-        party = found[0]
-        role = "reporter" if party.role in REPORTER_ROLES else party.role
-        held = role in request.relay_approval
-        request.mails.append(Mail(RELAY, party.email, request.case_id,
-                                  step=f"{request.message_id}:{party.id}",
-                                  participant_id=party.id, held=held,
+        party_id, party_role, email = found[0]
+        role = "reporter" if party_role in REPORTER_ROLES else party_role
+        held = access.relay_needs_approval(role, email, case.reporters,
+                                           request.relay_approval)
+        request.mails.append(Mail(RELAY, email, request.case_id,
+                                  step=f"{request.message_id}:{party_id}",
+                                  participant_id=party_id, held=held,
                                   data={"note": request.note, "by": request.handle}))
-        request.event("relayed", role=role, participant=party.id, held=held)
+        request.event("relayed", role=role, participant=party_id, held=held)
         if held:
-            return Result(True, f"Your text to the {role} waits for a second member's "
+            who = role if role == "reporter" or email.lower() not in case.reporters \
+                else f"{role} (who reported in this case)"
+            return Result(True, f"Your text to the {who} waits for a second member's "
                                 "\"approve\" before it is sent; the other members have it.")
         return Result(True, f"Your text goes to the {role}, from the committee's "
                             "address; their answer comes back to the members.")

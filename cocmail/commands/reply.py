@@ -6,9 +6,9 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
+from cocmail.case import access
 from cocmail.commands import TABLE
 from cocmail.commands.base import MAX_UNKNOWN, Request, Result, split
-from cocmail.commands.conflict import BEFORE_CLEARED
 
 
 def carry_out(request: Request, text: str) -> tuple[list[dict[str, Any]], str]:
@@ -32,11 +32,21 @@ def carry_out(request: Request, text: str) -> tuple[list[dict[str, Any]], str]:
             close = difflib.get_close_matches(word, TABLE, 1, 0.75)
             result = Result(False, f"Unknown command {word!r}"
                                    + (f" (did you mean {close[0]!r}?)" if close else "") + ".")
-        elif not request.cleared and name not in BEFORE_CLEARED:
-            result = Result(False, "You have not answered the conflict check of case "
-                                   f"#{request.case_id} yet: reply \"no-conflict\" or "
-                                   "\"recuse\" first.")
+        elif not access.may_run(request.seat.standing, name):
+            result = Result(False, _refused(request, name))
         else:
             result = TABLE[name].run(request, args)
         transcript.append({"line": line, "applied": result.applied, "text": result.text})
     return transcript, note
+
+
+def _refused(request: Request, name: str) -> str:
+    """Why the rule does not let the sender run ``name`` in the case."""
+    if request.seat.standing is access.Standing.PENDING:
+        return (f"You have not answered the conflict check of case #{request.case_id} yet: "
+                "reply \"no-conflict\" or \"recuse\" first.")
+    if name == "vote":
+        return "You have recused from this case: a member with a conflict may not vote."
+    if name == "decide":
+        return "You have recused from this case: you cannot decide it."
+    return f"You cannot do that in case #{request.case_id}."

@@ -42,14 +42,14 @@ import re
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from imapclient import IMAPClient
 from imapclient.exceptions import CapabilityError
 from sqlalchemy import select
 
-from cocmail.addresses import Recipient, split_recipient
+from cocmail.addresses import Recipient, UnknownKeepOut, split_recipient
 from cocmail.clock import Clock
 from cocmail.config import Config
 from cocmail.config import Imap as ImapConfig
@@ -119,9 +119,11 @@ class Health:
 class ImapPoller:
     def __init__(self, config: Config, store: Store, writer: Writer, metrics: Metrics,
                  clock: Clock, loop: asyncio.AbstractEventLoop,
-                 on_stored: Callable[[], None] | None = None) -> None:
+                 on_stored: Callable[[], None] | None = None,
+                 handles: Collection[str] | None = None) -> None:
         assert config.imap is not None
         self.config = config
+        self.handles = handles  # those a keep-out address may name
         self.imap = config.imap
         self.store = store
         self.writer = writer
@@ -525,7 +527,10 @@ class ImapPoller:
             values = [v for name in names for v in fields.get(name.lower(), [])]
             for _, address in email.utils.getaddresses(values):
                 try:
-                    recipient = split_recipient(address, committee)
+                    recipient = split_recipient(address, committee, self.handles)
+                except UnknownKeepOut as exc:
+                    # Kept, and shown to nobody: whom it should be kept from is unknown.
+                    recipient = exc.recipient
                 except AddressError:
                     continue
                 found.setdefault(recipient.address, recipient)

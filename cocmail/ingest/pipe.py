@@ -13,7 +13,8 @@ import sys
 from typing import BinaryIO
 
 from cocmail import tokens
-from cocmail.addresses import split_recipient
+from cocmail.addresses import UnknownKeepOut, split_recipient
+from cocmail.case import members
 from cocmail.clock import SystemClock
 from cocmail.config import Config
 from cocmail.errors import AddressError, StoreUnavailable
@@ -32,7 +33,9 @@ EX_TEMPFAIL = 75
 
 def deliver(config: Config, recipient: str, sender: str | None, source: BinaryIO) -> int:
     try:
-        parsed_recipient = split_recipient(recipient, config.committee)
+        split_recipient(recipient, config.committee)
+    except UnknownKeepOut:
+        pass  # perhaps a handle the member had before: the store says, below
     except AddressError as exc:
         print(f"cocmail: {exc}", file=sys.stderr)
         return EX_NOUSER
@@ -50,9 +53,16 @@ def deliver(config: Config, recipient: str, sender: str | None, source: BinaryIO
             print("cocmail: the database is not migrated; run `cocmail db upgrade`",
                   file=sys.stderr)
             return EX_TEMPFAIL
-        key = tokens.load_key(config)
-        intake = Intake(store, config.committee, key, SystemClock(),
-                        Enqueue.for_config(config, key))
+        clock = SystemClock()
+        started = members.start(store, config.committee, clock.now())
+        try:
+            # With the handles the store knows (a former handle keeps its member out).
+            parsed_recipient = split_recipient(recipient, config.committee, started.handles)
+        except AddressError as exc:
+            print(f"cocmail: {exc}", file=sys.stderr)
+            return EX_NOUSER
+        key = tokens.load_key(config, may_create=started.empty)
+        intake = Intake(store, config.committee, key, clock, Enqueue.for_config(config, key))
         accepted = intake.accept(Delivery(
             raw=raw,
             envelope_from=sender,

@@ -18,12 +18,12 @@ import asyncio
 import logging
 import re
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
-from cocmail.addresses import split_recipient
+from cocmail.addresses import UnknownKeepOut, split_recipient
 from cocmail.config import Committee
 from cocmail.errors import AddressError, StoreUnavailable
 from cocmail.intake import Delivery
@@ -36,6 +36,7 @@ OK = "250 2.0.0"
 TEMPFAIL = "451 4.3.0"
 TOO_BIG = "552 5.3.4"
 NO_MAILBOX = "550 5.1.1"
+KEEP_OUT_UNKNOWN = "550 5.1.1"  # after DATA: a keep-out address in it named nobody
 
 _SIZE_PARAM = re.compile(r"SIZE=(\d+)", re.IGNORECASE)
 
@@ -148,8 +149,11 @@ class SmtpHandler:
         max_message_size: int,
         lmtp: bool = False,
         on_stored: Callable[[], None] | None = None,
+        handles: Collection[str] | None = None,
     ) -> None:
         self.writer = writer
+        # The handles a keep-out address may name (the members' own and former ones).
+        self.handles = handles
         # Called after each newly stored message (the outbox worker looks at once).
         self.on_stored = on_stored
         self.committee = committee
@@ -184,7 +188,13 @@ class SmtpHandler:
         rcpt_options: list[str],
     ) -> str:
         try:
-            recipient = split_recipient(address, self.committee)
+            recipient = split_recipient(address, self.committee, self.handles)
+        except UnknownKeepOut as exc:
+            # The sender wants someone kept out and named nobody we know: the whole
+            # message is refused after DATA, so no copy reaches anyone.
+            envelope.__dict__["cocmail_unknown_keep_out"] = str(exc)
+            self.metrics.inc("cocmail_smtp_rejected_total", reason="recipient")
+            return f"{NO_MAILBOX} {exc}"
         except AddressError as exc:
             self.metrics.inc("cocmail_smtp_rejected_total", reason="recipient")
             return f"{NO_MAILBOX} {exc}"
@@ -195,7 +205,14 @@ class SmtpHandler:
         return "250 2.1.5 Ok"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        status = await self._deliver(envelope)
+        refused = envelope.__dict__.get("cocmail_unknown_keep_out")
+        if refused:
+            self.metrics.inc("cocmail_smtp_rejected_total", reason="unknown-keep-out")
+            status = (f"{KEEP_OUT_UNKNOWN} Not stored: {refused}. Nothing of this message "
+                      "was kept, so no copy reaches anyone; send it again to the keep-out "
+                      "address of the right member")
+        else:
+            status = await self._deliver(envelope)
         if self.lmtp:
             return "\r\n".join([status] * len(envelope.rcpt_tos))
         return status

@@ -11,6 +11,7 @@ text can end a header or start a new one.
 from __future__ import annotations
 
 import email
+import email.errors
 import email.policy
 import functools
 import re
@@ -21,7 +22,7 @@ from typing import Any
 
 from cocmail.automatic import LOOP_HEADER
 from cocmail.config import Committee
-from cocmail.outbox.enqueue import ACK, NOTICE
+from cocmail.outbox.kinds import KINDS
 from cocmail.outbox.templates import Rendered
 from cocmail.parse import attachment_parts, decode_header
 from cocmail.store.models import Outbox
@@ -39,7 +40,8 @@ class _RememberingPolicy(email.policy.EmailPolicy):
 
     def header_store_parse(self, name: str, value: Any) -> tuple[str, Any]:
         if isinstance(value, Address):
-            return name, _stored(self, name, ("address", value.display_name, value.addr_spec))
+            return name, _stored(self, name, ("address", value.display_name, value.username,
+                                              value.domain))
         if isinstance(value, str) and not hasattr(value, "name"):
             return name, _stored(self, name, value)
         return super().header_store_parse(name, value)
@@ -51,10 +53,11 @@ class _RememberingPolicy(email.policy.EmailPolicy):
 
 
 @functools.lru_cache(maxsize=1024)
-def _stored(policy: email.policy.EmailPolicy, name: str, value: str | tuple[str, str, str]) -> Any:
+def _stored(policy: email.policy.EmailPolicy, name: str,
+            value: str | tuple[str, str, str, str]) -> Any:
     if isinstance(value, tuple):
-        _, display_name, addr_spec = value
-        value = Address(display_name, addr_spec=addr_spec)  # type: ignore[assignment]
+        _, display_name, username, domain = value
+        value = Address(display_name, username=username, domain=domain)  # type: ignore[assignment]
     return email.policy.EmailPolicy.header_store_parse(policy, name, value)[1]
 
 
@@ -66,10 +69,28 @@ def _folded(policy: email.policy.EmailPolicy, name: str, value: Any) -> bytes:
 # CRLF line ends, lines folded at 78, non-ASCII text encoded (quoted-printable or
 # base64): a mail any relay takes, 8BITMIME or not.
 POLICY = _RememberingPolicy(linesep="\r\n", cte_type="7bit")
+# The same, with UTF-8 header fields, for a recipient whose address needs them.
+POLICY_UTF8 = POLICY.clone(utf8=True)
 
-# Mails that answer something a person sent are "auto-replied" (RFC 3834 §5);
-# the rest are "auto-generated".
-_REPLIED = (ACK, NOTICE)
+
+def needs_smtputf8(address: str) -> bool:
+    """Can this address only be written with SMTPUTF8 (RFC 6531)?
+
+    >>> needs_smtputf8("rita@example.net"), needs_smtputf8("r\u00efta@example.net")
+    (False, True)
+    """
+    return not address.isascii()
+
+
+def _address(name: str, address: str) -> Address:
+    """``Address`` for a stored address; one whose local part is not ASCII (which
+    the email package refuses to parse) is given by its parts."""
+    try:
+        return Address(name, addr_spec=address)
+    except email.errors.NonASCIILocalPartDefect:
+        username, domain = address.rsplit("@", 1)
+        return Address(name, username=username, domain=domain)
+
 _ID = re.compile(r"<[^<>\s\x00-\x1f\x7f]{1,250}>")
 _MAX_REFERENCES = 20
 
@@ -115,10 +136,13 @@ def compose(
 ) -> bytes:
     """The mail for ``row``. ``parts`` are MIME part numbers of ``raw_source`` to
     attach (a report's attachments)."""
-    msg = EmailMessage(policy=POLICY)
+    # An address with a non-ASCII local part (rïta@…, as SMTPUTF8 delivered it to
+    # us) is written in UTF-8 headers (RFC 6532); the transport then asks the
+    # relay for SMTPUTF8 (``needs_smtputf8``).
+    msg = EmailMessage(policy=POLICY_UTF8 if needs_smtputf8(row.recipient) else POLICY)
     msg["From"] = Address(header_text(committee.name, 100), addr_spec=committee.address)
     recipient = context["recipient"]
-    msg["To"] = Address(header_text(recipient.get("name"), 100), addr_spec=row.recipient)
+    msg["To"] = _address(header_text(recipient.get("name"), 100), row.recipient)
     msg["Reply-To"] = Address(header_text(committee.name, 100),
                               addr_spec=context["reply_address"])
     msg["Subject"] = subject_line(committee, row.case_id, rendered.subject)
@@ -130,10 +154,11 @@ def compose(
     references = _ids(row.references)[-_MAX_REFERENCES:]
     if references:
         msg["References"] = " ".join(references)
-    if row.kind != "relay":
+    auto_submitted = KINDS[row.kind].auto_submitted
+    if auto_submitted is not None:
         # A relay is a member's own words to a party, who should answer it: it is
         # not marked as automatic mail (RFC 3834), so their client does not hide it.
-        msg["Auto-Submitted"] = "auto-replied" if row.kind in _REPLIED else "auto-generated"
+        msg["Auto-Submitted"] = auto_submitted
         msg["X-Auto-Response-Suppress"] = "All"
     msg[LOOP_HEADER] = committee.address
     msg["X-Cocmail-Kind"] = row.kind

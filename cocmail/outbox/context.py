@@ -1,15 +1,17 @@
 """What a template sees: the values for one outbox row, read from the store when
 the mail is sent.
 
-This is also the last check of who may read case content: a member who recused
-after the mail was queued gets nothing (the row is cancelled), and case content
-only ever goes to a member's seat in the case.
+This is also the last check of who may receive it: each kind names its audience
+(``outbox/kinds.py``) and ``case/access.py`` says, now, whether the recipient
+is in it. A member who recused, was kept out or left the roster after the mail
+was queued gets nothing (the row is cancelled, with the reason).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,50 +19,26 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cocmail.addresses import mask_addresses, masked, reply_address, without_address
+from cocmail.case import access, members
+from cocmail.case.access import CaseAccess
 from cocmail.commands.party import named_parties
-from cocmail.config import Config
-from cocmail.outbox.enqueue import (
+from cocmail.config import MEDIATOR, Config
+from cocmail.outbox.kinds import (
     ACK,
-    CASE_CONTENT,
     CASEFILE,
     CONFLICT,
     DIGEST,
     ESCALATION,
+    FAILURE,
     HANDOFF,
+    KINDS,
     RELAY,
     REMINDER,
 )
-from cocmail.schedule.digest import member_digest, visible_cases
+from cocmail.schedule.digest import member_digest
 from cocmail.schedule.escalation import age, sla_status
-from cocmail.store.models import (
-    Attachment,
-    Case,
-    Event,
-    Message,
-    Outbox,
-    Participant,
-    Recusal,
-)
+from cocmail.store.models import Attachment, Case, Event, Message, Outbox, Participant
 from cocmail.tokens import make_token
-
-# What each kind of mail is, in words (the failure notice names the mail that failed).
-DESCRIPTIONS = {
-    "ack": "the acknowledgement of their report",
-    "report": "a new report",
-    "page": "a triage page for a new report",
-    "message": "a message in the case",
-    "notice": "a notice that automatic answers stopped for the day",
-    "failure": "a notice of a failed mail",
-    "digest": "the daily digest",
-    "escalation": "an escalation page",
-    "handoff": "the hand-off of triage duty",
-    "reminder": "a follow-up reminder",
-    "status": "a status mail",
-    "confirmation": "the confirmation of a reply's commands",
-    "conflict": "a conflict check",
-    "casefile": "the case so far",
-    "relay": "a message from the committee",
-}
 
 
 @dataclass(frozen=True)
@@ -73,23 +51,23 @@ class Cancelled:
 @dataclass(frozen=True)
 class _CaseFacts:
     case: Case
-    recusals: dict[str, str]  # handle -> kind
-    seats: list[Participant]  # the members' seats, in order
+    access: CaseAccess  # who may receive what (``case/access.py``)
     opened: dict[str, Any]  # the data of its "opened" event
 
 
 class Lookups:
     """What several mails of one batch read alike, read once in the batch's
     read-only transaction (one snapshot, so nothing read can differ): a case's
-    recusals, its members' seats and how it was opened, and a message as the
-    templates show it. A new report's acknowledgement and its pages read the
-    same case and the same message: reading them for each mail was a fifth of
-    the time the outbox took to render a new report's mail."""
+    seats and how it was opened, the roster, and a message as the templates
+    show it. A new report's acknowledgement and its pages read the same case and
+    the same message: reading them for each mail was a fifth of the time the
+    outbox took to render a new report's mail."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
         self._cases: dict[int, _CaseFacts] = {}
         self._messages: dict[tuple[int, str], dict[str, Any]] = {}
+        self._roster: list[members.RosterMember] | None = None
 
     def case(self, case_id: int) -> _CaseFacts:
         found = self._cases.get(case_id)
@@ -97,15 +75,16 @@ class Lookups:
             session = self.session
             case = session.get(Case, case_id)
             assert case is not None
-            recusals = {r.handle: r.kind for r in session.scalars(
-                select(Recusal).where(Recusal.case_id == case_id))}
-            seats = list(session.scalars(select(Participant).where(
-                Participant.case_id == case_id, Participant.role == "member")
-                .order_by(Participant.id)))
             opened = session.scalars(select(Event.data).where(
                 Event.case_id == case_id, Event.kind == "opened")).first() or {}
-            found = self._cases[case_id] = _CaseFacts(case, recusals, seats, opened)
+            found = self._cases[case_id] = _CaseFacts(
+                case, access.load(session.connection(), [case_id])[case_id], opened)
         return found
+
+    def roster(self) -> list[members.RosterMember]:
+        if self._roster is None:
+            self._roster = members.roster(self.session.connection())
+        return self._roster
 
     def message(self, message_id: int, timezone: zoneinfo.ZoneInfo) -> dict[str, Any]:
         """The message as templates show it (times in ``timezone``). Shared by the
@@ -125,6 +104,7 @@ def build(session: Session, row: Outbox, config: Config, key: bytes,
     shares what a batch's mails read alike (``Lookups``)."""
     lookups = lookups if lookups is not None else Lookups(session)
     committee = config.committee
+    kind = KINDS[row.kind]
     participant = row.participant
     timezone = _timezone_of(config, participant)
     context: dict[str, Any] = {
@@ -147,38 +127,39 @@ def build(session: Session, row: Outbox, config: Config, key: bytes,
         "status_footer": row.data.get("footer"),
         "now": row.created_at,
     }
-    if row.kind == DIGEST:
-        context.update(_digest(session, row, config, timezone))
-    if row.kind == HANDOFF:
-        context.update(_handoff(session, row, config))
     if row.case_id is None:
+        refused = access.refusal(kind.audience, None, row.participant_id, row.recipient,
+                                 active_addresses=[m.email for m in lookups.roster()])
+        if refused is not None:
+            return Cancelled(refused)
+        if row.kind == DIGEST:
+            context.update(_digest(session, row, config, timezone, lookups.roster()))
+        if row.kind == HANDOFF:
+            context.update(_handoff(session, row, config, lookups.roster()))
         return context
     facts = lookups.case(row.case_id)
-    case, recusals = facts.case, facts.recusals
-    if row.kind in CASE_CONTENT:
-        if participant is None or participant.role != "member":
-            return Cancelled("case content goes only to members with a seat in the case")
-        if recusals.get(participant.handle or "") in ("hard", "excl"):
-            return Cancelled(f"{participant.handle} has recused from case #{case.id}")
-        if participant.cleared_at is None:
-            return Cancelled(f"{participant.handle} has not yet answered the conflict check "
-                             f"of case #{case.id}")
-    if row.kind == CONFLICT and (participant is None or participant.cleared_at is not None
-                                 or recusals.get(participant.handle or "")):
-        return Cancelled("the conflict check was answered")
-    seated = [p for p in facts.seats if recusals.get(p.handle or "") not in ("hard", "excl")]
+    case, rule = facts.case, facts.access
+    kept_out: Collection[int] = ()
+    if kind.content and row.source_message_id is not None:
+        kept_out = access.kept_out_of(session.connection(), [row.source_message_id]).get(
+            row.source_message_id, set())
+    refused = access.refusal(kind.audience, rule, row.participant_id, row.recipient,
+                             kept_out=kept_out)
+    if refused is not None:
+        return Cancelled(refused)
     # Who can read the case now; the reporter is told of every member who may.
-    readers = seated if row.kind == ACK else [p for p in seated if p.cleared_at is not None]
-    excluded = [m.name for m in committee.members if recusals.get(m.handle) == "excl"]
+    readers = access.notified(rule.seats) if row.kind == ACK else access.readers(rule.seats)
+    excluded = [_member_name(config, handle) for handle in rule.kept_out.values()]
     first_response_by = case.opened_at + config.sla.first_response
     opened = facts.opened
     context.update({
         "case": {"id": case.id, "reference": f"{committee.short_name} #{case.id}",
                  "opened_at": _when(case.opened_at, timezone), "excluded": excluded,
                  "channel": case.channel, "on_behalf_of": opened.get("on_behalf_of")},
-        "members": [p.name or p.email for p in readers],
-        "keep_out": [{"name": p.name or p.handle, "address": without_address(committee, p.handle)}
-                     for p in readers if p.handle],
+        "members": [_member_name(config, s.handle) for s in readers],
+        "keep_out": [{"name": _member_name(config, s.handle),
+                      "address": without_address(committee, s.handle)}
+                     for s in readers if s.handle != MEDIATOR],
         "sla": {"first_response": _duration(config.sla.first_response),
                 "first_response_by": _when(first_response_by, timezone)},
     })
@@ -187,13 +168,13 @@ def build(session: Session, row: Outbox, config: Config, key: bytes,
             committee, case.id, make_token(key, case.id, participant.id))
     if row.source_message_id is not None:
         context["message"] = lookups.message(row.source_message_id, timezone)
-    if row.kind == "failure":
+    if row.kind == FAILURE:
         failed = session.get(Outbox, int(row.data["failed"]))
         assert failed is not None
         context["failed"] = {
             "kind": failed.kind, "recipient": failed.recipient,
             "role": failed.participant.role if failed.participant else "recipient",
-            "description": DESCRIPTIONS.get(failed.kind, failed.kind),
+            "description": KINDS[failed.kind].description,
             "error": failed.last_error or "", "attempts": failed.attempts,
             "queued_at": _when(failed.created_at, timezone),
         }
@@ -209,68 +190,77 @@ def build(session: Session, row: Outbox, config: Config, key: bytes,
         }
     if row.kind == REMINDER:
         context["reminder"] = {
-            "what": row.data["what"], "by": _member_name(config, str(row.data["by"])),
+            "what": row.data["what"] or "(what it said was purged with the case)",
+            "by": _member_name(config, str(row.data["by"])),
             "due_at": _when(dt.datetime.fromisoformat(row.data["due_at"]), timezone),
             "state": case.state,
         }
     if row.kind == CONFLICT:
+        parties = access.conflict_parties(named_parties(session.connection(), case.id),
+                                          rule.reporters)
         context["conflict"] = {
             "parties": [{"role": role, "email": email, "name": name}
-                        for role, email, name in named_parties(session.connection(), case.id)],
+                        for role, email, name in parties],
             "waited": (age(dt.timedelta(seconds=int(row.data["waited"])))
                        if "waited" in row.data else None),
             "late": bool(row.data.get("late")),
-            "emergency": row.data.get("emergency"),
+            # That there is one, not what: a measure is in a member's own words.
+            "emergency": bool(row.data.get("emergency")),
             "critical": bool(row.data.get("critical")),
         }
     if row.kind == CASEFILE:
-        context["casefile"] = _casefile(session, case, timezone)
+        seat = rule.seat(row.participant_id)
+        context["casefile"] = _casefile(session, case, timezone,
+                                        seat.member_id if seat is not None else None)
     if row.kind == RELAY:
         context["relay"] = {"by": _member_name(config, str(row.data["by"])),
                             "text": row.data.get("note") or ""}
-    if row.kind == ACK and participant is None:
-        return Cancelled("an acknowledgement needs the reporter's seat in the case")
     return context
 
 
-def _casefile(session: Session, case: Case, timezone: zoneinfo.ZoneInfo) -> dict[str, Any]:
+def _casefile(session: Session, case: Case, timezone: zoneinfo.ZoneInfo,
+              member_id: int | None) -> dict[str, Any]:
     """The case so far, for a member who has just been cleared to read it: every
-    message in it (what the committee got and what it sent), oldest first, and
-    its history."""
-    messages = [_message(session, m, timezone) for m in session.scalars(
-        select(Message).where(Message.case_id == case.id).order_by(Message.id))]
+    message in it (what the committee got and what it sent) but those kept from
+    them, oldest first, and its history."""
+    messages = list(session.scalars(
+        select(Message).where(Message.case_id == case.id).order_by(Message.id)))
+    kept = access.kept_out_of(session.connection(), [m.id for m in messages])
+    shown = [_message(session, m, timezone) for m in messages
+             if member_id not in kept.get(m.id, set())]
     history = [{"at": _when(e.at, timezone), "kind": e.kind, "actor": e.actor}
                for e in session.scalars(
                    select(Event).where(Event.case_id == case.id).order_by(Event.id))]
-    return {"messages": messages, "history": history, "state": case.state,
+    return {"messages": shown, "history": history, "state": case.state,
             "severity": case.severity}
 
 
-def _digest(session: Session, row: Outbox, config: Config,
-            timezone: zoneinfo.ZoneInfo) -> dict[str, Any]:
+def _digest(session: Session, row: Outbox, config: Config, timezone: zoneinfo.ZoneInfo,
+            roster: list[members.RosterMember]) -> dict[str, Any]:
     handle = str(row.data["handle"])
-    member = next((m for m in config.committee.members if m.handle == handle), None)
-    if member is not None:
-        timezone = zoneinfo.ZoneInfo(member.timezone)
+    member = next(m for m in roster if m.handle == handle)
+    settings = next((m for m in config.committee.members if m.handle == handle), None)
+    if settings is not None:
+        timezone = zoneinfo.ZoneInfo(settings.timezone)
     since = dt.datetime.fromisoformat(str(row.data["since"]))
-    content = member_digest(session, handle, since)
+    content = member_digest(session, member.id, since)
     failed = []
     for mail in content["failed"]:
         seat = mail.participant
-        if seat is not None and seat.role == "member":
+        if seat is not None and seat.role == access.MEMBER_ROLE:
             to = seat.name or seat.handle or "a member"
         elif seat is not None:
             to = f"the {seat.role}"
         else:
             to = masked(mail.recipient)
         failed.append({"id": mail.id, "case": mail.case_id, "attempts": mail.attempts,
-                       "description": DESCRIPTIONS.get(mail.kind, mail.kind), "to": to,
+                       "description": KINDS[mail.kind].description, "to": to,
                        "error": mask_addresses((mail.last_error or "").replace(mail.recipient,
                                                                                to))})
     day = dt.date.fromisoformat(str(row.data["day"]))
     return {
-        "recipient": {"email": row.recipient, "name": member.name if member else None,
-                      "role": "member", "handle": handle},
+        "recipient": {"email": row.recipient, "name": member.name, "role": "member",
+                      "handle": handle},
         "day": f"{day:%A} {day.day} {day:%B %Y}",
         "since": _when(since, timezone),
         "cases": [_case_line(case, config, row.created_at, timezone)
@@ -279,17 +269,23 @@ def _digest(session: Session, row: Outbox, config: Config,
     }
 
 
-def _handoff(session: Session, row: Outbox, config: Config) -> dict[str, Any]:
+def _handoff(session: Session, row: Outbox, config: Config,
+             roster: list[members.RosterMember]) -> dict[str, Any]:
     handle = str(row.data["handle"])
-    member = next((m for m in config.committee.members if m.handle == handle), None)
-    timezone = zoneinfo.ZoneInfo(member.timezone if member else config.rotation.timezone)
-    listed = {int(i) for i in row.data["cases"]}
-    cases = [case for case in visible_cases(session, handle, pending=True)
-             if case.id in listed]
+    member = next(m for m in roster if m.handle == handle)
+    settings = next((m for m in config.committee.members if m.handle == handle), None)
+    timezone = zoneinfo.ZoneInfo(settings.timezone if settings else config.rotation.timezone)
+    listed = [int(i) for i in row.data["cases"]]
+    # Listed by number to an incoming triager even before they answered a
+    # conflict check: a notice, no content (``case/access.py``).
+    shown = set(access.cases_seen_by(session.connection(), member.id, content=False))
+    cases = list(session.scalars(select(Case).where(
+        Case.id.in_([i for i in listed if i in shown]), Case.closed_at.is_(None))
+        .order_by(Case.id)))
     incoming, outgoing = row.data["incoming"], row.data["outgoing"]
     return {
-        "recipient": {"email": row.recipient, "name": member.name if member else None,
-                      "role": "member", "handle": handle},
+        "recipient": {"email": row.recipient, "name": member.name, "role": "member",
+                      "handle": handle},
         "handoff": {
             "at": _when(dt.datetime.fromisoformat(row.data["at"]), timezone),
             "until": _when(dt.datetime.fromisoformat(row.data["until"]), timezone),
@@ -340,6 +336,8 @@ def _message(session: Session, source: Message, timezone: zoneinfo.ZoneInfo) -> 
 
 
 def _member_name(config: Config, handle: str) -> str:
+    if handle == MEDIATOR:
+        return "the mediator"
     return next((m.name for m in config.committee.members if m.handle == handle), handle)
 
 

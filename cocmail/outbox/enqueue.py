@@ -5,54 +5,31 @@ same mail (a replay, a second replica doing the same work) is skipped by the
 database's unique index, so it goes out once. The Message-ID is made here and
 never changes: a retry sends the same message.
 
-Who gets case mail is decided here and checked again when it is sent: members
-with a seat in the case who are cleared to read it (they triage it, or answered
-"no-conflict") and have not recused from it. A member not yet cleared gets only
-conflict-check notices: the case number and the parties, never the report. The
-reporter gets only what is addressed to them (the acknowledgement), never the
-committee's traffic.
+Who gets what is ``case/access.py``'s to say: the mails here go to the seats it
+names (the readers of a case, those still to answer its conflict check), and
+the worker asks it again when each mail is sent.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
+from cocmail.case import access
+from cocmail.case.access import Seat
 from cocmail.config import Committee, Config, Rotation
+from cocmail.outbox.kinds import ACK, CONFLICT, KINDS, MESSAGE, NOTICE, PAGE, REPORT
 from cocmail.store import writes
-from cocmail.store.models import Outbox, Participant, Recusal
+from cocmail.store.models import Outbox
 from cocmail.tokens import make_message_id
 
-# Kinds (the X-Cocmail-Kind header; DESIGN.md lists them all).
-ACK = "ack"  # to the reporter: we have your report
-REPORT = "report"  # a new report, to each member not on triage duty
-PAGE = "page"  # a new report, to the two members on triage duty: the report, and "ack"
-MESSAGE = "message"  # a new message in a case, to the members
-FAILURE = "failure"  # a mail to an outside party failed for good, to the members
-NOTICE = "notice"  # to one address: no more automatic answers today
-CONFIRMATION = "confirmation"  # to a member: what their reply's commands did
-STATUS = "status"  # to the members: a change in a case (acknowledged by …)
-DIGEST = "digest"  # to each member, daily: open cases and mail that failed for good
-ESCALATION = "escalation"  # to members: a case nobody acknowledged, or one marked critical
-HANDOFF = "handoff"  # to the outgoing and incoming pair: duty changed hands, what is waiting
-REMINDER = "reminder"  # to the members of a case: a follow-up someone set is due
-CONFLICT = "conflict"  # to a member not yet cleared: the case number and parties, no content
-CASEFILE = "casefile"  # to a member just cleared (no-conflict, the mediator): the case so far
-RELAY = "relay"  # to a party: a member's message, sent as the committee's representative
-
-# Who must hear first when mail queues up: the reporter's acknowledgement and the
-# triagers' pages, then escalations, then the rest (the outbox's ``priority``).
-PRIORITY = {ACK: 0, PAGE: 0, ESCALATION: 1, CONFLICT: 1}
-
 # Kinds that answer a message someone sent: rate-limited per address (RFC 3834).
-ANSWERS = (ACK,)
-# Kinds that carry case content: only to members who may see the case.
-CASE_CONTENT = (REPORT, PAGE, MESSAGE, FAILURE, STATUS, ESCALATION, REMINDER, CASEFILE)
+ANSWERS = tuple(k.name for k in KINDS.values() if k.answers)
 
 
 @dataclass(frozen=True)
@@ -79,16 +56,6 @@ class Mail:
     def key(self) -> str:
         case = "-" if self.case_id is None else str(self.case_id)
         return f"{case}:{self.kind}:{self.step}:{self.recipient}"
-
-
-@dataclass(frozen=True)
-class Seat:
-    """A member's seat in a case, as read from the store."""
-
-    participant_id: int
-    email: str
-    handle: str | None
-    cleared: bool = True  # may read the case (False: conflict-check notices only)
 
 
 class Enqueue:
@@ -118,7 +85,7 @@ class Enqueue:
              "in_reply_to": mail.in_reply_to, "references": mail.references,
              "data": mail.data, "status": "held" if mail.held else "queued",
              "created_at": now, "due_at": now,
-             "attempts": 0, "priority": PRIORITY.get(mail.kind, 2)}
+             "attempts": 0, "priority": KINDS[mail.kind].priority}
             for mail in mails
         ])
 
@@ -150,29 +117,6 @@ class Enqueue:
                                  data={"limit": self.answers_per_day}))
         return kept
 
-    def member_seats(self, db: Connection, case_ids: Iterable[int],
-                     pending: bool = False) -> dict[int, list[Seat]]:
-        """The members who may see each case: a seat in it, cleared, and no recusal.
-        With ``pending``, also the seats not yet cleared (``Seat.cleared`` False):
-        those who are still to answer the conflict check."""
-        case_ids = sorted(set(case_ids))
-        if not case_ids:
-            return {}
-        recused = {(case_id, handle) for case_id, handle in db.execute(
-            select(Recusal.case_id, Recusal.handle).where(
-                Recusal.case_id.in_(case_ids), Recusal.kind.in_(("hard", "excl"))))}
-        seats: dict[int, list[Seat]] = {case_id: [] for case_id in case_ids}
-        for row in db.execute(
-            select(Participant.case_id, Participant.id, Participant.email, Participant.handle,
-                   Participant.cleared_at)
-            .where(Participant.case_id.in_(case_ids), Participant.role == "member")
-            .order_by(Participant.id)
-        ):
-            cleared = row.cleared_at is not None
-            if (row.case_id, row.handle) not in recused and (cleared or pending):
-                seats[row.case_id].append(Seat(row.id, row.email, row.handle, cleared))
-        return seats
-
     def thread_roots(self, db: Connection, case_ids: Iterable[int]) -> dict[int, str]:
         """For each participant, the Message-ID of the first mail they got about their
         case: later mails answer it, so each recipient sees one thread per case."""
@@ -189,11 +133,11 @@ class Enqueue:
 
 def conflict_notices(case_id: int, seats: Iterable[Seat], step: str,
                      **data: Any) -> list[Mail]:
-    """The conflict check, to each member of ``seats`` not yet cleared: the case
+    """The conflict check, to each member of ``seats`` still to answer it: the case
     number and the parties named so far (read when sent), never its content."""
     return [Mail(CONFLICT, seat.email, case_id, step=step, participant_id=seat.participant_id,
                  data=data)
-            for seat in seats if not seat.cleared]
+            for seat in access.pending(seats)]
 
 
 def opened_mails(
@@ -201,8 +145,8 @@ def opened_mails(
     their_message_id: str | None, their_references: tuple[str, ...], paged: Sequence[str],
 ) -> list[Mail]:
     """A new case: the acknowledgement to its reporter (in their thread), a page to
-    the members on duty (``paged``), the report to the other members cleared to
-    read it and the conflict check to those who are not."""
+    the members on duty (``paged``), the report to the other members who may read
+    it and the conflict check to those still to answer it."""
     mails = []
     if reporter is not None:
         participant_id, email = reporter
@@ -215,17 +159,18 @@ def opened_mails(
     mails += [Mail(PAGE if seat.handle in paged else REPORT, seat.email, case_id,
                    participant_id=seat.participant_id, source_message_id=message_id,
                    data={"on_duty": list(paged)})
-              for seat in seats if seat.cleared]
+              for seat in access.readers(seats)]
     return mails + conflict_notices(case_id, seats, "opened")
 
 
 def message_mails(
-    case_id: int, message_id: int, sender_participant_id: int | None, seats: list[Seat],
-    roots: dict[int, str], note: str | None = None,
+    case_id: int, message_id: int, sender_participant_id: int | None, seats: Iterable[Seat],
+    roots: dict[int, str], note: str | None = None, kept_out: Collection[int] = (),
 ) -> list[Mail]:
-    """A new message in a case: to every member who may see it, except its sender."""
+    """A new message in a case: to every member who may read it, except its sender
+    (and those it is kept from, ``kept_out``)."""
     mails = []
-    for seat in seats:
+    for seat in access.readers(seats, kept_out):
         if seat.participant_id == sender_participant_id:
             continue
         root = roots.get(seat.participant_id)

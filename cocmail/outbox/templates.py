@@ -22,9 +22,7 @@ from typing import Any
 import jinja2
 
 from cocmail.errors import ConfigError
-
-KINDS = ("ack", "report", "page", "message", "failure", "notice", "digest", "confirmation",
-         "status", "escalation", "handoff", "reminder", "conflict", "casefile", "relay")
+from cocmail.outbox.kinds import KINDS
 
 
 @dataclass(frozen=True)

@@ -130,8 +130,14 @@ class SmtpTransport:
         client = self._idle.pop() if self._idle else await self._connect()
         if not client.is_connected:
             client = await self._connect()
+        # An address with a non-ASCII local part travels only with SMTPUTF8.
+        options = ["SMTPUTF8"] if not (recipient.isascii() and sender.isascii()) else []
         try:
-            await client.sendmail(sender, [recipient], data)
+            await client.sendmail(sender, [recipient], data, mail_options=options)
+        except aiosmtplib.SMTPNotSupported as exc:
+            await _reset(client, self._idle)
+            raise DeliveryError(f"the relay does not offer SMTPUTF8, which the address "
+                                f"needs ({exc})", permanent=True) from None
         except aiosmtplib.SMTPRecipientsRefused as exc:
             refused = exc.recipients[0]
             await _reset(client, self._idle)

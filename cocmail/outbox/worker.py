@@ -30,13 +30,15 @@ from dataclasses import dataclass
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
+from cocmail.case import access
 from cocmail.clock import Clock
 from cocmail.config import Config
 from cocmail.errors import StoreUnavailable
 from cocmail.metrics import Metrics
 from cocmail.outbox import context as context_module
 from cocmail.outbox.compose import compose
-from cocmail.outbox.enqueue import FAILURE, PAGE, REPORT, Enqueue, Mail
+from cocmail.outbox.enqueue import Enqueue, Mail
+from cocmail.outbox.kinds import FAILURE, PAGE, REPORT
 from cocmail.outbox.templates import Templates
 from cocmail.outbox.transport import DeliveryError, Transport
 from cocmail.store.db import Store
@@ -121,7 +123,7 @@ class OutboxWorker:
             select(Outbox.id).where(
                 Outbox.status == "queued", Outbox.due_at <= now,
                 or_(Outbox.claimed_until.is_(None), Outbox.claimed_until < now))
-            # Most urgent first (``enqueue.PRIORITY``), then oldest: an index scan.
+            # Most urgent first (``kinds.Kind.priority``), then oldest: an index scan.
             .order_by(Outbox.priority, Outbox.due_at, Outbox.id).limit(limit)
             .with_for_update(skip_locked=True)))
         if ids:
@@ -206,7 +208,10 @@ class OutboxWorker:
                 row.claimed_by, row.claimed_until = None, None
                 if outcome.status == "cancelled":
                     row.status, row.last_error = "cancelled", outcome.error
-                    log.info("outbox %d (%s) cancelled: %s", row.id, row.kind, outcome.error)
+                    # Why stays with the row (``cocmail outbox list``): it can say whom
+                    # a reporter kept out, which is not for a log.
+                    log.info("outbox %d (%s) cancelled: no longer for its recipient", row.id,
+                             row.kind)
                     self.metrics.inc("cocmail_outbox_total", outcome="cancelled", kind=row.kind)
                     continue
                 row.attempts += 1
@@ -237,12 +242,12 @@ class OutboxWorker:
         """Members are told when a mail to an outside party (not a member) fails."""
         if row.case_id is None or row.kind == FAILURE:
             return []
-        if row.participant is None or row.participant.role == "member":
+        if row.participant is None or row.participant.role == access.MEMBER_ROLE:
             return []
-        seats = self.enqueue.member_seats(session.connection(), [row.case_id])
+        facts = access.load(session.connection(), [row.case_id])[row.case_id]
         return [Mail(FAILURE, seat.email, row.case_id, step=str(row.id),
                      participant_id=seat.participant_id, data={"failed": row.id})
-                for seat in seats.get(row.case_id, [])]
+                for seat in access.readers(facts.seats)]
 
 
 def backoff(attempts: int, first: dt.timedelta, longest: dt.timedelta) -> dt.timedelta:

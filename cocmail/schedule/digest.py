@@ -1,5 +1,6 @@
 """The committee's daily digest: to each member, the open cases they can see and
-the mail that failed for good since the day before.
+the mail of those cases that failed for good since the day before (who may
+see which case is ``case/access.py``'s to say).
 
 Whether a digest is due is a function of the clock and the store: the digest
 of a day is an outbox row keyed (digest, day, member), so a restart, a missed
@@ -17,9 +18,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cocmail.case import access, members
 from cocmail.config import Config
-from cocmail.outbox.enqueue import DIGEST, Enqueue, Mail
-from cocmail.store.models import Case, Outbox, Participant, Recusal
+from cocmail.outbox.enqueue import Enqueue, Mail
+from cocmail.outbox.kinds import DIGEST
+from cocmail.store.models import Case, Outbox
 
 
 def due_day(config: Config, now: dt.datetime) -> dt.date | None:
@@ -40,10 +43,10 @@ def queue_digests(session: Session, config: Config, enqueue: Enqueue, now: dt.da
         Outbox.kind == DIGEST, Outbox.step == step)))
     since = now - dt.timedelta(days=1)
     mails = []
-    for member in config.committee.members:
-        if member.email.lower() in done:
+    for member in members.roster(session.connection()):
+        if member.is_mediator or member.email.lower() in done:
             continue
-        content = member_digest(session, member.handle, since)
+        content = member_digest(session, member.id, since)
         if content["cases"] or content["failed"]:
             mails.append(Mail(DIGEST, member.email, step=step,
                               data={"handle": member.handle, "day": step,
@@ -52,43 +55,20 @@ def queue_digests(session: Session, config: Config, enqueue: Enqueue, now: dt.da
     return len(mails)
 
 
-def member_digest(session: Session, handle: str, since: dt.datetime) -> dict[str, Any]:
-    """What member ``handle`` may see: their open cases, and the failed mail of those
-    cases (and of no case) since ``since``."""
-    hidden = _hidden_from(session, handle)
-    cases = visible_cases(session, handle)
+def member_digest(session: Session, member_id: int, since: dt.datetime) -> dict[str, Any]:
+    """What member ``member_id`` may see: the open cases they may read, and the mail of
+    those cases that failed for good since ``since``. Mail about no case (a notice
+    to a reporter's address) is the operator's to see (``cocmail outbox list
+    --failed``, ``/metrics``), never a member's."""
+    db = session.connection()
+    readable = access.cases_seen_by(db, member_id)
+    cases = list(session.scalars(select(Case).where(Case.id.in_(readable)).order_by(Case.id)))
     failed = list(session.scalars(
-        select(Outbox).where(Outbox.status == "failed", Outbox.failed_at > since)
-        .order_by(Outbox.id)))
-    # The member's seats among the few cases with failed mail: a look-up by case,
-    # not a read of every seat they ever had (this runs every tick until the
-    # day's digest is queued).
-    failed_cases = {row.case_id for row in failed if row.case_id is not None}
-    seated = {case_id for case_id, in session.execute(
-        select(Participant.case_id).where(Participant.case_id.in_(failed_cases),
-                                          Participant.role == "member",
-                                          Participant.handle == handle,
-                                          Participant.cleared_at.is_not(None)))
-              } if failed_cases else set()
-    failed = [row for row in failed
-              if row.case_id is None or (row.case_id in seated and row.case_id not in hidden)]
+        select(Outbox).where(Outbox.status == "failed", Outbox.failed_at > since,
+                             Outbox.case_id.is_not(None)).order_by(Outbox.id)))
+    if failed:
+        # Closed cases too: mail of a case closed since can have failed.
+        seen = set(access.cases_seen_by(db, member_id,
+                                        among={row.case_id for row in failed if row.case_id}))
+        failed = [row for row in failed if row.case_id in seen]
     return {"cases": cases, "failed": failed}
-
-
-def visible_cases(session: Session, handle: str, pending: bool = False) -> list[Case]:
-    """The open cases member ``handle`` may see: a seat cleared to read it, and no
-    recusal. With ``pending``, also those whose conflict check they have not yet
-    answered (a hand-off lists those by number to an incoming triager)."""
-    hidden = _hidden_from(session, handle)
-    cleared = [] if pending else [Participant.cleared_at.is_not(None)]
-    return [case for case in session.scalars(
-        select(Case).join(Participant, Participant.case_id == Case.id).where(
-            Participant.role == "member", Participant.handle == handle, *cleared,
-            Case.closed_at.is_(None)).order_by(Case.id))
-        if case.id not in hidden]
-
-
-def _hidden_from(session: Session, handle: str) -> set[int]:
-    return {case_id for case_id, in session.execute(
-        select(Recusal.case_id).where(Recusal.handle == handle,
-                                      Recusal.kind.in_(("hard", "excl"))))}

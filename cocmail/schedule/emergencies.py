@@ -16,6 +16,7 @@ import logging
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
+from cocmail.case import access
 from cocmail.outbox.enqueue import Enqueue, Mail, conflict_notices
 from cocmail.schedule.escalation import urgent_mails
 from cocmail.store import writes
@@ -29,13 +30,14 @@ STEP = "emergency"  # the escalation mail's step
 def escalate_emergencies(db: Connection, enqueue: Enqueue, now: dt.datetime) -> int:
     """Escalate the measures overdue at ``now``; how many mails were queued."""
     due = db.execute(select(Emergency.id, Emergency.case_id, Emergency.action, Emergency.by,
-                            Emergency.at).where(
+                            Emergency.at, Emergency.message_id).where(
         Emergency.resolved_at.is_(None), Emergency.escalated_at.is_(None),
         Emergency.due_at <= now).order_by(Emergency.due_at, Emergency.id)).all()
     if not due:
         return 0
     cases = [e.case_id for e in due]
-    seats = enqueue.member_seats(db, cases, pending=True)
+    facts = access.load(db, cases)
+    kept = access.kept_out_of(db, [e.message_id for e in due if e.message_id is not None])
     roots = enqueue.thread_roots(db, cases)
     mails: list[Mail] = []
     events = []
@@ -45,9 +47,11 @@ def escalate_emergencies(db: Connection, enqueue: Enqueue, now: dt.datetime) -> 
             Emergency.escalated_at.is_(None)).values(escalated_at=now)).rowcount
         if claimed != 1:
             continue
-        case_seats = seats[measure.case_id]
-        readers = [s for s in case_seats if s.cleared]
-        handles = [s.handle for s in case_seats if s.handle]
+        # Not to a member the reply that took it was kept from.
+        case_seats = [s for s in access.notified(facts[measure.case_id].seats)
+                      if s.member_id not in kept.get(measure.message_id or 0, set())]
+        readers = access.readers(case_seats)
+        handles = [s.handle for s in case_seats]
         events.append({"case_id": measure.case_id, "at": now, "kind": "escalated",
                        "actor": "cocmail", "message_id": None,
                        "data": {"step": STEP, "members": handles, "by": measure.by,
@@ -55,11 +59,12 @@ def escalate_emergencies(db: Connection, enqueue: Enqueue, now: dt.datetime) -> 
         mails += urgent_mails(measure.case_id, readers, roots, f"{STEP}:{measure.id}",
                               {"step": STEP, "by": measure.by, "paged": handles,
                                "action": measure.action,
-                               "waited": int((now - measure.at).total_seconds())})
+                               "waited": int((now - measure.at).total_seconds())},
+                              source_message_id=measure.message_id)
         mails += conflict_notices(measure.case_id, case_seats, f"{STEP}:{measure.id}",
                                   emergency=measure.action)
-        log.warning("case #%d: emergency measure %s (%s) neither confirmed nor reversed",
-                    measure.case_id, measure.id, measure.action)
+        log.warning("case #%d: emergency measure %s neither confirmed nor reversed",
+                    measure.case_id, measure.id)
     writes.insert_events(db, events)
     enqueue.queue(db, mails, now)
     return len(mails)

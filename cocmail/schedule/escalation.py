@@ -25,14 +25,17 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
+from cocmail.case import access, members
+from cocmail.case.access import Seat, Standing
 from cocmail.config import Config, Member
-from cocmail.outbox.enqueue import ESCALATION, Enqueue, Mail, Seat, conflict_notices
+from cocmail.outbox.enqueue import Enqueue, Mail, conflict_notices
+from cocmail.outbox.kinds import ESCALATION
 from cocmail.schedule.roster import on_call
 from cocmail.store import writes
 from cocmail.store.models import Case, Event
@@ -85,7 +88,7 @@ def escalate(db: Connection, config: Config, enqueue: Enqueue, now: dt.datetime)
             due[case.id] = (case, todo)
     if not due:
         return 0
-    seats = enqueue.member_seats(db, due, pending=True)
+    facts = access.load(db, due)
     roots = enqueue.thread_roots(db, due)
     mails: list[Mail] = []
     events: list[dict[str, Any]] = []
@@ -100,7 +103,7 @@ def escalate(db: Connection, config: Config, enqueue: Enqueue, now: dt.datetime)
             continue
         for step in todo:
             event, step_mails = _take(db, config, enqueue, case_id, case.opened_at, step,
-                                      seats[case_id], roots, now)
+                                      list(facts[case_id].seats), roots, now)
             events.append(event)
             mails += step_mails
     writes.insert_events(db, events)
@@ -118,7 +121,10 @@ def _take(db: Connection, config: Config, enqueue: Enqueue, case_id: int,
     if step.notify == SLA:
         log.warning("case #%d: first-response deadline passed without an ack", case_id)
         return _event(case_id, now, "sla-missed", data), []
-    seated = [s.handle for s in seats if s.handle]
+    # Who may hear of the case at all: those who read it get the page, those
+    # still to answer its conflict check get that check again, urgent.
+    seats = access.notified(seats)
+    seated = [s.handle for s in seats]
     if step.notify == "on-duty":
         handles = (on_call(db, enqueue.rotation, now, seated)
                    if enqueue.rotation is not None else [])
@@ -141,7 +147,7 @@ def _take(db: Connection, config: Config, enqueue: Enqueue, case_id: int,
     chosen = [s for s in seats if s.handle in handles]
     # Those still to answer the conflict check get it again, urgent: no content.
     return _event(case_id, now, "escalated", data), urgent_mails(
-        case_id, [s for s in chosen if s.cleared], roots, step.name,
+        case_id, access.readers(chosen), roots, step.name,
         {"step": step.notify, "waited": step.seconds, "paged": handles,
          "instead_of_chair": data.get("instead_of_chair", False)}) + conflict_notices(
         case_id, chosen, f"escalation:{step.name}", waited=step.seconds)
@@ -150,14 +156,13 @@ def _take(db: Connection, config: Config, enqueue: Enqueue, case_id: int,
 def _clear(db: Connection, seats: list[Seat], handles: Collection[str],
            at: dt.datetime) -> list[Seat]:
     """Clear the seats of ``handles`` to read the case; ``seats`` as they are now."""
-    chosen = [s for s in seats if s.handle in handles and not s.cleared]
+    chosen = [s for s in access.pending(seats) if s.handle in handles]
     writes.clear(db, [s.participant_id for s in chosen], at)
-    return [Seat(s.participant_id, s.email, s.handle, True) if s in chosen else s
-            for s in seats]
+    return [replace(s, standing=Standing.READS) if s in chosen else s for s in seats]
 
 
 def critical(db: Connection, enqueue: Enqueue, case_id: int, message_id: int, by: str,
-             seats: list[Seat], now: dt.datetime) -> list[Mail]:
+             seats: Sequence[Seat], now: dt.datetime) -> list[Mail]:
     """``severity critical``: page every member who may see the case (but the one
     who said so) at once, asking for an urgent meeting. Once per case: set again
     after a change, it pages nobody twice."""
@@ -165,33 +170,39 @@ def critical(db: Connection, enqueue: Enqueue, case_id: int, message_id: int, by
         Event.case_id == case_id, Event.kind == "escalated")).scalars()
     if any(data.get("step") == CRITICAL for data in already):
         return []
-    others = [s for s in seats if s.handle and s.handle != by]
-    handles = [s.handle for s in others if s.handle]
+    others = [s for s in access.notified(seats) if s.handle != by]
+    handles = [s.handle for s in others]
     event = _event(case_id, now, "escalated" if handles else "nobody-paged",
                    {"step": CRITICAL, "members": handles, "by": by})
     event["message_id"] = message_id
     writes.insert_events(db, [event])
     # Members still to answer the conflict check get it again, marked urgent.
-    return urgent_mails(case_id, [s for s in others if s.cleared],
+    return urgent_mails(case_id, access.readers(others),
                         enqueue.thread_roots(db, [case_id]), CRITICAL,
-                        {"step": CRITICAL, "by": by, "paged": handles}) + conflict_notices(
+                        {"step": CRITICAL, "by": by, "paged": handles},
+                        source_message_id=message_id) + conflict_notices(
         case_id, others, CRITICAL, critical=True)
 
 
 def urgent_mails(case_id: int, seats: Iterable[Seat], roots: dict[int, str], step: str,
-                 data: dict[str, Any]) -> list[Mail]:
+                 data: dict[str, Any], source_message_id: int | None = None) -> list[Mail]:
+    """``source_message_id``: the message that caused them (the send-time check
+    holds them from a member it is kept from)."""
     return [Mail(ESCALATION, seat.email, case_id, step=step, participant_id=seat.participant_id,
+                 source_message_id=source_message_id,
                  in_reply_to=roots.get(seat.participant_id),
                  references=roots.get(seat.participant_id), data=data)
             for seat in seats]
 
 
 def paged_members(db: Connection, case_id: int) -> set[str]:
-    """Everyone cocmail paged about the case: the triagers, and each escalation."""
+    """Everyone cocmail paged about the case, by their handle now: the triagers,
+    and each escalation."""
+    now = members.current_handles(db)
     found: set[str] = set()
     for data in db.execute(select(Event.data).where(
             Event.case_id == case_id, Event.kind.in_(PAGING_EVENTS))).scalars():
-        found.update(data.get("members", []))
+        found.update(now.get(handle, handle) for handle in data.get("members", []))
     return found
 
 

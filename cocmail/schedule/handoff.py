@@ -11,7 +11,7 @@ two daemons send it once. Each listed case gets a ``handed-off`` event: its
 history says who was on duty when.
 
 The mail carries case numbers, ages and states; which cases a member sees in it
-is decided when it is sent, from their own seats and recusals.
+is decided when it is sent (``case/access.py``).
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from cocmail.case import members
 from cocmail.config import Config
-from cocmail.outbox.enqueue import HANDOFF, Enqueue, Mail
+from cocmail.outbox.enqueue import Enqueue, Mail
+from cocmail.outbox.kinds import HANDOFF
 from cocmail.schedule.roster import load_schedule
 from cocmail.schedule.rotation import Schedule
 from cocmail.store import writes
@@ -72,8 +74,9 @@ def _hand_off(db: Connection, config: Config, enqueue: Enqueue, schedule: Schedu
                               for case_id in waiting])
     data: dict[str, Any] = {**handed, "until": until.isoformat(), "cases": list(waiting)}
     mails = []
+    roster = {m.handle: m for m in members.roster(db)}
     for handle in dict.fromkeys([*incoming, *outgoing]):
-        member = next((m for m in config.committee.members if m.handle == handle), None)
+        member = roster.get(handle)
         if member is not None:
             mails.append(Mail(HANDOFF, member.email, step=at.isoformat(),
                               data={**data, "handle": handle}))

@@ -16,7 +16,9 @@ import logging
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
-from cocmail.outbox.enqueue import REMINDER, Enqueue, Mail
+from cocmail.case import access
+from cocmail.outbox.enqueue import Enqueue, Mail
+from cocmail.outbox.kinds import REMINDER
 from cocmail.store import writes
 from cocmail.store.models import FollowUp
 
@@ -26,12 +28,13 @@ log = logging.getLogger(__name__)
 def queue_reminders(db: Connection, enqueue: Enqueue, now: dt.datetime) -> int:
     """Queue the reminders due at ``now``; how many mails were queued."""
     due = db.execute(select(FollowUp.id, FollowUp.case_id, FollowUp.what, FollowUp.by,
-                            FollowUp.due_at)
+                            FollowUp.due_at, FollowUp.message_id)
                      .where(FollowUp.reminded_at.is_(None), FollowUp.due_at <= now)
                      .order_by(FollowUp.due_at, FollowUp.id)).all()
     if not due:
         return 0
-    seats = enqueue.member_seats(db, [f.case_id for f in due])
+    facts = access.load(db, [f.case_id for f in due])
+    kept = access.kept_out_of(db, [f.message_id for f in due if f.message_id is not None])
     roots = enqueue.thread_roots(db, [f.case_id for f in due])
     mails, events = [], []
     for follow_up in due:
@@ -40,17 +43,21 @@ def queue_reminders(db: Connection, enqueue: Enqueue, now: dt.datetime) -> int:
             .values(reminded_at=now)).rowcount
         if claimed != 1:
             continue  # another daemon took it
-        handles = [s.handle for s in seats[follow_up.case_id] if s.handle]
+        # Not to a member the reply that set it was kept from.
+        readers = access.readers(facts[follow_up.case_id].seats,
+                                 kept.get(follow_up.message_id or 0, set()))
+        handles = [s.handle for s in readers]
         events.append({"case_id": follow_up.case_id, "at": now, "kind": "follow-up-due",
                        "actor": "cocmail", "message_id": None,
                        "data": {"follow_up": follow_up.id, "members": handles}})
         mails += [Mail(REMINDER, seat.email, follow_up.case_id, step=str(follow_up.id),
                        participant_id=seat.participant_id,
+                       source_message_id=follow_up.message_id,
                        in_reply_to=roots.get(seat.participant_id),
                        references=roots.get(seat.participant_id),
                        data={"what": follow_up.what, "by": follow_up.by,
                              "due_at": follow_up.due_at.isoformat()})
-                  for seat in seats[follow_up.case_id]]
+                  for seat in readers]
         log.info("case #%d: follow-up %d is due", follow_up.case_id, follow_up.id)
     writes.insert_events(db, events)
     enqueue.queue(db, mails, now)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +24,10 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from cocmail.errors import StoreUnavailable
+
+log = logging.getLogger(__name__)
+# Set by ``writes.scrub_after_commit`` (kept here too: the store knows no writes).
+SCRUB = "cocmail_scrub"
 
 # Errors that mean "the database did not take this", as opposed to a bug in
 # what we asked of it.
@@ -45,8 +50,11 @@ class Store:
     def unit_of_work(self) -> Iterator[Session]:
         """One transaction: committed when the block ends, rolled back if it raises."""
         session = self._sessions()
+        scrub = False
         try:
             yield session
+            scrub = bool(session.in_transaction() and session.connection().info.pop(SCRUB,
+                                                                                  False))
             session.commit()
         except UNAVAILABLE as exc:
             session.rollback()
@@ -56,6 +64,8 @@ class Store:
             raise
         finally:
             session.close()
+        if scrub:
+            self.scrub()
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
@@ -78,11 +88,48 @@ class Store:
         """One transaction on a plain connection, for the intake's hot path, where
         the ORM session's bookkeeping costs more than the work. Same guarantees
         and error mapping as ``unit_of_work``."""
+        scrub = False
         try:
             with self.engine.begin() as connection:
-                yield connection
+                try:
+                    yield connection
+                finally:
+                    scrub = bool(connection.info.pop(SCRUB, False))
         except UNAVAILABLE as exc:
             raise StoreUnavailable(_describe(exc)) from exc
+        if scrub:
+            self.scrub()
+
+    def scrub(self) -> None:
+        """After a transaction that deleted case content has committed: on SQLite,
+        copy the write-ahead log into the database and empty it (the freed pages
+        are zeroed as they are freed: ``secure_delete``), so no byte of what was
+        deleted stays in any of its files. A reader in another process holding
+        an older snapshot makes the checkpoint wait (the busy timeout), and it is
+        tried three times. PostgreSQL keeps dead row
+        versions until a vacuum; those hold ciphertext once encryption at rest
+        exists, and nothing is done here."""
+        if not self.is_sqlite:
+            return
+        for _ in range(3):
+            # The busy timeout is how long one attempt waits for the readers.
+            try:
+                with self.engine.connect() as connection:
+                    # On the DB-API connection: outside a transaction, which a
+                    # checkpoint cannot run in.
+                    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+                    try:
+                        busy = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                    finally:
+                        cursor.close()
+            except (*UNAVAILABLE, self.engine.dialect.loaded_dbapi.Error) as exc:
+                log.warning("store: could not empty the write-ahead log after a purge: %s",
+                            _describe(exc))
+                return
+            if busy is not None and busy[0] == 0:
+                return
+        log.warning("store: the write-ahead log is still in use after a purge: what was "
+                    "purged stays in it until a later checkpoint overwrites it")
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -145,6 +192,8 @@ def _sqlite_setup(engine: Engine, busy_timeout: dt.timedelta) -> None:
         # 250 only after that, so the stronger setting is the honest one.
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # Deleted content is overwritten, not left in free pages (a purge).
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout.total_seconds() * 1000)}")
         cursor.close()
 

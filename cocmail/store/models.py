@@ -29,6 +29,21 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 
+class Bounded(TypeDecorator[str]):
+    """A ``String(length)`` that cuts what it is given to fit. PostgreSQL refuses a
+    value longer than its column (a display name of 300 characters made a report
+    fail); SQLite keeps it whole. The full text always stays in the raw bytes."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        length: int | None = getattr(self.impl, "length", None)
+        if value is None or length is None or len(value) <= length:
+            return value
+        return value[:length]
+
+
 class UTCDateTime(TypeDecorator[dt.datetime]):
     """An aware UTC datetime on every backend (SQLite has no time zones)."""
 
@@ -68,11 +83,11 @@ class Case(Base):
     __tablename__ = "cases"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    state: Mapped[str] = mapped_column(String(20), default="new")
-    severity: Mapped[str | None] = mapped_column(String(10))
-    channel: Mapped[str] = mapped_column(String(20), default="email")
-    assignee: Mapped[str | None] = mapped_column(String(32))
-    decision: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(Bounded(20), default="new")
+    severity: Mapped[str | None] = mapped_column(Bounded(10))
+    channel: Mapped[str] = mapped_column(Bounded(20), default="email")
+    assignee: Mapped[str | None] = mapped_column(Bounded(32))
+    decision: Mapped[str | None] = mapped_column(Bounded(64))
     opened_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     acknowledged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -86,7 +101,6 @@ class Case(Base):
     )
     messages: Mapped[list[Message]] = relationship(back_populates="case", order_by="Message.id")
     events: Mapped[list[Event]] = relationship(order_by="Event.id")
-    recusals: Mapped[list[Recusal]] = relationship(order_by="Recusal.id")
 
     __table_args__ = (
         Index("ix_cases_state", "state"),
@@ -97,6 +111,34 @@ class Case(Base):
     )
 
 
+class Member(Base):
+    """A committee member (or the mediator, handle ``mediator``) as one identity:
+    the roster names them by handle and address, and either may change while the
+    identity stays (``case/members.py`` keeps the rows in step with the roster).
+    Seats, recusals and keep-outs point here, never at a handle string."""
+
+    __tablename__ = "members"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    handle: Mapped[str] = mapped_column(Bounded(32), unique=True)
+    # None for a member known only from a keep-out written before members were rows.
+    email: Mapped[str | None] = mapped_column(Bounded(320), unique=True)
+    name: Mapped[str | None] = mapped_column(Bounded(200))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)  # on the roster now
+    joined_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    left_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class MemberHandle(Base):
+    """Every handle a member has had: history (events, votes) names members by the
+    handle they had then, and a handle names one member for good."""
+
+    __tablename__ = "member_handles"
+
+    handle: Mapped[str] = mapped_column(Bounded(32), primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+
+
 class Participant(Base):
     """Someone with a seat in a case: the reporter, a member, the mediator, a party."""
 
@@ -104,14 +146,19 @@ class Participant(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
-    role: Mapped[str] = mapped_column(String(20))
-    email: Mapped[str] = mapped_column(String(320))
-    name: Mapped[str | None] = mapped_column(String(200))
-    handle: Mapped[str | None] = mapped_column(String(32))
+    role: Mapped[str] = mapped_column(Bounded(20))
+    email: Mapped[str] = mapped_column(Bounded(320))
+    name: Mapped[str | None] = mapped_column(Bounded(200))
+    handle: Mapped[str | None] = mapped_column(Bounded(32))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     # A member's seat: when they were cleared to read the case (they triage it, or
     # answered "no-conflict"). Until then they get only conflict-check notices.
     cleared_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # A member's seat belongs to their identity (None for anyone else).
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), index=True)
+    # When the member lost the seat: they left the roster (a member who comes back
+    # is seated again, not cleared, in the open cases).
+    left_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     case: Mapped[Case] = relationship(back_populates="participants")
 
@@ -126,20 +173,20 @@ class Message(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
     participant_id: Mapped[int | None] = mapped_column(ForeignKey("participants.id"))
-    direction: Mapped[str] = mapped_column(String(3))  # "in" | "out"
-    channel: Mapped[str] = mapped_column(String(10))  # smtp | lmtp | pipe | imap | outbox
+    direction: Mapped[str] = mapped_column(Bounded(3))  # "in" | "out"
+    channel: Mapped[str] = mapped_column(Bounded(10))  # smtp | lmtp | pipe | imap | outbox
     # sha256 of the bytes without the transport's trace headers: a message that
     # arrives twice (a retried delivery, or by SMTP and by IMAP) is stored once.
-    dedupe_key: Mapped[str | None] = mapped_column(String(64), unique=True)
-    raw_sha256: Mapped[str] = mapped_column(String(64))
+    dedupe_key: Mapped[str | None] = mapped_column(Bounded(64), unique=True)
+    raw_sha256: Mapped[str] = mapped_column(Bounded(64))
     raw_size: Mapped[int] = mapped_column(Integer)
     raw: Mapped[bytes | None] = mapped_column(LargeBinary)
-    message_id: Mapped[str | None] = mapped_column(String(998), index=True)
+    message_id: Mapped[str | None] = mapped_column(Bounded(998), index=True)
     in_reply_to: Mapped[str | None] = mapped_column(Text)
     references: Mapped[str | None] = mapped_column(Text)
-    envelope_from: Mapped[str | None] = mapped_column(String(320))
+    envelope_from: Mapped[str | None] = mapped_column(Bounded(320))
     recipients: Mapped[list[str]] = mapped_column(JSON)
-    from_address: Mapped[str | None] = mapped_column(String(320))
+    from_address: Mapped[str | None] = mapped_column(Bounded(320))
     subject: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
@@ -147,12 +194,28 @@ class Message(Base):
     text: Mapped[str | None] = mapped_column(Text)
     html: Mapped[str | None] = mapped_column(Text)
     verified: Mapped[bool] = mapped_column(Boolean, default=False)
-    automatic: Mapped[str | None] = mapped_column(String(200))
+    automatic: Mapped[str | None] = mapped_column(Bounded(200))
     defects: Mapped[list[str] | None] = mapped_column(JSON)
+    # A member's reply: the key of its new text (what they wrote, without quotes
+    # and signature). The same text again from the same member in the same case
+    # is a replay, whatever its Message-ID: nothing in it is carried out again.
+    command_key: Mapped[str | None] = mapped_column(Bounded(64))
 
     case: Mapped[Case | None] = relationship(back_populates="messages")
     participant: Mapped[Participant | None] = relationship()
     attachments: Mapped[list[Attachment]] = relationship(order_by="Attachment.id")
+
+    __table_args__ = (Index("ix_messages_case_id_command_key", "case_id", "command_key"),)
+
+
+class MessageKeepOut(Base):
+    """A member who must never receive one message (it was sent to their
+    ``without-`` address by someone whose keep-out does not reach the whole case)."""
+
+    __tablename__ = "message_keep_outs"
+
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), primary_key=True)
 
 
 class Attachment(Base):
@@ -163,11 +226,11 @@ class Attachment(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
-    part: Mapped[str] = mapped_column(String(64))
-    filename: Mapped[str | None] = mapped_column(String(500))
-    content_type: Mapped[str] = mapped_column(String(200))
+    part: Mapped[str] = mapped_column(Bounded(64))
+    filename: Mapped[str | None] = mapped_column(Bounded(500))
+    content_type: Mapped[str] = mapped_column(Bounded(200))
     size: Mapped[int] = mapped_column(Integer)
-    sha256: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(Bounded(64))
 
 
 class Quarantine(Base):
@@ -177,7 +240,7 @@ class Quarantine(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), unique=True)
-    reason: Mapped[str] = mapped_column(String(40))
+    reason: Mapped[str] = mapped_column(Bounded(40))
     detail: Mapped[str] = mapped_column(Text)
     claimed_case_id: Mapped[int | None] = mapped_column(Integer)
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
@@ -191,18 +254,19 @@ class Quarantine(Base):
 
 class Recusal(Base):
     """A member who stepped back from a case: "hard" sees nothing more of it,
-    "soft" may read but not vote; "excl" was kept out by the reporter (a report
-    to ``without-<handle>``) and never sees it."""
+    "soft" may read but not vote; "excl" was kept out by the reporter (mail to
+    ``without-<handle>``) and never sees it. It belongs to the member's identity:
+    a new handle or address changes nothing."""
 
     __tablename__ = "recusals"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
-    handle: Mapped[str] = mapped_column(String(32))
-    kind: Mapped[str] = mapped_column(String(4))  # "hard" | "soft" | "excl"
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    kind: Mapped[str] = mapped_column(Bounded(4))  # "hard" | "soft" | "excl"
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
-    __table_args__ = (UniqueConstraint("case_id", "handle"),)
+    __table_args__ = (UniqueConstraint("case_id", "member_id"),)
 
 
 class Event(Base):
@@ -214,8 +278,8 @@ class Event(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    kind: Mapped[str] = mapped_column(String(40))
-    actor: Mapped[str] = mapped_column(String(320))
+    kind: Mapped[str] = mapped_column(Bounded(40))
+    actor: Mapped[str] = mapped_column(Bounded(320))
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
@@ -235,20 +299,20 @@ class Outbox(Base):
     __tablename__ = "outbox"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    key: Mapped[str] = mapped_column(String(600), unique=True)
+    key: Mapped[str] = mapped_column(Bounded(600), unique=True)
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
-    kind: Mapped[str] = mapped_column(String(20))
-    step: Mapped[str] = mapped_column(String(64))
-    recipient: Mapped[str] = mapped_column(String(320))
+    kind: Mapped[str] = mapped_column(Bounded(20))
+    step: Mapped[str] = mapped_column(Bounded(64))
+    recipient: Mapped[str] = mapped_column(Bounded(320))
     participant_id: Mapped[int | None] = mapped_column(ForeignKey("participants.id"))
     # The inbound message this mail is about (a report, a reply), if any.
     source_message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
-    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    message_id: Mapped[str] = mapped_column(Bounded(255), unique=True)
     in_reply_to: Mapped[str | None] = mapped_column(Text)
     references: Mapped[str | None] = mapped_column(Text)
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # queued | sent | failed | cancelled
-    status: Mapped[str] = mapped_column(String(10), default="queued")
+    status: Mapped[str] = mapped_column(Bounded(10), default="queued")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -256,7 +320,7 @@ class Outbox(Base):
     # backlog, the reporter and the triagers hear first.
     priority: Mapped[int] = mapped_column(Integer, default=2, server_default="2")
     last_error: Mapped[str | None] = mapped_column(Text)
-    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_by: Mapped[str | None] = mapped_column(Bounded(64))
     claimed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     failed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -277,8 +341,8 @@ class RotationOverride(Base):
     __tablename__ = "rotation_overrides"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    member: Mapped[str] = mapped_column(String(32))
-    instead_of: Mapped[str] = mapped_column(String(32))
+    member: Mapped[str] = mapped_column(Bounded(32))
+    instead_of: Mapped[str] = mapped_column(Bounded(32))
     starts_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     ends_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
     reason: Mapped[str | None] = mapped_column(Text)
@@ -305,7 +369,7 @@ class ImapState(Base):
     __tablename__ = "imap_state"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    account: Mapped[str] = mapped_column(String(400), unique=True)  # user@host/folder
+    account: Mapped[str] = mapped_column(Bounded(400), unique=True)  # user@host/folder
     uidvalidity: Mapped[int] = mapped_column(BigInteger)
     last_uid: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
@@ -320,9 +384,11 @@ class FollowUp(Base):
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
     due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     what: Mapped[str] = mapped_column(Text)
-    by: Mapped[str] = mapped_column(String(32))
+    by: Mapped[str] = mapped_column(Bounded(32))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     reminded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The reply that set it: its reminder goes to no member that reply was kept from.
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
 
     # The sweep's look-up: not yet reminded, by due time.
     __table_args__ = (Index("ix_follow_ups_reminded_at_due_at", "reminded_at", "due_at"),)
@@ -336,15 +402,17 @@ class Emergency(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
-    action: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(Bounded(64))
     reason: Mapped[str | None] = mapped_column(Text)
-    by: Mapped[str] = mapped_column(String(32))
+    by: Mapped[str] = mapped_column(Bounded(32))
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    resolution: Mapped[str | None] = mapped_column(String(10))  # confirmed | reversed
-    resolved_by: Mapped[str | None] = mapped_column(String(32))
+    resolution: Mapped[str | None] = mapped_column(Bounded(10))  # confirmed | reversed
+    resolved_by: Mapped[str | None] = mapped_column(Bounded(32))
     escalated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The reply that took it: its escalation goes to no member that reply was kept from.
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
 
     # The sweep's look-up: unresolved, not escalated, by due time.
     __table_args__ = (Index("ix_emergencies_open", "resolved_at", "escalated_at", "due_at"),)

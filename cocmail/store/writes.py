@@ -20,18 +20,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import DateTime, bindparam, insert, update
+from sqlalchemy import DateTime, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
 
+from cocmail.store.db import SCRUB
 from cocmail.store.models import (
     Attachment,
     Case,
     Event,
     FollowUp,
     Message,
+    MessageKeepOut,
     Outbox,
     Participant,
     Quarantine,
@@ -204,7 +206,8 @@ def insert_cases(db: Connection, channels: list[str], opened_at: dt.datetime) ->
 def insert_participants(db: Connection, rows: list[dict[str, Any]]) -> list[int]:
     # Every row with every column: one statement for a reporter and members alike.
     return _insert_many(db, Participant.__table__, [
-        {"name": None, "handle": None, "cleared_at": None, **r} for r in rows])
+        {"name": None, "handle": None, "cleared_at": None, "member_id": None, "left_at": None,
+         **r} for r in rows])
 
 
 def clear(db: Connection, participant_ids: list[int], at: dt.datetime) -> None:
@@ -284,3 +287,87 @@ def insert_once(db: Connection, table: Any, row: dict[str, Any]) -> bool:
 
 def insert_follow_up(db: Connection, row: dict[str, Any]) -> None:
     db.execute(insert(FollowUp).values(**row))
+
+
+def insert_returning_id(db: Connection, table: Any, row: dict[str, Any]) -> int:
+    """Insert one row; its new id."""
+    [new_id] = _insert_many(db, table, [row])
+    return new_id
+
+
+def set_recusal(db: Connection, case_id: int, member_id: int, kind: str,
+                at: dt.datetime) -> None:
+    """Member ``member_id``'s recusal in the case is now ``kind`` (hard, soft, or excl:
+    kept out by the reporter)."""
+    changed = db.execute(update(Recusal).where(Recusal.case_id == case_id,
+                                               Recusal.member_id == member_id)
+                         .values(kind=kind, at=at)).rowcount
+    if not changed:
+        insert_recusals(db, [{"case_id": case_id, "member_id": member_id, "kind": kind,
+                              "at": at}])
+
+
+def keep_out_of_message(db: Connection, message_id: int, member_ids: list[int]) -> None:
+    """A message kept from members (``MessageKeepOut``); one already kept is skipped."""
+    _execute_many(db, MessageKeepOut.__table__, [
+        {"message_id": message_id, "member_id": member_id} for member_id in member_ids],
+        skip_duplicates=True)
+
+
+def keep_out_of_cases(db: Connection, pairs: list[tuple[int, int]], at: dt.datetime) -> None:
+    """Members kept out of new cases by their reporter: (case id, member id) pairs."""
+    insert_recusals(db, [{"case_id": case_id, "member_id": member_id, "kind": "excl", "at": at}
+                         for case_id, member_id in pairs])
+
+
+def seat_key(member_id: int) -> str:
+    """What a member's seat keeps in ``participants.email``: not their address,
+    which is the member's (``members.email``) and may change, but a key unique to
+    them, so that two members may swap addresses, or one take the address of
+    another who left, and each seat stays one member's.
+
+    >>> seat_key(7)
+    'member:7'
+    """
+    return f"member:{member_id}"
+
+
+def member_seat(case_id: int, member_id: int, handle: str, name: str | None,
+                at: dt.datetime, *, cleared: bool) -> dict[str, Any]:
+    """The row of a member's seat in a case, cleared to read it or not."""
+    return {"case_id": case_id, "role": "member", "email": seat_key(member_id),
+            "name": name, "handle": handle, "member_id": member_id, "created_at": at,
+            "cleared_at": at if cleared else None}
+
+
+def seat_cleared(row: dict[str, Any]) -> bool:
+    """Is the seat ``member_seat`` made cleared to read?"""
+    return row.get("cleared_at") is not None
+
+
+def seat_again(db: Connection, participant_id: int) -> bool:
+    """A member who left the roster and came back: the seat they lost in an open
+    case is theirs again, not cleared. True when this call gave it back."""
+    return bool(db.execute(update(Participant).where(
+        Participant.id == participant_id, Participant.left_at.is_not(None)).values(
+        left_at=None, cleared_at=None)).rowcount == 1)
+
+
+def add_recipients(db: Connection, message_id: int, recipients: list[str]) -> None:
+    """A message delivered again to more recipients: it keeps them all (a replay
+    of a quarantined message then sees what each means)."""
+    known = db.execute(select(Message.recipients).where(Message.id == message_id)).scalar()
+    merged = list(dict.fromkeys([*(known or []), *recipients]))
+    if merged != known:
+        db.execute(update(Message).where(Message.id == message_id).values(recipients=merged))
+
+
+def set_command_key(db: Connection, message_id: int, key: str) -> None:
+    """The key of a member reply's new text, once the reply was carried out."""
+    db.execute(update(Message).where(Message.id == message_id).values(command_key=key))
+
+
+def scrub_after_commit(db: Connection) -> None:
+    """This transaction deletes case content: once it commits, the store leaves no
+    copy of it in its files (``Store.scrub``)."""
+    db.info[SCRUB] = True
