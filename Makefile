@@ -7,7 +7,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CONFIG ?= config.example.toml
 
-.PHONY: serve test lint typecheck unit bench system-deps clean
+# Test processes (pytest-xdist). Most tests wait on daemons and mail servers, not
+# on a core: more workers than the machine's two cores keep both busy.
+TEST_WORKERS ?= 4
+
+.PHONY: serve test test-steps lint typecheck unit bench system-deps clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "cocmail needs Python 3.11 or newer"'
@@ -35,8 +39,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) system-deps lint typecheck
-	$(BIN)/pytest $(PYTEST_ARGS)
+# The last line says how it ended and how long it took, set-up included.
+test:
+	@start=$$(date +%s); $(MAKE) --no-print-directory test-steps; status=$$?; \
+	  took=$$(( $$(date +%s) - start )); \
+	  echo "make test: $$([ $$status = 0 ] && echo passed || echo FAILED), wall time $$((took / 60)) min $$((took % 60)) s"; \
+	  exit $$status
+
+test-steps: $(STAMP) system-deps lint typecheck
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py

@@ -93,6 +93,7 @@ class Sla:
 class Database:
     url: str
     busy_timeout: dt.timedelta
+    pool_size: int = 8  # PostgreSQL: connections each process keeps (half again at a peak)
 
 
 @dataclass(frozen=True)
@@ -586,7 +587,10 @@ def from_dict(raw: dict[str, Any], path: Path) -> Config:
     database = Database(
         url=dbt.convert("url", _database_url(base), f"sqlite:///{base / 'var' / 'cocmail.db'}"),
         busy_timeout=dbt.convert("busy_timeout", parse_duration, dt.timedelta(seconds=10)),
+        pool_size=dbt.get("pool_size", int, 8),
     )
+    if not 1 <= database.pool_size <= 100:
+        raise ConfigError("database.pool_size", "must be between 1 and 100")
     dbt.done()
 
     smtp = _smtp(top.table("smtp", required=False), base)

@@ -40,10 +40,18 @@ from cocmail.secret import oauth2_token, read_secret
 from cocmail.store import migrate
 from cocmail.store.db import Store
 from cocmail.store.models import Outbox
+from cocmail.units import Endpoint
 from cocmail.writer import BatchWriter, Writer
 from cocmail.writer_process import ProcessWriter
 
 log = logging.getLogger(__name__)
+
+
+def bound(server: asyncio.Server) -> str:
+    """Where ``server`` listens, as ``host:port``: with port 0 in the config, the
+    port the system gave (what a supervisor or a test connects to)."""
+    host, port = server.sockets[0].getsockname()[:2]
+    return str(Endpoint(host, port))
 
 
 class OutdatedDatabase(Exception):
@@ -81,7 +89,7 @@ class Daemon:
         self.config = config
         self.clock = clock or SystemClock()
         self.metrics = Metrics()
-        self.store = Store(config.database.url, config.database.busy_timeout)
+        self.store = Store.of(config.database)
         # Blocking database work (the health probe) runs here, off the event loop.
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cocmail")
         self.writer: Writer | None = None
@@ -97,6 +105,9 @@ class Daemon:
         if offset:
             log.warning("the clock is shifted by %s ($COCMAIL_CLOCK_OFFSET): for tests only",
                         offset)
+        if getattr(self.clock, "moved_by", None):
+            log.warning("the clock is moved by the file $COCMAIL_CLOCK_FILE names: for tests "
+                        "only")
         shared = files.shared(self.config)
         if shared:
             log.warning("readable by others than cocmail's user (chmod go= them): %s",
@@ -143,12 +154,13 @@ class Daemon:
             for endpoint in endpoints:
                 server = await loop.create_server(factory, endpoint.host, endpoint.port)
                 self._servers.append(server)
-                log.info("listening for %s on %s", "LMTP" if lmtp else "SMTP", endpoint)
+                log.info("listening for %s on %s", "LMTP" if lmtp else "SMTP", bound(server))
         if self.config.http.listen is not None:
             http = HttpServer(self.health, self.render_metrics)
             ep = self.config.http.listen
-            self._servers.append(await asyncio.start_server(http.handle, ep.host, ep.port))
-            log.info("listening for HTTP (/healthz, /metrics) on %s", ep)
+            server = await asyncio.start_server(http.handle, ep.host, ep.port)
+            self._servers.append(server)
+            log.info("listening for HTTP (/healthz, /metrics) on %s", bound(server))
         if self.config.imap is not None:
             # Last: a start that fails (a port taken) takes nothing from the mailbox.
             self.imap = ImapPoller(self.config, self.store, self.writer, self.metrics,

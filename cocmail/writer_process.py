@@ -75,7 +75,7 @@ def _serve(conn: Connection, config_path: str) -> None:
 
     config = config_module.load(Path(config_path))
     logs.setup(config.logging.level)
-    store = Store(config.database.url, config.database.busy_timeout)
+    store = Store.of(config.database)
     key = tokens.load_key(config)
     intake = Intake(store, config.committee, key, SystemClock(),
                     Enqueue.for_config(config, key))

@@ -8,6 +8,8 @@ peer is missing on a developer's machine, and fails in CI (CI=true).
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import json
 import os
 import re
@@ -16,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,14 +26,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
+from cocmail.clock import MOVED_ENV, SystemClock, move_clock
 from cocmail.store import migrate
 from cocmail.store.db import Store
+from cocmail.store.models import Outbox
 from tests.dovecot import PASSWORD as DOVECOT_PASSWORD
 from tests.dovecot import USER as DOVECOT_USER
 from tests.dovecot import Dovecot
 from tests.dovecot import available as dovecot_available
-from tests.sink import Sink
+from tests.sink import Received, Sink
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
@@ -57,23 +63,36 @@ def missing(what: str) -> None:
 
 
 def free_port() -> int:
+    """A port free a moment ago. Another test may take it before it is bound: only
+    for servers that cannot bind port 0 themselves, and that retry (tests/postfix.py,
+    tests/dovecot.py); the daemon and the sink bind port 0."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None,
-                  timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before listening")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on port {port}")
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """``values`` in ``os.environ`` for the block, and the environment as it was after."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def refusing_port() -> Iterator[int]:
+    """A loopback port where nothing listens, held so for the block: bound, never
+    listening, so a connection to it is refused and no other test can take it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield int(s.getsockname()[1])
 
 
 # --- PostgreSQL -----------------------------------------------------------------
@@ -176,7 +195,9 @@ def write_config(directory: Path, db_url: str, sections: dict[str, dict[str, Any
         # to every count (on Mondays).
         "rotation": {"timezone": "UTC", "handoff": "monday 09:00", "handoff_mail": False},
         "sla": {"first_response": "3d"},
-        "database": {"url": db_url, "busy_timeout": "2s"},
+        # Four kept per process: many daemons (xdist workers) stay under PostgreSQL's
+        # max_connections (100 here).
+        "database": {"url": db_url, "busy_timeout": "2s", "pool_size": 4},
         "smtp": {"listen": [], "lmtp_listen": [], "max_message_size": "1MB"},
         "delivery": {"method": "maildir", "maildir": str(directory / "outbox")},
         "secrets": {"token_key_file": str(directory / "token.key")},
@@ -238,19 +259,103 @@ class Server:
     db_url: str = ""
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)  # its config's
     members: list[tuple[str, str, str, str, list[str]]] | None = None  # None: MEMBERS
+    _store: Store | None = None
+    _config: Any = None
 
     def cli(self, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
         return run_cli(self.config, *args, stdin=stdin, env=self.env)
 
     def json(self, *args: str) -> Any:
+        """What ``cocmail ARGS --json`` prints, from a CLI process: for tests of the CLI."""
         result = self.cli(*args, "--json")
         assert result.returncode == 0, result.stderr.decode()
         return json.loads(result.stdout)
 
+    def look(self, *args: str) -> Any:
+        """What ``cocmail ARGS --json`` prints, gathered in this process by the same
+        code (the command's ``collect``), in the environment the CLI would have: for
+        tests that only read state."""
+        from cocmail import config as config_module
+        from cocmail.cli import build_parser
+
+        parsed = build_parser().parse_args([*args, "--config", str(self.config), "--json"])
+        assert parsed.collect is not None, f"cocmail {' '.join(args)} collects nothing"
+        with environment({"COCMAIL_TOKEN_KEY": TOKEN_KEY, **self.env}):
+            if self._config is None:
+                self._config = config_module.load(self.config)
+            found = parsed.collect(self._config, self.store(), parsed)
+        return json.loads(json.dumps(found))
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def store(self) -> Store:
+        """The daemon's store, opened in this process (once): to read state without
+        a CLI process where the CLI is not what the test is about."""
+        if self._store is None:
+            self._store = Store(self.db_url)
+        return self._store
+
+    def now(self) -> dt.datetime:
+        """The daemon's "now": its clock shifted and moved as the test said."""
+        with environment(self.env):
+            return SystemClock().now()
+
+    def advance(self, seconds: float, timeout: float = 60) -> None:
+        """Move the daemon's clock (every process of it, and ``look``'s) on by
+        ``seconds``: its timers fire at its next sweep, without a real wait. First it
+        waits until no mail is being sent: a jump would end the claims on mail in
+        flight, and another worker would send it again."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.store().reading() as session:
+                in_flight = session.scalar(select(func.count()).select_from(Outbox).where(
+                    Outbox.status == "queued", Outbox.claimed_until >= self.now()))
+            if not in_flight:
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{in_flight} mail(s) still being sent")
+            time.sleep(0.05)
+        move_clock(self.env[MOVED_ENV], seconds)
+
+    def sweeps(self) -> int:
+        """How many sweeps the daemon has finished (its /metrics; the digest is the
+        sweep's last task)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics",
+                                    timeout=10) as answer:
+            text = answer.read().decode()
+        return sum(int(n) for n in re.findall(
+            r'^cocmail_sweep_total\{outcome="\w+",task="digest"\} (\d+)$', text, re.M))
+
+    def quiet(self, sink: Sink | None = None, timeout: float = 60) -> list[Received]:
+        """Wait until the daemon has nothing more to send now: a whole sweep has run
+        since the call, and no mail in the outbox is due (so all it sent is in the
+        sink: a row is marked sent only once the relay took it); everything the sink
+        holds. A wait on state, never on a quiet spell."""
+        deadline = time.monotonic() + timeout
+        first = self.sweeps()
+        while self.sweeps() < first + 2:  # the sweep running now may have begun before
+            if time.monotonic() > deadline:
+                raise AssertionError("the daemon's scheduler does not sweep")
+            time.sleep(0.05)
+        while True:
+            now = self.now()
+            with self.store().reading() as session:
+                due = session.scalar(select(func.count()).select_from(Outbox).where(
+                    Outbox.status == "queued", Outbox.due_at <= now))
+            if not due:
+                if sink is None:
+                    return []
+                with sink.lock:
+                    return list(sink.mails)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{due} mail(s) due in the outbox are not sent")
+            time.sleep(0.05)
+
     def stop(self) -> None:
+        if self._store is not None:
+            self._store.dispose()
+            self._store = None
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -272,29 +377,34 @@ class Servers:
                  **sections: dict[str, Any]) -> Server:
         directory = self.tmp_path / f"server{len(self.started)}"
         directory.mkdir()
-        smtp_port, lmtp_port, http_port = free_port(), free_port(), free_port()
-        merged = {
-            "smtp": {"listen": [f"127.0.0.1:{smtp_port}"],
-                     "lmtp_listen": [f"127.0.0.1:{lmtp_port}"]},
-            "http": {"listen": f"127.0.0.1:{http_port}"},
+        # Port 0: the daemon takes free ports itself and its log says which, so
+        # no other test (or xdist worker) can take a port between choice and bind.
+        merged: dict[str, dict[str, Any]] = {
+            "smtp": {"listen": ["127.0.0.1:0"], "lmtp_listen": ["127.0.0.1:0"]},
+            "http": {"listen": "127.0.0.1:0"},
             "scheduler": {"tick": "1s"},
         }
         for name, values in sections.items():
             merged.setdefault(name, {}).update(values)
-        listen = merged["smtp"]["listen"]
-        if listen and listen[0].startswith("127.0.0.1:"):
-            smtp_port = int(listen[0].rsplit(":", 1)[1])
         config = write_config(directory, db_url, merged)
-        server = self._launch(config, smtp_port, lmtp_port, http_port, directory / "serve.log",
-                              env or {})
+        # Its clock moves on when the test says (Server.advance), in every process.
+        env = {MOVED_ENV: str(directory / "clock"), **(env or {})}
+        server = self._launch(config, directory / "serve.log", env)
+        # A restart binds the ports it had: mail and peers (Postfix) keep them.
+        for key, port in (("listen", server.smtp_port), ("lmtp_listen", server.lmtp_port)):
+            if merged["smtp"][key] == ["127.0.0.1:0"]:
+                merged["smtp"][key] = [f"127.0.0.1:{port}"]
+        if merged["http"].get("listen") == "127.0.0.1:0":
+            merged["http"]["listen"] = f"127.0.0.1:{server.http_port}"
+        write_config(directory, db_url, merged)
         server.db_url, server.sections = db_url, merged
         return server
 
     def restart(self, server: Server,
                 members: list[tuple[str, str, str, str, list[str]]] | None = None,
                 **sections: dict[str, Any]) -> Server:
-        """``server`` stopped and started again; with ``members`` or ``sections``, on
-        its config changed so (the committee's roster, say)."""
+        """``server`` stopped and started again on the same ports; with ``members`` or
+        ``sections``, on its config changed so (the committee's roster, say)."""
         server.stop()
         if members is not None or sections:
             merged = {name: dict(values) for name, values in server.sections.items()}
@@ -303,28 +413,49 @@ class Servers:
             server.members = members if members is not None else server.members
             write_config(server.config.parent, server.db_url, merged, members=server.members)
             server.sections = merged
-        again = self._launch(server.config, server.smtp_port, server.lmtp_port,
-                             server.http_port, server.log_path, server.env)
+        again = self._launch(server.config, server.log_path, server.env)
         again.db_url, again.sections, again.members = (server.db_url, server.sections,
                                                        server.members)
         return again
 
-    def _launch(self, config: Path, smtp_port: int, lmtp_port: int, http_port: int,
-                log_path: Path, env: dict[str, str]) -> Server:
+    def _launch(self, config: Path, log_path: Path, env: dict[str, str]) -> Server:
+        offset = log_path.stat().st_size if log_path.exists() else 0
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
                 [*COCMAIL, "serve", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT,
                 env={**os.environ, "COCMAIL_TOKEN_KEY": TOKEN_KEY, **env}, cwd=ROOT,
             )
-        server = Server(config, proc, smtp_port, lmtp_port, http_port, log_path, env)
+        server = Server(config, proc, 0, 0, 0, log_path, env)
         self.started.append(server)
         try:
-            wait_for_port(smtp_port, proc)
-            wait_for_port(http_port, proc)
+            started = wait_for_start(log_path, offset, proc)
         except Exception:
             print(server.log())
             raise
+        ports = {kind: int(port) for kind, port in
+                 re.findall(r"listening for (SMTP|LMTP|HTTP)\b.* on 127\.0\.0\.1:(\d+)", started)
+                 [::-1]}  # the first of each kind
+        server.smtp_port = ports.get("SMTP", 0)
+        server.lmtp_port = ports.get("LMTP", 0)
+        server.http_port = ports.get("HTTP", 0)
         return server
+
+
+def wait_for_start(log_path: Path, offset: int, proc: subprocess.Popen[bytes],
+                   timeout: float = 30) -> str:
+    """Wait until the daemon logs "cocmail is running" after ``offset`` of its log;
+    what it logged since."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(log_path, "rb") as log:
+            log.seek(offset)
+            text = log.read().decode(errors="replace")
+        if "cocmail is running" in text:
+            return text
+        if proc.poll() is not None:
+            raise RuntimeError(f"cocmail serve exited with {proc.returncode} before running")
+        time.sleep(0.05)
+    raise TimeoutError("cocmail serve did not start")
 
 
 @pytest.fixture
@@ -338,7 +469,7 @@ def serve(tmp_path: Path) -> Iterator[Servers]:
 @pytest.fixture
 def sink() -> Iterator[Sink]:
     """A real SMTP server on loopback playing the relay (see tests/sink.py)."""
-    relay = Sink(free_port())
+    relay = Sink()
     relay.start()
     yield relay
     relay.stop()
@@ -350,7 +481,7 @@ def dovecot(request: pytest.FixtureRequest) -> Iterator[Dovecot]:
     indirectly, the parameter is the CAPABILITY list it announces instead of its own."""
     if not dovecot_available():
         missing("Dovecot (Debian package dovecot-imapd; started as root)")
-    server = Dovecot(free_port(), capabilities=getattr(request, "param", None))
+    server = Dovecot(capabilities=getattr(request, "param", None))
     server.start()
     yield server
     server.remove()
@@ -392,7 +523,7 @@ def answer_conflict_checks(server: Server, sink: Sink, case: int = 1) -> list[st
     checked = {m.recipient for m in sink.wait_for(
         1, where=lambda m: m.kind in ("conflict", "page"))
         if m.kind == "conflict" and m.header("X-Cocmail-Case") == str(case)}
-    for seat in server.json("case", "show", str(case))["participants"]:
+    for seat in server.look("case", "show", str(case))["participants"]:
         if seat["role"] == "member" and seat["email"] in checked:
             code, _ = send(server.smtp_port, message(
                 sender=seat["email"], subject=f"Re: [conduct #{case}] conflict check",

@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import uuid
 from pathlib import Path
 
 from imapclient import IMAPClient
@@ -60,10 +61,26 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def greets(port: int, marker: str) -> bool:
+    """Whether what listens on ``port`` is the server whose greeting holds ``marker``
+    (and not another test's that took the port first)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+            return marker.encode() in sock.recv(1024)
+    except OSError:
+        return False
+
+
 class Dovecot:
-    def __init__(self, port: int, tls_port: int = 0, capabilities: str | None = None) -> None:
-        self.port = port
-        self.tls_port = tls_port or _free_port()
+    """With ports 0 it chooses free ones as it starts, and chooses again if another
+    test bound them first; ``stop()`` and ``start()`` keep the ports it has."""
+
+    def __init__(self, port: int = 0, tls_port: int = 0,
+                 capabilities: str | None = None) -> None:
+        self.port, self.tls_port = port, tls_port
+        self._choose = not port
+        self._capabilities = capabilities
+        self.greeting = f"cocmail-test-{uuid.uuid4().hex[:12]} ready."
         # Short: Dovecot's unix sockets live under it, and their paths are limited.
         self.root = Path(tempfile.mkdtemp(prefix="dc", dir="/tmp"))
         self.root.chmod(0o755)
@@ -72,7 +89,7 @@ class Dovecot:
         mail.chmod(0o1777)
         (self.root / "users").write_text(
             f"{USER}:{{PLAIN}}{PASSWORD}:65534:65534::{mail / USER}::\n")
-        self.cert, key = self_signed(self.root, "dovecot")
+        self.cert, self.key = self_signed(self.root, "dovecot")
         self.tokens_accepted = threading.Event()
         self.tokens_accepted.set()
         handler = type("Introspection", (_Introspection,), {"accepted": self.tokens_accepted})
@@ -82,7 +99,11 @@ class Dovecot:
             "introspection_mode = post\n"
             f"introspection_url = http://127.0.0.1:{self._introspection.server_port}/introspect\n"
             "username_attribute = username\nactive_attribute = active\nactive_value = true\n")
-        r = self.root
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _configure(self) -> None:
+        r, port, capabilities = self.root, self.port, self._capabilities
+        mail = self.root / "mail"
         (self.root / "dovecot.conf").write_text(f"""
 protocols = imap
 listen = 127.0.0.1
@@ -92,10 +113,11 @@ instance_name = cocmail-test-{port}
 log_path = {r}/dovecot.log
 ssl = yes
 ssl_cert = <{self.cert}
-ssl_key = <{key}
+ssl_key = <{self.key}
 disable_plaintext_auth = no
 auth_mechanisms = plain login xoauth2 oauthbearer
 auth_failure_delay = 0
+login_greeting = {self.greeting}
 {f"imap_capability = {capabilities}" if capabilities else ""}
 mail_location = maildir:{mail}/%u/Maildir
 passdb {{
@@ -122,9 +144,25 @@ service imap-login {{
   }}
 }}
 """)
-        self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        for _ in range(5):
+            if self._choose and not self.port:
+                self.port, self.tls_port = _free_port(), _free_port()
+            self.tls_port = self.tls_port or _free_port()
+            self._configure()
+            if self._started():
+                return
+            if self.proc is not None and self.proc.poll() is None:
+                self.stop()
+                raise TimeoutError(f"dovecot is not listening on {self.port}: {self.log()}")
+            if not (self._choose and "Address already in use" in self.log()):
+                raise RuntimeError(f"dovecot exited: {self.log()}")
+            self.port = 0  # taken between choice and bind: choose again
+        raise RuntimeError(f"dovecot found no free port: {self.log()}")
+
+    def _started(self) -> bool:
+        """Start the master; True once its own greeting answers on ``port``."""
         # Its own process group: stop() ends the master and every session process.
         self.proc = subprocess.Popen([DOVECOT, "-F", "-c", str(self.root / "dovecot.conf")],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
@@ -132,13 +170,11 @@ service imap-login {{
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"dovecot exited: {self.log()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise TimeoutError(f"dovecot is not listening on {self.port}: {self.log()}")
+                return False
+            if greets(self.port, self.greeting):
+                return True
+            time.sleep(0.05)
+        return False
 
     def stop(self) -> None:
         """Stop it at once (its children too): every connection drops."""

@@ -12,10 +12,12 @@ import shutil
 import subprocess
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import DOMAIN, free_port, wait_for_port
+from tests.conftest import DOMAIN, free_port
+from tests.dovecot import greets
 
 POSTFIX = "/usr/sbin/postfix"
 
@@ -78,9 +80,19 @@ class Postfix:
 
 
 def start_postfix(lmtp_port: int) -> Postfix:
+    """Postfix cannot bind port 0: it takes a port free a moment ago, and when
+    another test bound that one first (the greeting is not its own), another."""
+    for _ in range(5):
+        postfix = _start(lmtp_port, free_port())
+        if postfix is not None:
+            return postfix
+    raise RuntimeError("postfix found no free port")
+
+
+def _start(lmtp_port: int, port: int) -> Postfix | None:
     directory = Path(tempfile.mkdtemp(prefix="pf", dir="/tmp"))
     os.chmod(directory, 0o755)
-    port = free_port()
+    banner = f"cocmail-test-{uuid.uuid4().hex[:12]}"
     for sub in ("queue", "data", "log"):
         (directory / sub).mkdir()
     shutil.chown(directory / "data", "postfix", "postfix")
@@ -110,13 +122,27 @@ lmtp_data_done_timeout = 10s
 maillog_file_prefixes = {directory}
 maillog_file = {directory}/log/postfix.log
 smtputf8_enable = yes
+smtpd_banner = $myhostname ESMTP {banner}
 """)
     (directory / "master.cf").write_text(_MASTER.format(listen=f"127.0.0.1:{port}"))
     result = subprocess.run(
         ["script", "-qc", f"{POSTFIX} -c {directory} start", "/dev/null"],
         capture_output=True, timeout=60,
     )
+    if result.returncode != 0 and b"Address already in use" in result.stdout:
+        shutil.rmtree(directory, ignore_errors=True)
+        return None
     if result.returncode != 0:
         raise RuntimeError(f"postfix did not start: {result.stdout.decode(errors='replace')}")
-    wait_for_port(port)
-    return Postfix(directory, port)
+    postfix = Postfix(directory, port)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if greets(port, banner):
+            return postfix
+        if "Address already in use" in postfix.log():
+            postfix.stop()
+            shutil.rmtree(directory, ignore_errors=True)
+            return None
+        time.sleep(0.05)
+    postfix.stop()
+    raise TimeoutError(f"postfix is not listening on {port}:\n{postfix.log()}")

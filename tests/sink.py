@@ -64,9 +64,23 @@ class _Handler:
         return "250 OK: queued"
 
 
+class _Controller(Controller):
+    """aiosmtpd's Controller on port 0: the system picks a free port as it binds, and
+    ``port`` says which (so no other test can take it between choice and bind)."""
+
+    def _create_server(self) -> Any:
+        async def bind() -> Any:
+            server = await self.loop.create_server(self._factory_invoker, host=self.hostname,
+                                                   port=self.port, ssl=self.ssl_context)
+            self.port = server.sockets[0].getsockname()[1]
+            return server
+
+        return bind()
+
+
 @dataclass
 class Sink:
-    port: int
+    port: int = 0  # 0: a free one, chosen as it binds; the same again after stop()
     refuse: Callable[[str], str | None] = lambda address: None
     mails: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -98,9 +112,10 @@ class Sink:
         if self.implicit_tls is not None:
             kwargs.update(ssl_context=self.implicit_tls)
         kwargs.update(enable_SMTPUTF8=self.smtputf8)
-        self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port,
-                                     server_hostname="sink.test", **kwargs)
+        self.controller = _Controller(_Handler(self), hostname="127.0.0.1", port=self.port,
+                                      server_hostname="sink.test", **kwargs)
         self.controller.start()
+        self.port = self.controller.port
 
     def stop(self) -> None:
         if self.controller is not None:
@@ -122,18 +137,8 @@ class Sink:
                                          f"{[(m.kind, m.recipient) for m in self.mails]}")
                 self.changed.wait(left)
 
-    def settle(self, quiet: float = 1.5) -> list[Received]:
-        """Wait until nothing new arrived for ``quiet`` seconds; return everything."""
-        while True:
-            with self.lock:
-                before = len(self.mails)
-            time.sleep(quiet)
-            with self.lock:
-                if len(self.mails) == before:
-                    return list(self.mails)
-
     def forget(self) -> None:
-        """Drop what arrived so far (after ``settle``): a test's set-up is done."""
+        """Drop what arrived so far (after ``Server.quiet``): a test's set-up is done."""
         with self.lock:
             self.mails.clear()
 

@@ -7,16 +7,14 @@ nobody but a member can act on a case."""
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import smtplib
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from cocmail.store.db import Store
 from cocmail.store.models import Case, FollowUp, Outbox
@@ -36,51 +34,6 @@ REPORTER = "rita@reporter.example"
 WITHOUT_BOB = f"conduct+without-bob@{DOMAIN}"
 
 
-# --- waiting on the store, never on the clock ------------------------------------
-
-def settled(server: Server, sink: Sink, timeout: float = 30) -> list[Received]:
-    """Every mail the daemon sent, once it has nothing left to send now: no row
-    queued and due, and each row it recorded as sent arrived at the sink."""
-    deadline = time.monotonic() + timeout
-    store = Store(server.db_url)
-    try:
-        while True:
-            with store.unit_of_work() as session:
-                now = dt.datetime.now(dt.UTC)
-                waiting = session.scalar(select(func.count()).select_from(Outbox).where(
-                    Outbox.status == "queued", Outbox.due_at <= now))
-                sent = session.scalar(select(func.count()).select_from(Outbox).where(
-                    Outbox.status == "sent"))
-            with sink.lock:
-                arrived = list(sink.mails)
-            if not waiting and len(arrived) >= (sent or 0):
-                return arrived
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{waiting} mail(s) still due, {sent} sent, "
-                                     f"{len(arrived)} arrived")
-            time.sleep(0.05)
-    finally:
-        store.dispose()
-
-
-def sweeps(server: Server, task: str) -> int:
-    """How many times the daemon's sweep has run ``task`` (from /metrics)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/metrics",
-                                timeout=10) as answer:
-        text = answer.read().decode()
-    found = re.search(rf'^cocmail_sweep_total{{outcome="ok",task="{task}"}} (\d+)$', text,
-                      re.MULTILINE)
-    return int(found.group(1)) if found else 0
-
-
-def wait_for_sweeps(server: Server, task: str, count: int = 2, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while sweeps(server, task) < count:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the {task} sweep did not run {count} times")
-        time.sleep(0.1)
-
-
 def case_row(server: Server, case_id: int = 1) -> Case:
     store = Store(server.db_url)
     try:
@@ -98,22 +51,22 @@ def case_row(server: Server, case_id: int = 1) -> Case:
 def seats(server: Server, case: int = 1) -> dict[str, dict[str, Any]]:
     """Each participant of the case, by handle (members) or role (the others)."""
     return {p["handle"] or p["role"]: p
-            for p in server.json("case", "show", str(case))["participants"]}
+            for p in server.look("case", "show", str(case))["participants"]}
 
 
 def read_by_all(server: Server, sink: Sink, raw: bytes | None = None,
                 rcpts: list[str] | None = None) -> list[Received]:
     """A report, and every member still to answer its conflict check answers
     ``no-conflict``: every member reads the case. What arrived so far."""
-    cases = len(server.json("cases", "list"))
+    cases = len(server.look("cases", "list"))
     code, _ = send(server.smtp_port, raw or message(), rcpts=rcpts)
     assert code == 250
     case = cases + 1
-    settled(server, sink)
+    server.quiet(sink)
     for handle, seat in seats(server, case).items():
         if seat["role"] == "member" and seat["cleared_at"] is None:
             reply(server, handle, "no-conflict\n", case=case)
-    return settled(server, sink)
+    return server.quiet(sink)
 
 
 def reply(server: Server, handle: str, body: str, *, sender: str | None = None,
@@ -152,18 +105,18 @@ def test_a_keep_out_wins_over_threading_and_over_a_reply_address(
     server: Server = serve(db_url, delivery=relay_to(sink))
     # Case 1: one member reads the case, one is still to answer the check.
     assert send(server.smtp_port, message(body="Report 1.\n"))[0] == 250
-    settled(server, sink)
+    server.quiet(sink)
     standing = {h: s["standing"] for h, s in seats(server, 1).items() if h in EMAIL}
     reader = next(h for h, state in standing.items() if state == "reads")
     waiting = next(h for h, state in standing.items() if state == "pending")
     [ack] = [m for m in sink.mails if m.kind == "ack"]
-    before = len(settled(server, sink))
+    before = len(server.quiet(sink))
     raw = message(subject="Re: my report", body="KEEPOUT-1 not for them\n",
                   headers={"In-Reply-To": str(ack.header("Message-ID"))})
     rcpts = [f"conduct+without-{reader}@{DOMAIN}", f"conduct+without-{waiting}@{DOMAIN}"]
     assert send(server.smtp_port, raw, rcpts=rcpts)[0] == 250
     reply(server, waiting, "no-conflict\n")
-    mails = settled(server, sink)[before:]
+    mails = server.quiet(sink)[before:]
     [casefile] = [m for m in mails if m.kind == "casefile"]
     assert casefile.recipient == EMAIL[waiting] and "Report 1." in casefile.text
     assert "KEEPOUT-1" not in casefile.text
@@ -176,14 +129,14 @@ def test_a_keep_out_wins_over_threading_and_over_a_reply_address(
     reporter = seats(server, 2)["reporter"]["reply_address"]
     raw = message(subject="Re: my report", body="KEEPOUT-2 not for bob\n")
     assert send(server.smtp_port, raw, rcpts=[reporter, WITHOUT_BOB])[0] == 250
-    mails = settled(server, sink)[before:]
+    mails = server.quiet(sink)[before:]
     assert with_marker(mails, "KEEPOUT-2") == sorted(EMAIL[h] for h in ("alice", "carol", "dave"))
     send(server.smtp_port, message(subject="Re: my report", body="LATER-2\n"), rcpts=[reporter])
-    mails = settled(server, sink)[before:]
+    mails = server.quiet(sink)[before:]
     assert with_marker(mails, "LATER-2") == sorted(EMAIL[h] for h in ("alice", "carol", "dave"))
     assert not [m for m in mails if m.recipient == EMAIL["bob"]
                 and m.header("X-Cocmail-Case") == "2"]
-    detail = server.json("case", "show", "2")
+    detail = server.look("case", "show", "2")
     assert detail["excluded"] == ["bob"]
     assert seats(server, 2)["bob"]["standing"] == "kept-out"
     assert "kept-out" in [e["kind"] for e in detail["events"]]
@@ -207,8 +160,8 @@ def test_a_keep_out_address_of_no_member_refuses_the_whole_message(
         assert code == 550 and b"no committee member 'bobb'" in text
         code, text = smtp.data(message(body="TYPO-KEEP-OUT\n"))
     assert code == 550 and b"Nothing of this message was kept" in text
-    assert server.json("cases", "list") == [] and server.json("quarantine", "list") == []
-    assert not settled(server, sink)
+    assert server.look("cases", "list") == [] and server.look("quarantine", "list") == []
+    assert not server.quiet(sink)
 
 
 # --- 2. a second delivery still means what its recipients mean -----------------------
@@ -224,10 +177,10 @@ def test_the_same_bytes_again_to_a_keep_out_address_keep_the_member_out(
     assert code == 250 and b"already stored" in text
     send(server.smtp_port, message(subject="Re: my report", body="AFTER-DUP\n"),
          rcpts=[seats(server)["reporter"]["reply_address"]])
-    mails = settled(server, sink)[before:]
+    mails = server.quiet(sink)[before:]
     assert with_marker(mails, "AFTER-DUP") == sorted(EMAIL[h] for h in ("alice", "carol", "dave"))
-    assert server.json("case", "show", "1")["excluded"] == ["bob"]
-    assert len(server.json("cases", "list")) == 1  # stored once
+    assert server.look("case", "show", "1")["excluded"] == ["bob"]
+    assert len(server.look("cases", "list")) == 1  # stored once
 
 
 # --- 3. off-boarding: a removed member and an old address ----------------------------
@@ -245,26 +198,26 @@ def test_a_removed_member_and_an_old_address_get_nothing_and_act_on_nothing(
     roster = [("alice", "Alice A", "alice@new.example", "Acme", ["chair"]),
               *[m for m in MEMBERS if m[0] not in ("alice", "bob")]]
     server = serve.restart(server, members=roster)
-    before = len(settled(server, sink))
+    before = len(server.quiet(sink))
     reply(server, "bob", "close\nrelay respondent\n\nBOB-AFTER-LEAVING\n",
           to=old["bob"]["reply_address"])
     reply(server, "alice", "severity high\n", to=old["alice"]["reply_address"])  # old address
     send(server.smtp_port, message(subject="Re: my report", body="AFTER-LEAVING\n"),
          rcpts=[old["reporter"]["reply_address"]])
-    mails = settled(server, sink)[before:]
+    mails = server.quiet(sink)[before:]
     assert not [m for m in mails if m.recipient in (EMAIL["bob"], EMAIL["alice"])]
     assert with_marker(mails, "AFTER-LEAVING") == sorted(
         ["alice@new.example", EMAIL["carol"], EMAIL["dave"]])
     assert not with_marker(mails, "BOB-AFTER-LEAVING")
     case = case_row(server)
     assert case.closed_at is None and case.severity is None
-    reasons = [q["reason"] for q in server.json("quarantine", "list")]
+    reasons = [q["reason"] for q in server.look("quarantine", "list")]
     assert reasons == ["not-a-member", "sender-mismatch"]
-    kinds = [e["kind"] for e in server.json("case", "show", "1")["events"]]
+    kinds = [e["kind"] for e in server.look("case", "show", "1")["events"]]
     assert "member-removed" in kinds and "member-email-changed" in kinds
     # At her new address, Alice acts.
     reply(server, "alice", "severity high\n", sender="alice@new.example")
-    settled(server, sink)
+    server.quiet(sink)
     assert case_row(server).severity == "high"
 
 
@@ -276,21 +229,20 @@ def test_a_renamed_member_stays_out_of_the_cases_he_was_kept_out_of(
     member, and no sweep seats him in that case or sends him its conflict check."""
     server: Server = serve(db_url, delivery=relay_to(sink))
     assert send(server.smtp_port, message(), rcpts=[WITHOUT_BOB])[0] == 250
-    settled(server, sink)
+    server.quiet(sink)
     roster = [m if m[0] != "bob" else ("robert", "Robert B", m[2], m[3], m[4])
               for m in MEMBERS]
     server = serve.restart(server, members=roster, rotation={
         "order": ["alice", "robert", "carol", "dave"]})
-    wait_for_sweeps(server, "late-member")
-    mails = settled(server, sink)
+    mails = server.quiet(sink)
     assert not [m for m in mails if m.recipient == EMAIL["bob"]]
     assert "robert" not in seats(server) and "bob" not in seats(server)
-    assert server.json("case", "show", "1")["excluded"] == ["robert"]
+    assert server.look("case", "show", "1")["excluded"] == ["robert"]
     # The new handle keeps people out too.
     before = len(mails)
     assert send(server.smtp_port, message(body="Second report.\n"),
                 rcpts=[f"conduct+without-robert@{DOMAIN}"])[0] == 250
-    assert not [m for m in settled(server, sink)[before:] if m.recipient == EMAIL["bob"]]
+    assert not [m for m in server.quiet(sink)[before:] if m.recipient == EMAIL["bob"]]
 
 
 # --- 5. who sent it: one From mailbox, read before any name is decoded ---------------
@@ -326,9 +278,9 @@ def test_commands_need_the_one_from_mailbox_of_the_member(
     for froms in forged:
         reply(server, "alice", "", raw=_raw_from(froms, "close\r\n"),
               envelope=EMAIL["alice"])
-    settled(server, sink)
+    server.quiet(sink)
     assert case_row(server).closed_at is None
-    assert [q["reason"] for q in server.json("quarantine", "list")] == \
+    assert [q["reason"] for q in server.look("quarantine", "list")] == \
         ["sender-mismatch"] * len(forged)
     # With our server's Authentication-Results believed, a DMARC or SPF failure
     # for her domain stops her commands too; and the headers our own group keeps
@@ -347,13 +299,13 @@ def test_commands_need_the_one_from_mailbox_of_the_member(
                       body=f"close\n\n{result}\n",
                       headers={"Authentication-Results": f"mx.conduct.example.org; {result}"})
         reply(server, "alice", "", raw=raw)
-    mails = settled(server, sink)
+    mails = server.quiet(sink)
     assert case_row(server).closed_at is None
-    assert [q["reason"] for q in server.json("quarantine", "list")][-1] == "sender-mismatch"
+    assert [q["reason"] for q in server.look("quarantine", "list")][-1] == "sender-mismatch"
     refused = [t for t in texts_to(mails, EMAIL["alice"]) if "failed the sender checks" in t]
     assert len(refused) == 3
     reply(server, "alice", "close\n")  # her own mail does act
-    settled(server, sink)
+    server.quiet(sink)
     assert case_row(server).closed_at is not None
 
 
@@ -369,12 +321,12 @@ def test_a_replayed_command_reply_runs_once_whatever_its_message_id(
                   body="severity high\n", message_id="first@members.example")
     reply(server, "alice", "", raw=raw)
     reply(server, "bob", "severity low\n")
-    settled(server, sink)
+    server.quiet(sink)
     replays = [raw.replace(b"first@members.example", b"second@members.example"),
                re.sub(rb"Message-ID: [^\r\n]*\r\n", b"", raw)]
     for copy in replays:
         reply(server, "alice", "", raw=copy, envelope="bounce@relay.example")
-    mails = settled(server, sink)
+    mails = server.quiet(sink)
     assert case_row(server).severity == "low"
     said = [t for t in texts_to(mails, EMAIL["alice"]) if "word for word" in t]
     assert len(said) == 2
@@ -389,15 +341,15 @@ def test_a_relay_to_the_reporter_under_another_role_still_waits_for_approval(
     someone was named, never shows the reporter's address."""
     server: Server = serve(db_url, delivery=relay_to(sink))
     assert send(server.smtp_port, message())[0] == 250
-    settled(server, sink)
-    case = server.json("case", "show", "1")
+    server.quiet(sink)
+    case = server.look("case", "show", "1")
     [paged] = [e["data"]["members"] for e in case["events"] if e["kind"] == "paged"]
     first = paged[0]
-    before = len(settled(server, sink))
+    before = len(server.quiet(sink))
     reply(server, first, f"party add observer {REPORTER.upper()} Rita\n"
                          "party add witness sam@elsewhere.example Sam\n")
     reply(server, first, "relay observer\n\nRELAYED-TEXT please call us\n")
-    mails = settled(server, sink)[before:]
+    mails = server.quiet(sink)[before:]
     checks = [m for m in mails if m.kind == "conflict"]
     assert checks and all(REPORTER not in m.text.lower() for m in checks)
     assert all("sam@elsewhere.example" in m.text for m in checks)
@@ -417,15 +369,15 @@ def test_a_recused_members_threaded_mail_is_kept_not_passed_on(
     server: Server = serve(db_url, delivery=relay_to(sink))
     read_by_all(server, sink)
     reply(server, "bob", "recuse\n")
-    before = len(settled(server, sink))
+    before = len(server.quiet(sink))
     [earlier] = [m for m in sink.mails if m.recipient == EMAIL["bob"]][:1]
     raw = message(sender=EMAIL["bob"], subject="Re: the case", body="RECUSED-NOTE\n",
                   headers={"In-Reply-To": str(earlier.header("Message-ID"))})
     assert send(server.smtp_port, raw, sender=EMAIL["bob"])[0] == 250
-    mails = settled(server, sink)[before:]
+    mails = server.quiet(sink)[before:]
     assert not with_marker(mails, "RECUSED-NOTE")
     assert any("stepped back" in t for t in texts_to(mails, EMAIL["bob"]))
-    assert len(server.json("case", "show", "1")["messages"]) >= 2  # kept with the case
+    assert len(server.look("case", "show", "1")["messages"]) >= 2  # kept with the case
 
 
 # --- 9. a purge leaves nothing readable ----------------------------------------------
@@ -467,9 +419,9 @@ def test_a_purge_leaves_no_byte_of_the_case_in_the_store(
     reply(server, "dave", "emergency platform-ban EMERGENCY-SECRET\nreconvene\n")
     reply(server, "alice", "vote coaching VOTE-SECRET\nfollow-up 30d FOLLOWUP-SECRET\n")
     reply(server, "alice", "purge\n")
-    before = len(settled(server, sink))
+    before = len(server.quiet(sink))
     reply(server, "bob", "purge\nrelay respondent\n\nRELAY-SECRET\n")
-    mails = settled(server, sink)[before:]
+    mails = server.quiet(sink)[before:]
     assert not [m for m in mails if "RELAY-SECRET" in m.text]
     assert not [m for m in mails if m.recipient == "sam@elsewhere.example"]
     assert any("is purged" in t for t in texts_to(mails, EMAIL["bob"]))
@@ -522,7 +474,7 @@ def test_a_missing_token_key_stops_serve_once_the_database_holds_cases(
                            secrets={"token_key_file": str(key)})
     assert key.exists() and key.stat().st_mode & 0o777 == 0o600
     assert send(server.smtp_port, message())[0] == 250
-    settled(server, sink)
+    server.quiet(sink)
     server.stop()
     elsewhere = tmp_path / "mistyped" / "token.key"
     config = server.config
@@ -545,7 +497,7 @@ ODD_REPORTERS = ['"rita smith"@reporter.example', "rita{x}@reporter.example",
 def test_the_log_masks_every_local_part(serve, db_url: str) -> None:
     """A relay that refuses a reporter's address and quotes it back: the log holds
     the domain only, for quoted local parts, braces and apostrophes too."""
-    refusing = Sink(_free_port(), refuse=lambda address: f"550 5.1.1 <{address}>: no such user")
+    refusing = Sink(refuse=lambda address: f"550 5.1.1 <{address}>: no such user")
     refusing.start()
     try:
         server: Server = serve(db_url, delivery=relay_to(refusing))
@@ -564,19 +516,13 @@ def test_the_log_masks_every_local_part(serve, db_url: str) -> None:
         refusing.stop()
 
 
-def _free_port() -> int:
-    from tests.conftest import free_port
-
-    return free_port()
-
-
 # --- 13. mail about no case is the operator's ----------------------------------------
 
 def test_a_failed_notice_to_a_reporter_is_never_in_a_members_digest(
         serve, db_url: str) -> None:
     """The day's notice to a reporter's address (no case) fails; the members'
     digests show the failed mail of the cases each may read, never that."""
-    refusing = Sink(_free_port(), refuse=lambda address: "550 5.1.1 no such user"
+    refusing = Sink(refuse=lambda address: "550 5.1.1 no such user"
                     if address.endswith("@reporter.example") else None)
     refusing.start()
     try:
@@ -598,7 +544,7 @@ def test_a_failed_notice_to_a_reporter_is_never_in_a_members_digest(
             store.dispose()
         server = serve.restart(server, digest={"enabled": True, "at": "00:00"})
         refusing.wait_for(1, where=lambda m: m.kind == "digest")
-        digests = [m for m in settled(server, refusing) if m.kind == "digest"]
+        digests = [m for m in server.quiet(refusing) if m.kind == "digest"]
         told = [m for m in digests if "no such user" in m.text]
         assert told  # the failed acknowledgement, to those who read its case
         for digest in digests:
@@ -618,10 +564,10 @@ def test_a_display_name_longer_than_its_column_is_cut_not_fatal(
     raw = message(body="Long name.\n").replace(b"From: Rita Reporter <",
                                                 f"From: {name} <".encode())
     assert send(server.smtp_port, raw)[0] == 250
-    mails = settled(server, sink)
+    mails = server.quiet(sink)
     assert [m.kind for m in mails].count("ack") == 1
     assert [m.kind for m in mails].count("page") == 2
-    assert server.json("quarantine", "list") == []
+    assert server.look("quarantine", "list") == []
 
 
 # --- 15. a reporter whose address is not ASCII ---------------------------------------
@@ -645,7 +591,7 @@ def test_a_reporter_with_a_non_ascii_address_is_answered_or_the_members_are_told
     raw = ("From: Rïta <rïta@reporter.example>\r\nTo: conduct@conduct.example.org\r\n"
            "Subject: Report\r\nMessage-ID: <utf8-1@reporter.example>\r\n"
            "Content-Type: text/plain; charset=utf-8\r\n\r\nIt happened.\r\n").encode()
-    offering = Sink(_free_port())
+    offering = Sink()
     offering.start()
     try:
         server: Server = serve(db_url, delivery=relay_to(offering))
@@ -654,7 +600,7 @@ def test_a_reporter_with_a_non_ascii_address_is_answered_or_the_members_are_told
         assert ack.recipient == reporter
     finally:
         offering.stop()
-    plain = Sink(_free_port(), smtputf8=False)
+    plain = Sink(smtputf8=False)
     plain.start()
     try:
         server = serve.restart(server, delivery=relay_to(plain))
@@ -680,7 +626,7 @@ def test_a_command_hidden_in_an_html_reply_does_not_run(
     raw = message(sender=EMAIL["alice"], subject="Re: [conduct #1] the case", body=html)
     raw = raw.replace(b"Content-Type: text/plain", b"Content-Type: text/html")
     reply(server, "alice", "", raw=raw)
-    mails = settled(server, sink)[before:]
+    mails = server.quiet(sink)[before:]
     assert case_row(server).closed_at is None
     notes = [m for m in mails if m.kind == "message"]
     assert len(notes) == 3 and all("VISIBLE-NOTE" in m.text for m in notes)

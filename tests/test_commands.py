@@ -18,12 +18,12 @@ def _open_case(server: Server, sink: Sink, cleared: bool = True) -> dict:
     answer the conflict check with "no-conflict" (and get the case so far)."""
     send(server.smtp_port, message())
     sink.wait_for(1 + len(MEMBERS))
-    seats = {p["handle"]: p for p in server.json("case", "show", "1")["participants"]
+    seats = {p["handle"]: p for p in server.look("case", "show", "1")["participants"]
              if p["role"] == "member"}
     if cleared:
         checked = answer_conflict_checks(server, sink)
         sink.wait_for(len(checked), where=lambda m: m.kind == "confirmation")
-        sink.settle()
+        server.quiet(sink)
         sink.forget()
     return seats
 
@@ -44,9 +44,9 @@ def test_ack_severity_assign_and_a_note(serve, sink: Sink, db_url: str) -> None:
                                    "\nOn Wed, 25 Nov 2026, cocmail wrote:\n> QUOTED-ORIGINAL\n")
     others = [h for h in NAME if h != "alice"]
     sink.wait_for(1, where=lambda m: m.kind == "confirmation")
-    mails = sink.settle()[before:]
+    mails = server.quiet(sink)[before:]
     # The status goes to those paged about the case (the two on duty), but Alice.
-    paged = next(e for e in server.json("case", "show", "1")["events"]
+    paged = next(e for e in server.look("case", "show", "1")["events"]
                  if e["kind"] == "paged")["data"]["members"]
     kinds = sorted((m.kind, m.recipient) for m in mails)
     assert kinds == sorted([("confirmation", EMAIL["alice"])]
@@ -63,12 +63,12 @@ def test_ack_severity_assign_and_a_note(serve, sink: Sink, db_url: str) -> None:
     assert "I will call the reporter." in note.text and "QUOTED-ORIGINAL" not in note.text
     assert "severity high" not in note.text
 
-    case = server.json("case", "show", "1")
+    case = server.look("case", "show", "1")
     assert case["acknowledged_at"] and case["severity"] == "high"
     assert case["state"] == "triage"
     assert [(e["kind"], e["actor"]) for e in case["events"][-3:]] == [
         ("acknowledged", "alice"), ("severity", "alice"), ("assigned", "alice")]
-    assert server.json("cases", "list")[0]["severity"] == "high"
+    assert server.look("cases", "list")[0]["severity"] == "high"
 
 
 def test_a_second_ack_is_answered_kindly_and_tells_nobody(
@@ -77,11 +77,11 @@ def test_a_second_ack_is_answered_kindly_and_tells_nobody(
     seats = _open_case(server, sink)
     _reply(server, seats["alice"], "ack")
     sink.wait_for(1, where=lambda m: m.kind == "confirmation")
-    before = len(sink.settle())
+    before = len(server.quiet(sink))
     _reply(server, seats["bob"], "ack")
     [confirmation] = sink.wait_for(1, where=lambda m: m.kind == "confirmation"
                                    and m.recipient == EMAIL["bob"])
-    assert len(sink.settle()) == before + 1  # only Bob's confirmation
+    assert len(server.quiet(sink)) == before + 1  # only Bob's confirmation
     assert f"Already acknowledged by {NAME['alice']}" in confirmation.text
     assert "Not done" not in confirmation.text
     assert "No note was sent" in confirmation.text
@@ -97,7 +97,7 @@ def test_refused_commands_say_why_and_change_nothing(serve, sink: Sink, db_url: 
     assert "Not done: 'zed' is not a member who can see this case" in text
     assert "severity low|medium|high|critical" in text and "assign me|<handle>" in text
     assert not sink.of_kind("message")  # "thanks" ended it: no note
-    case = server.json("case", "show", "1")
+    case = server.look("case", "show", "1")
     assert case["severity"] is None and case["assignee"] is None
 
 
@@ -109,19 +109,19 @@ def test_a_reply_without_commands_is_a_note(serve, sink: Sink, db_url: str) -> N
     assert all("I am travelling." in n.text and "Dave\n" not in n.text for n in notes)
     [confirmation] = sink.wait_for(1, where=lambda m: m.kind == "confirmation")
     assert "Your reply had no commands." in confirmation.text
-    assert server.json("case", "show", "1")["acknowledged_at"] is None
+    assert server.look("case", "show", "1")["acknowledged_at"] is None
 
 
 def test_a_command_from_another_address_changes_nothing(
         serve, sink: Sink, db_url: str) -> None:
     server: Server = serve(db_url, delivery=relay_to(sink))
     seats = _open_case(server, sink)
-    before = len(sink.settle())
+    before = len(server.quiet(sink))
     _reply(server, seats["alice"], "ack\nseverity low", sender="mallory@elsewhere.example")
-    assert len(sink.settle(2.0)) == before
-    case = server.json("case", "show", "1")
+    assert len(server.quiet(sink)) == before
+    case = server.look("case", "show", "1")
     assert case["acknowledged_at"] is None and case["severity"] is None
-    [entry] = server.json("quarantine", "list")
+    [entry] = server.look("quarantine", "list")
     assert entry["reason"] == "sender-mismatch"
 
 
@@ -135,10 +135,10 @@ def test_a_recused_member_s_reply_is_kept_but_not_acted_on(
             recuse(session, 1, "bob", "hard")
     finally:
         store.dispose()
-    before = len(sink.settle())
+    before = len(server.quiet(sink))
     _reply(server, seats["bob"], "ack\nI know the person.")
     [confirmation] = sink.wait_for(1, where=lambda m: m.kind == "confirmation")
-    assert len(sink.settle()) == before + 1
+    assert len(server.quiet(sink)) == before + 1
     assert "You have stepped back from case #1" in confirmation.text
-    assert server.json("case", "show", "1")["acknowledged_at"] is None
-    assert server.json("case", "show", "1")["message_count"] == 2
+    assert server.look("case", "show", "1")["acknowledged_at"] is None
+    assert server.look("case", "show", "1")["message_count"] == 2

@@ -30,6 +30,7 @@ def test_example_config_loads() -> None:
     ("smtp", {"listen": ["localhost"]}, "smtp.listen: not host:port"),
     ("sla", {"first_response": "3 fortnights"}, "sla.first_response: not a duration"),
     ("database", {"url": "mysql://x"}, "database.url: must start with"),
+    ("database", {"pool_size": 0}, "database.pool_size: must be between 1 and 100"),
     ("delivery", {"method": "carrier-pigeon"}, "delivery.method: must be"),
     ("smtp", {"lisen": []}, "smtp.lisen: unknown key"),
     ("rotation", {"order": ["zed"]}, "rotation.order: 'zed' is not a committee member"),
@@ -67,13 +68,12 @@ def test_member_email_is_checked(tmp_path: Path) -> None:
         }, tmp_path / "c.toml")
 
 
-def test_token_key_file_is_created_0600(tmp_path: Path) -> None:
+def test_token_key_file_is_created_0600(tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
     from cocmail import tokens
 
     config = config_module.load(write_config(tmp_path, "sqlite:///x.db"))
-    import os
-
-    os.environ.pop(config.secrets.token_key_env, None)
+    monkeypatch.delenv(config.secrets.token_key_env, raising=False)  # put back after
     key = tokens.load_key(config, may_create=True)  # a database with no case yet
     path = config.secrets.token_key_file
     assert path is not None and path.stat().st_mode & 0o777 == 0o600

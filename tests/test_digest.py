@@ -96,7 +96,7 @@ def test_a_failed_acknowledgement_reaches_the_members_digest(
     send(server.smtp_port, message())
     # To the two on duty: the others have not answered the conflict check, so they
     # see nothing of the case, its failed mail included.
-    paged = server.json("case", "show", "1")["events"][1]["data"]["members"]
+    paged = server.look("case", "show", "1")["events"][1]["data"]["members"]
     readers = sorted(m[2] for m in MEMBERS if m[0] in paged)
     sink.wait_for(len(readers), where=lambda m: m.kind == "failure")
     # The digest is switched on (due from midnight) once the failure is recorded.
@@ -113,7 +113,7 @@ def test_a_failed_acknowledgement_reaches_the_members_digest(
         assert digest.header("X-Cocmail-Case") is None
     # Pages and conflict checks, failure notices, digests: the refused
     # acknowledgement is not in the sink.
-    assert len(sink.settle()) == len(MEMBERS) + 2 * len(readers)
+    assert len(server.quiet(sink)) == len(MEMBERS) + 2 * len(readers)
 
 
 @pytest.mark.parametrize("digest, reason", [

@@ -22,8 +22,8 @@ from cocmail.store.models import Message
 from tests.conftest import (
     Server,
     cli_json,
-    free_port,
     imap_from,
+    refusing_port,
     relay_to,
     run_cli,
     write_config,
@@ -81,7 +81,7 @@ def test_messages_before_and_during_idle_are_stored_in_order_and_moved(
     assert dovecot.message_ids(PROCESSED) == [f"<{m}>" for m in _first_message_ids(server)]
     # Fetched with BODY.PEEK[]: nothing was marked read.
     assert all(b"\\Seen" not in flags for flags in dovecot.flags(PROCESSED).values())
-    case = server.json("case", "show", "1")
+    case = server.look("case", "show", "1")
     assert case["messages"][0]["channel"] == "imap"
     assert case["participants"][0]["role"] == "reporter"
     assert "cocmail_imap_connected 1" in _metrics(server)
@@ -113,17 +113,17 @@ def test_a_reply_by_imap_joins_its_case_and_a_copy_by_smtp_is_stored_once(
     # The provider forwarded it and kept a copy in the mailbox: same bytes.
     dovecot.append("INBOX", [report])
     _wait("the copy is moved", lambda: len(dovecot.uids(PROCESSED)) == 1)
-    assert len(server.json("cases", "list")) == 1
-    assert server.json("case", "show", "1")["message_count"] == 1
+    assert len(server.look("cases", "list")) == 1
+    assert server.look("case", "show", "1")["message_count"] == 1
     # The reporter answers to their reply address; it reaches the mailbox. Its
     # To is the copy's (a client that put the published address back): where
     # the server delivered it decides, though the copy's To was read before.
-    reply_to = next(p["reply_address"] for p in server.json("case", "show", "1")["participants"]
+    reply_to = next(p["reply_address"] for p in server.look("case", "show", "1")["participants"]
                     if p["role"] == "reporter")
     dovecot.append("INBOX", [message(subject="Re: more", message_id="reply@reporter.example",
                                      headers={"Delivered-To": reply_to})])
     _wait("the reply is moved", lambda: len(dovecot.uids(PROCESSED)) == 2)
-    case = server.json("case", "show", "1")
+    case = server.look("case", "show", "1")
     assert [m["message_id"] for m in case["messages"]] == [
         "both-ways@reporter.example", "reply@reporter.example"]
     assert case["messages"][1]["verified"] is True
@@ -233,14 +233,14 @@ def test_a_new_uidvalidity_loses_and_duplicates_nothing(
     # IDLE renewed every 2 s: the renewal is when a recreated folder is noticed.
     server: Server = serve(db_url, imap=imap_from(dovecot, tmp_path, folder=folder,
                                                   after="flag", idle_renew="2s"))
-    _wait("three cases", lambda: len(server.json("cases", "list")) == 3)
+    _wait("three cases", lambda: len(server.look("cases", "list")) == 3)
     _wait("three flagged", lambda: all(b"$CocmailStored" in f
                                        for f in dovecot.flags(folder).values()))
     # The folder is recreated (a restore, a migration): UIDs start over.
     with dovecot.client() as client:
         client.delete_folder(folder)
     dovecot.append(folder, [*first, *_reports("uv", 2, start=3)])
-    _wait("five cases", lambda: len(server.json("cases", "list")) == 5, timeout=90)
+    _wait("five cases", lambda: len(server.look("cases", "list")) == 5, timeout=90)
     time.sleep(2)
     assert _first_message_ids(server) == [f"uv-{n}@reporter.example" for n in range(5)]
     assert "new UIDVALIDITY" in server.log()
@@ -257,7 +257,7 @@ def test_a_malformed_message_is_quarantined_and_the_next_one_still_taken(
     _wait("one quarantined, one moved", lambda: len(dovecot.uids(QUARANTINE)) == 1
           and len(dovecot.uids(PROCESSED)) == 1)
     assert dovecot.uids("INBOX") == []
-    [entry] = server.json("quarantine", "list")
+    [entry] = server.look("quarantine", "list")
     assert entry["reason"] == "unparseable"
     assert _first_message_ids(server) == ["after-0@reporter.example"]
 
@@ -321,7 +321,7 @@ def test_a_wrong_password_is_retried_with_a_clear_line_and_health_says_so(
     # Fixed: the next attempt reads the file again and logs in.
     Path(section["password_file"]).write_text(f"{_password()}\n")
     _wait("the report is moved", lambda: len(dovecot.uids(PROCESSED)) == 1, timeout=60)
-    assert len(server.json("cases", "list")) == 1
+    assert len(server.look("cases", "list")) == 1
 
 
 def _password() -> str:
@@ -445,7 +445,7 @@ def test_a_certificate_not_trusted_is_refused(
     assert "CERTIFICATE_VERIFY_FAILED" in server.log()
     assert "cocmail_imap_connected 0" in _metrics(server)
     assert "imap: not connected" in _health(server)
-    assert dovecot.uids("INBOX") != [] and server.json("cases", "list") == []
+    assert dovecot.uids("INBOX") != [] and server.look("cases", "list") == []
 
 
 def test_a_password_from_an_environment_variable(
@@ -545,10 +545,12 @@ class TestImapCheck:
         assert not found["ok"] and found["error"].startswith("cannot log in: LoginError")
 
     def test_a_server_that_is_not_there(self, tmp_path: Path, config_for) -> None:
-        section = {"host": "127.0.0.1", "port": free_port(), "security": "none",
-                   "username": "conduct", "password_env": "COCMAIL_TEST_NO_SUCH_VARIABLE"}
-        config = config_for(_sqlite(tmp_path), imap=section)
-        result = run_cli(config, "imap", "check", env={"COCMAIL_TEST_NO_SUCH_VARIABLE": "x"})
+        with refusing_port() as port:
+            section = {"host": "127.0.0.1", "port": port, "security": "none",
+                       "username": "conduct", "password_env": "COCMAIL_TEST_NO_SUCH_VARIABLE"}
+            config = config_for(_sqlite(tmp_path), imap=section)
+            result = run_cli(config, "imap", "check",
+                             env={"COCMAIL_TEST_NO_SUCH_VARIABLE": "x"})
         assert result.returncode == 1
         assert "cannot log in: ConnectionRefusedError" in result.stdout.decode()
 

@@ -3,6 +3,7 @@ config, a bad certificate at start-up, and the HTTP port."""
 
 from __future__ import annotations
 
+import re
 import smtplib
 import socket
 import ssl
@@ -10,26 +11,22 @@ import subprocess
 from pathlib import Path
 
 from tests.certs import self_signed
-from tests.conftest import COCMAIL, CONDUCT, Server, free_port, run_cli, write_config
+from tests.conftest import COCMAIL, CONDUCT, Server, run_cli, write_config
 from tests.mail import message
 
 
-def _free_port_v6() -> int:
-    with socket.socket(socket.AF_INET6) as s:
-        s.bind(("::1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_listens_on_several_addresses(serve, tmp_path: Path) -> None:
-    v4, v6 = free_port(), _free_port_v6()
     server: Server = serve(f"sqlite:///{tmp_path / 'db.sqlite'}",
-                           smtp={"listen": [f"127.0.0.1:{v4}", f"[::1]:{v6}"]})
+                           smtp={"listen": ["127.0.0.1:0", "[::1]:0"]})
+    v4 = server.smtp_port
+    [v6] = [int(port) for port in re.findall(r"listening for SMTP on \[::1\]:(\d+)",
+                                             server.log())]
     with smtplib.SMTP("127.0.0.1", v4, timeout=10) as smtp:
         assert smtp.sendmail("rita@reporter.example", [CONDUCT], message()) == {}
     with smtplib.SMTP("::1", v6, timeout=10) as smtp:
         assert smtp.sendmail("sam@reporter.example", [CONDUCT],
                              message(sender="sam@reporter.example")) == {}
-    assert len(server.json("cases", "list")) == 2
+    assert len(server.look("cases", "list")) == 2
 
 
 def test_starttls(serve, tmp_path: Path) -> None:
@@ -45,14 +42,14 @@ def test_starttls(serve, tmp_path: Path) -> None:
         code, text = smtp.ehlo()
         assert code == 250 and b"STARTTLS" not in text
         assert smtp.sendmail("rita@reporter.example", [CONDUCT], message()) == {}
-    assert len(server.json("cases", "list")) == 1
+    assert len(server.look("cases", "list")) == 1
 
 
 def test_unreadable_certificate_is_a_config_error(tmp_path: Path) -> None:
     bogus = tmp_path / "bogus.pem"
     bogus.write_text("not a certificate\n")
     config = write_config(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", {
-        "smtp": {"listen": [f"127.0.0.1:{free_port()}"], "tls_cert": str(bogus),
+        "smtp": {"listen": ["127.0.0.1:0"], "tls_cert": str(bogus),
                  "tls_key": str(bogus)}})
     result = subprocess.run([*COCMAIL, "serve", "--config", str(config)], capture_output=True,
                             timeout=60)

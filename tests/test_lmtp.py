@@ -38,7 +38,7 @@ class TestLmtp:
             b"RCPT TO:<Conduct@" + DOMAIN.encode() + b">\r\n",
             b"DATA\r\n"], replies_after_data=2)
         assert all(r.startswith(b"250 2.0.0") for r in replies), replies
-        assert len(server.json("cases", "list")) == 1
+        assert len(server.look("cases", "list")) == 1
 
     def test_helo_and_ehlo_are_not_lmtp(self, serve, tmp_path: Path) -> None:
         server: Server = serve(f"sqlite:///{tmp_path / 'db.sqlite'}")
@@ -83,7 +83,7 @@ class TestThroughPostfix:
         with smtplib.SMTP("127.0.0.1", postfix.port, timeout=30) as smtp:
             assert smtp.sendmail("rita@reporter.example", [CONDUCT], message()) == {}
         postfix.wait_until_delivered(1)
-        case = server.json("case", "show", "1")
+        case = server.look("case", "show", "1")
         reply_address = case["participants"][0]["reply_address"]
 
         follow_up = message(subject="Re: more", to=reply_address,
@@ -96,7 +96,7 @@ class TestThroughPostfix:
         log = postfix.log()
         assert "nrcpt=2" in log
         assert "status=deferred" not in log and "timed out" not in log
-        cases = server.json("cases", "list")
+        cases = server.look("cases", "list")
         assert len(cases) == 1 and cases[0]["message_count"] == 2
 
     def test_postfix_bounces_unknown_recipient(self, postfix_in_front) -> None:
@@ -114,4 +114,4 @@ class TestThroughPostfix:
             time.sleep(0.2)
         assert "status=bounced" in deadline_log
         assert "550 5.1.1" in deadline_log
-        assert server.json("cases", "list") == []
+        assert server.look("cases", "list") == []

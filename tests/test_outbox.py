@@ -37,7 +37,7 @@ ON_DUTY = 2
 
 
 def _outbox(server: Server, *args: str) -> list[dict]:
-    return server.json("outbox", "list", *args)
+    return server.look("outbox", "list", *args)
 
 
 def _wait_outbox(server: Server, predicate, timeout: float = 30) -> list[dict]:
@@ -65,7 +65,7 @@ class TestReport:
         server: Server = serve(db_url, delivery=relay_to(sink))
         send(server.smtp_port, message(message_id="first@reporter.example"))
         mails = sink.wait_for(1 + len(MEMBERS))
-        assert sink.settle() == mails  # nothing more arrives
+        assert server.quiet(sink) == mails  # nothing more arrives
         acks = [m for m in mails if m.kind == "ack"]
         reports = _by_recipient([m for m in mails if m.kind in REPORTISH])
         checks = _by_recipient([m for m in mails if m.kind == "conflict"])
@@ -73,7 +73,7 @@ class TestReport:
         assert sorted([*reports, *checks]) == MEMBER_EMAILS
         # The page (with the report) goes to exactly the two on duty now; the
         # others get the conflict check, with nothing of the report in it.
-        on_duty = server.json("rotation", "show", "--json")[0]["on_duty"]
+        on_duty = server.look("rotation", "show", "--json")[0]["on_duty"]
         email_of = {m[0]: m[2] for m in MEMBERS}
         assert sorted(reports) == sorted(email_of[h] for h in on_duty)
         assert all(m.kind == "page" for m in reports.values())
@@ -84,11 +84,11 @@ class TestReport:
         page = next(m for m in mails if m.kind == "page")
         assert page.header("Subject").startswith("[conduct #1] Triage: ")
         assert '"ack"' in page.text and 'on triage duty' in page.text
-        events = server.json("case", "show", "1")["events"]
+        events = server.look("case", "show", "1")["events"]
         assert {"kind": "paged", "members": sorted(on_duty)} == {
             "kind": events[1]["kind"], "members": sorted(events[1]["data"]["members"])}
 
-        case = server.json("case", "show", "1")
+        case = server.look("case", "show", "1")
         reply_of = {p["email"]: p["reply_address"] for p in case["participants"]}
         for mail in mails:
             assert mail.sender == CONDUCT
@@ -120,7 +120,7 @@ class TestReport:
     def test_pages_follow_an_override_and_skip_a_member_kept_out(
             self, serve, sink: Sink, db_url: str) -> None:
         server: Server = serve(db_url, delivery=relay_to(sink))
-        first, second = server.json("rotation", "show", "--json")[0]["on_duty"]
+        first, second = server.look("rotation", "show", "--json")[0]["on_duty"]
         stand_in = next(m[0] for m in MEMBERS if m[0] not in (first, second))
         now = dt.datetime.now(dt.UTC)
         result = server.cli("rotation", "override", "add", "--member", stand_in,
@@ -140,7 +140,7 @@ class TestReport:
         later = sorted(p.recipient for p in pages if p.header("X-Cocmail-Case") == "2")
         assert email_of[second] not in later and email_of[stand_in] in later
         assert len(later) == 2
-        sink.settle()
+        server.quiet(sink)
         assert email_of[second] not in {m.recipient for m in sink.mails
                                         if m.header("X-Cocmail-Case") == "2"}
 
@@ -157,7 +157,7 @@ class TestReport:
         code, _ = send(server.smtp_port, answer, rcpts=[reply_to])
         assert code == 250
         notes = sink.wait_for(ON_DUTY, where=lambda m: m.kind == "message")
-        sink.settle()
+        server.quiet(sink)
         # To those who can read the case (the two on duty); nothing to the reporter.
         assert len(sink.mails) == len(first) + ON_DUTY
         reports = _by_recipient([m for m in first if m.kind in REPORTISH])
@@ -166,10 +166,10 @@ class TestReport:
             assert note.header("In-Reply-To") == root  # threads under their report
             assert note.header("Subject").startswith("[conduct #1] Re: ")
             assert "One more thing." in note.text
-        case = server.json("case", "show", "1")
+        case = server.look("case", "show", "1")
         assert case["message_count"] == 2
         assert case["messages"][1]["verified"] is True
-        assert server.json("cases", "list") and len(server.json("cases", "list")) == 1
+        assert server.look("cases", "list") and len(server.look("cases", "list")) == 1
 
     def test_a_reply_that_lost_the_plus_address_threads_by_its_signed_message_id(
             self, serve, sink: Sink, db_url: str) -> None:
@@ -181,15 +181,15 @@ class TestReport:
                          headers={"In-Reply-To": ack.header("Message-ID")})
         send(server.smtp_port, answer)
         sink.wait_for(ON_DUTY, where=lambda m: m.kind == "message")
-        assert len(server.json("cases", "list")) == 1
-        case = server.json("case", "show", "1")
+        assert len(server.look("cases", "list")) == 1
+        case = server.look("case", "show", "1")
         assert case["message_count"] == 2 and case["messages"][1]["verified"] is False
         # The same headers from someone who is not in the case open a new case instead.
         stranger = message(sender="mallory@elsewhere.example", subject="Re: my report",
                            headers={"In-Reply-To": ack.header("Message-ID")})
         send(server.smtp_port, stranger, sender="mallory@elsewhere.example")
         sink.wait_for(2, where=lambda m: m.kind == "ack")
-        assert len(server.json("cases", "list")) == 2
+        assert len(server.look("cases", "list")) == 2
 
     def test_member_reply_goes_to_the_other_members_only(
             self, serve, sink: Sink, db_url: str) -> None:
@@ -197,12 +197,12 @@ class TestReport:
         send(server.smtp_port, message())
         sink.wait_for(1 + len(MEMBERS))
         answer_conflict_checks(server, sink)
-        case = server.json("case", "show", "1")
+        case = server.look("case", "show", "1")
         alice = next(p for p in case["participants"] if p["handle"] == "alice")
         note = message(sender=alice["email"], subject="Re: report", body="I can take it.\n")
         send(server.smtp_port, note, sender=alice["email"], rcpts=[alice["reply_address"]])
         notes = sink.wait_for(len(MEMBERS) - 1, where=lambda m: m.kind == "message")
-        sink.settle()
+        server.quiet(sink)
         assert sorted(m.recipient for m in notes) == [e for e in MEMBER_EMAILS
                                                      if e != alice["email"]]
         assert REPORTER not in {m.recipient for m in sink.mails if m.kind != "ack"}
@@ -214,7 +214,7 @@ class TestConfidentiality:
         send(server.smtp_port, message())
         sink.wait_for(1 + len(MEMBERS))
         answer_conflict_checks(server, sink)
-        sink.settle()
+        server.quiet(sink)
         sink.forget()
         # A recusal as a row (test_process_commands has the command).
         store = Store(db_url)
@@ -223,10 +223,10 @@ class TestConfidentiality:
                 recuse(session, 1, "bob", "hard")
         finally:
             store.dispose()
-        reply_to = server.json("case", "show", "1")["participants"][0]["reply_address"]
+        reply_to = server.look("case", "show", "1")["participants"][0]["reply_address"]
         send(server.smtp_port, message(subject="Re: more", body="More.\n"), rcpts=[reply_to])
         sink.wait_for(len(MEMBERS) - 1, where=lambda m: m.kind == "message")
-        sink.settle()
+        server.quiet(sink)
         bob = next(m[2] for m in MEMBERS if m[0] == "bob")
         assert bob not in {m.recipient for m in sink.mails}
 
@@ -237,12 +237,12 @@ class TestConfidentiality:
         code, _ = send(server.smtp_port, message(to=without_bob), rcpts=[without_bob])
         assert code == 250
         mails = sink.wait_for(len(MEMBERS))  # the ack and all members but Bob
-        mails = sink.settle()
+        mails = server.quiet(sink)
         bob = next(m[2] for m in MEMBERS if m[0] == "bob")
         assert bob not in {m.recipient for m in mails}
         ack = next(m for m in mails if m.kind == "ack")
         assert "Bob B" not in ack.text
-        case = server.json("case", "show", "1")
+        case = server.look("case", "show", "1")
         assert case["excluded"] == ["bob"] and case["recused"] == []
         assert "bob" not in {p["handle"] for p in case["participants"]}
         # Later replies do not reach Bob either.
@@ -250,7 +250,7 @@ class TestConfidentiality:
         send(server.smtp_port, message(subject="Re: x", body="More.\n"),
              rcpts=[reporter["reply_address"]])
         sink.wait_for(ON_DUTY, where=lambda m: m.kind == "message")
-        assert bob not in {m.recipient for m in sink.settle()}
+        assert bob not in {m.recipient for m in server.quiet(sink)}
 
     def test_without_an_unknown_member_is_refused_at_rcpt(self, serve, db_url: str) -> None:
         import smtplib
@@ -277,9 +277,9 @@ class TestLoops:
         server: Server = serve(db_url, delivery=relay_to(sink))
         code, _ = send(server.smtp_port, message(headers=headers), sender=envelope_from)
         assert code == 250
-        assert sink.settle(2.0) == []
+        assert server.quiet(sink) == []
         assert _outbox(server) == []
-        assert len(server.json("quarantine", "list")) == 1
+        assert len(server.look("quarantine", "list")) == 1
 
     def test_a_bounce_report_causes_no_mail(self, serve, sink: Sink, db_url: str) -> None:
         server: Server = serve(db_url, delivery=relay_to(sink))
@@ -291,18 +291,18 @@ class TestLoops:
                b"Reporting-MTA: dns; mx.example.net\r\n\r\nFinal-Recipient: rfc822; x@y\r\n"
                b"Action: failed\r\nStatus: 5.1.1\r\n\r\n--b--\r\n")
         send(server.smtp_port, dsn, sender="")
-        assert sink.settle(2.0) == [] and _outbox(server) == []
+        assert server.quiet(sink) == [] and _outbox(server) == []
 
     def test_an_auto_reply_to_a_reply_address_joins_the_case_but_causes_no_mail(
             self, serve, sink: Sink, db_url: str) -> None:
         server: Server = serve(db_url, delivery=relay_to(sink))
         send(server.smtp_port, message())
         first = sink.wait_for(1 + len(MEMBERS))
-        reply_to = server.json("case", "show", "1")["participants"][0]["reply_address"]
+        reply_to = server.look("case", "show", "1")["participants"][0]["reply_address"]
         vacation = message(subject="Out of office", headers={"Auto-Submitted": "auto-replied"})
         send(server.smtp_port, vacation, rcpts=[reply_to])
-        assert sink.settle(2.0) == first
-        assert server.json("case", "show", "1")["message_count"] == 2
+        assert server.quiet(sink) == first
+        assert server.look("case", "show", "1")["message_count"] == 2
 
     def test_a_report_through_our_own_group_is_acknowledged_to_the_original_sender(
             self, serve, sink: Sink, db_url: str) -> None:
@@ -317,7 +317,7 @@ class TestLoops:
                    b"From: 'Rita' via conduct <" + CONDUCT.encode() + b">")
         send(server.smtp_port, relayed, sender="conduct+bncbd@groups.example.org")
         acks = sink.wait_for(1, where=lambda m: m.kind == "ack")
-        sink.settle()
+        server.quiet(sink)
         assert [a.recipient for a in acks] == [REPORTER]
         assert len(sink.of_kind("page")) == ON_DUTY
         assert len(sink.of_kind("conflict")) == len(MEMBERS) - ON_DUTY
@@ -328,7 +328,7 @@ class TestLoops:
         for n in range(4):
             send(server.smtp_port, message(subject=f"report {n}"))
         sink.wait_for(4 * ON_DUTY, where=lambda m: m.kind in REPORTISH)
-        mails = sink.settle()
+        mails = server.quiet(sink)
         to_reporter = [m.kind for m in mails if m.recipient == REPORTER]
         assert sorted(to_reporter) == ["ack", "ack", "notice"]
         notice = next(m for m in mails if m.kind == "notice")
@@ -383,7 +383,7 @@ class TestDelivery:
         assert all("cannot reach relay" in r["last_error"] for r in rows)
         sink.start()
         mails = sink.wait_for(1 + len(MEMBERS), timeout=30)
-        sink.settle()
+        server.quiet(sink)
         assert len(sink.mails) == len(mails)
         assert len({m.header("Message-ID") for m in mails}) == len(mails)
         _wait_outbox(server, lambda rows: all(r["status"] == "sent" for r in rows))
@@ -402,7 +402,7 @@ class TestDelivery:
         server = serve.restart(server)
         expected = 3 * (1 + len(MEMBERS))
         sink.wait_for(expected, timeout=40)
-        mails = sink.settle(3.0)
+        mails = server.quiet(sink)
         assert len(mails) == expected
         keys = {(m.kind, m.recipient, m.header("X-Cocmail-Case")) for m in mails}
         assert len(keys) == expected
@@ -417,9 +417,9 @@ class TestDelivery:
         server: Server = serve(db_url, delivery=relay_to(sink))
         send(server.smtp_port, message())
         failures = sink.wait_for(ON_DUTY, where=lambda m: m.kind == "failure")
-        sink.settle()
+        server.quiet(sink)
         # To the members who can read the case: the two on duty.
-        paged = server.json("case", "show", "1")["events"][1]["data"]["members"]
+        paged = server.look("case", "show", "1")["events"][1]["data"]["members"]
         assert sorted(m.recipient for m in failures) == sorted(
             m[2] for m in MEMBERS if m[0] in paged)
         assert "550 5.1.1" in failures[0].text and "acknowledgement" in failures[0].text
@@ -447,6 +447,25 @@ class TestDelivery:
         sink.wait_for(ON_DUTY, where=lambda m: m.kind == "failure", timeout=40)
         [failed] = _outbox(server, "--failed")
         assert failed["attempts"] == 3 and "451 4.3.0" in failed["last_error"]
+
+    def test_a_retry_goes_out_when_due_not_at_the_next_tick(
+            self, serve, sink: Sink, db_url: str) -> None:
+        """The worker waits for the soonest mail due, not for its tick: with the tick
+        an hour away, an acknowledgement refused once goes out a second later."""
+        refused: list[str] = []
+
+        def once(address: str) -> str | None:
+            if address == REPORTER and not refused:
+                refused.append(address)
+                return "451 4.3.0 try later"
+            return None
+
+        sink.refuse = once
+        server: Server = serve(db_url, scheduler={"tick": "1h"},
+                               delivery=relay_to(sink, retry_first="1s", retry_max="1s"))
+        send(server.smtp_port, message())
+        [ack] = sink.wait_for(1, where=lambda m: m.kind == "ack", timeout=20)
+        assert refused == [REPORTER] and ack.recipient == REPORTER
 
     def test_maildir_is_the_default(self, serve, db_url: str, tmp_path: Path) -> None:
         server: Server = serve(db_url)

@@ -29,7 +29,7 @@ from cocmail.store.db import Store
 from cocmail.store.models import Outbox
 from cocmail.tokens import case_of_message_id
 from tests.certs import self_signed
-from tests.conftest import CONDUCT, DOMAIN, free_port, relay_to, write_config
+from tests.conftest import CONDUCT, DOMAIN, relay_to, write_config
 from tests.sink import Sink
 
 KEY = b"k" * 32
@@ -239,7 +239,7 @@ def _send_one(config: config_module.Config, recipient: str) -> None:
 class TestRelay:
     def test_starttls_and_auth_with_a_password_file(self, tmp_path: Path) -> None:
         cert, server_context = _tls(tmp_path)
-        sink = Sink(free_port(), auth=("cocmail", "s3cret"), tls_context=server_context)
+        sink = Sink(auth=("cocmail", "s3cret"), tls_context=server_context)
         sink.start()
         try:
             (tmp_path / "relay.pass").write_text("s3cret\n")
@@ -254,7 +254,7 @@ class TestRelay:
 
     def test_implicit_tls(self, tmp_path: Path) -> None:
         cert, server_context = _tls(tmp_path)
-        sink = Sink(free_port(), implicit_tls=server_context)
+        sink = Sink(implicit_tls=server_context)
         sink.start()
         try:
             config = _config(tmp_path, "sqlite:///:memory:", delivery=relay_to(
@@ -267,7 +267,7 @@ class TestRelay:
     def test_an_untrusted_relay_certificate_is_a_temporary_failure(
             self, tmp_path: Path) -> None:
         _, server_context = _tls(tmp_path)
-        sink = Sink(free_port(), implicit_tls=server_context)
+        sink = Sink(implicit_tls=server_context)
         sink.start()
         try:
             config = _config(tmp_path, "sqlite:///:memory:", delivery=relay_to(
@@ -282,7 +282,7 @@ class TestRelay:
 
     def test_a_wrong_password_is_a_temporary_failure(self, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-        sink = Sink(free_port(), auth=("cocmail", "s3cret"))
+        sink = Sink(auth=("cocmail", "s3cret"))
         sink.start()
         try:
             monkeypatch.setenv("RELAY_PASSWORD", "wrong")

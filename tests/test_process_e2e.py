@@ -27,7 +27,7 @@ MEDIATOR = "mediator@outside.example"  # tests.conftest.write_config's
 def _seats(server: Server, case: int = 1) -> dict[str, dict[str, Any]]:
     """Each participant of the case by handle (members) or role (the others)."""
     return {p["handle"] or p["role"]: p
-            for p in server.json("case", "show", str(case))["participants"]}
+            for p in server.look("case", "show", str(case))["participants"]}
 
 
 def _reply(server: Server, seat: dict[str, Any], body: str, sender: str | None = None,
@@ -61,14 +61,14 @@ def _opened(server: Server, sink: Sink) -> tuple[list[str], list[str]]:
     """Case #1 from the reporter: (the two members paged, the others)."""
     send(server.smtp_port, message())
     sink.wait_for(1 + len(MEMBERS))
-    paged = server.json("case", "show", "1")["events"][1]["data"]["members"]
+    paged = server.look("case", "show", "1")["events"][1]["data"]["members"]
     return paged, [h for h in EMAIL if h not in paged]
 
 
 def test_a_whole_case_from_report_to_decision(serve, sink: Sink, db_url: str) -> None:
     server: Server = serve(db_url, delivery=relay_to(sink))
     (t1, t2), (o1, o2) = _opened(server, sink)
-    first = sink.settle()
+    first = server.quiet(sink)
     # The two on duty get the report; the others only the conflict check.
     assert sorted(_to(first, EMAIL[t1]) + _to(first, EMAIL[t2])) == ["page", "page"]
     for other in (o1, o2):
@@ -113,7 +113,7 @@ def test_a_whole_case_from_report_to_decision(serve, sink: Sink, db_url: str) ->
     assert reporter_address == seats["reporter"]["reply_address"]
 
     # The reporter's answer comes back into the case, to the members only.
-    before = len(sink.settle())
+    before = len(server.quiet(sink))
     send(server.smtp_port, message(subject=f"Re: {relay.header('Subject')}",
                                    body="It was on the 12th, in the evening.\n",
                                    headers={"In-Reply-To": relay.header("Message-ID")}),
@@ -121,7 +121,7 @@ def test_a_whole_case_from_report_to_decision(serve, sink: Sink, db_url: str) ->
     answers = sink.wait_for(3, where=lambda m: m.kind == "message"
                             and "on the 12th" in m.text)
     assert sorted(m.recipient for m in answers) == sorted(EMAIL[h] for h in (t1, t2, o2))
-    assert len(sink.settle()) == before + 3
+    assert len(server.quiet(sink)) == before + 3
 
     # The plan, reconvening, votes, a consensus and the decision.
     _reply(server, seats[t1], "plan clarify-reporter done\nplan clarify-witnesses n/a\n"
@@ -150,7 +150,7 @@ def test_a_whole_case_from_report_to_decision(serve, sink: Sink, db_url: str) ->
     _reply(server, seats[t1], "close decided: coaching")
     sink.wait_for(2, where=lambda m: m.kind == "status"
                   and "Closed" in (m.header("Subject") or ""))
-    mails = sink.settle()
+    mails = server.quiet(sink)
 
     case = server.json("case", "show", "1")
     assert case["state"] == "closed" and case["decision"] == "coaching"
@@ -175,13 +175,13 @@ def test_a_member_who_joins_later_sees_no_past_case(
     send(server.smtp_port, message(subject="second"))
     sink.wait_for(2, where=lambda m: m.kind == "ack")
     seats = _seats(server, 2)
-    paged = server.json("case", "show", "2")["events"][1]["data"]["members"]
+    paged = server.look("case", "show", "2")["events"][1]["data"]["members"]
     code, _ = send(server.smtp_port, message(sender=seats[paged[0]]["email"], body="close\n"),
                    sender=seats[paged[0]]["email"], rcpts=[seats[paged[0]]["reply_address"]])
     assert code == 250
     sink.wait_for(1, where=lambda m: m.kind == "confirmation")
-    assert server.json("case", "show", "2")["state"] == "closed"
-    sink.settle()
+    assert server.look("case", "show", "2")["state"] == "closed"
+    server.quiet(sink)
     # Erin joins the committee; the daemon starts again on the new roster.
     eve = "erin@members.example"
     with open(server.config, "a") as config:
@@ -192,14 +192,14 @@ def test_a_member_who_joins_later_sees_no_past_case(
     assert check.kind == "conflict" and check.header("X-Cocmail-Case") == "1"
     assert "joined the committee" in _flat(check.text)
     assert REPORT_TEXT not in _flat(check.text)
-    sink.settle(3.0)
+    server.quiet(sink)
     assert _to(sink.mails, eve) == ["conflict"]  # nothing about the closed case #2
     erin = _seats(server)["erin"]
     # A command before the answer is refused; then "no-conflict" opens the case.
     code, _ = send(server.smtp_port, message(sender=eve, body="severity low\n"), sender=eve,
                    rcpts=[erin["reply_address"]])
     assert "have not answered the conflict check" in _confirmation(sink, eve, 1)
-    assert server.json("case", "show", "1")["severity"] is None
+    assert server.look("case", "show", "1")["severity"] is None
     send(server.smtp_port, message(sender=eve, body="no-conflict\n"), sender=eve,
          rcpts=[erin["reply_address"]])
     [casefile] = sink.wait_for(1, where=lambda m: m.kind == "casefile")
@@ -208,12 +208,12 @@ def test_a_member_who_joins_later_sees_no_past_case(
 
 def test_without_a_member_on_duty_pages_the_next_one(serve, sink: Sink, db_url: str) -> None:
     server: Server = serve(db_url, delivery=relay_to(sink))
-    on_duty = server.json("rotation", "show", "--json")[0]["on_duty"]
+    on_duty = server.look("rotation", "show", "--json")[0]["on_duty"]
     kept = on_duty[0]
     address = f"conduct+without-{kept}@{DOMAIN}"
     send(server.smtp_port, message(to=address), rcpts=[address])
     sink.wait_for(len(MEMBERS))  # the ack, and every member but the one kept out
-    paged = server.json("case", "show", "1")["events"][1]["data"]["members"]
+    paged = server.look("case", "show", "1")["events"][1]["data"]["members"]
     assert kept not in paged and len(paged) == 2
     seats = _seats(server)
     for handle in EMAIL:
@@ -221,7 +221,7 @@ def test_without_a_member_on_duty_pages_the_next_one(serve, sink: Sink, db_url: 
             _reply(server, seats[handle], "no-conflict")
     _reply(server, seats[paged[0]], "ack\nA note for everyone.")
     sink.wait_for(1, where=lambda m: m.kind == "message")
-    mails = sink.settle()
+    mails = server.quiet(sink)
     assert _to(mails, EMAIL[kept]) == []
     assert "A note for everyone." in next(m.text for m in mails if m.kind == "message")
 
@@ -242,12 +242,12 @@ def test_when_everyone_recuses_the_mediator_gets_the_case(
     assert mediator["email"] == MEDIATOR
     _reply(server, mediator, "ack\nseverity high")
     assert "Done: " in _confirmation(sink, MEDIATOR, 1)
-    case = server.json("case", "show", "1")
+    case = server.look("case", "show", "1")
     assert case["severity"] == "high" and case["acknowledged_at"]
     _reply(server, seats[t2], "recuse")
     _reply(server, mediator, "note Taking it from here.")
     _confirmation(sink, MEDIATOR, 2)
-    mails = sink.settle()
+    mails = server.quiet(sink)
     for handle in EMAIL:  # nobody who recused heard of the case again
         after = _to(mails, EMAIL[handle])
         assert after[-1] == "confirmation" and "message" not in after
@@ -265,14 +265,14 @@ def test_forged_and_replayed_commands_change_nothing(serve, sink: Sink, db_url: 
     wrong = seat["reply_address"].replace(token, token[::-1])
     crossed = seat["reply_address"].replace(
         token, other_case.split("@")[0].split(".", 1)[1])
-    sink.settle()
+    server.quiet(sink)
     before = len(sink.mails)
     _reply(server, seat, "close", to=wrong)  # a token that does not verify
     _reply(server, seat, "close", to=crossed)  # case 2's token on case 1's address
     _reply(server, seat, "close", sender="mallory@elsewhere.example")  # the wrong sender
-    reasons = sorted(q["reason"] for q in server.json("quarantine", "list"))
+    reasons = sorted(q["reason"] for q in server.look("quarantine", "list"))
     assert reasons == ["bad-token", "bad-token", "sender-mismatch"]
-    assert len(sink.settle()) == before  # no answer to a forgery: it tells nothing
+    assert len(server.quiet(sink)) == before  # no answer to a forgery: it tells nothing
     # A DKIM failure that our own MTA recorded: kept, nothing carried out, told why.
     failed = {"Authentication-Results": "mx.conduct.example.org; dkim=fail "
                                         f"header.d=members.example; spf=pass "
@@ -284,7 +284,7 @@ def test_forged_and_replayed_commands_change_nothing(serve, sink: Sink, db_url: 
     _confirmation(sink, t1, 2)
     _reply(server, seat, "severity high\nclose", message_id="once@members.example")
     assert "nothing in it was done again" in _confirmation(sink, t1, 3)
-    case = server.json("case", "show", "1")
+    case = server.look("case", "show", "1")
     assert case["state"] != "closed" and case["severity"] == "low"
 
 
@@ -299,9 +299,9 @@ def test_unknown_lines_are_refused_and_processing_stops_after_five(
     assert "Processed: 8 commands, 6 refused" in text
     assert "Unknown command 'reccuse' (did you mean 'recuse'?)" in text
     assert "Stopped after 5 lines that are not commands" in text
-    case = server.json("case", "show", "1")
+    case = server.look("case", "show", "1")
     assert case["severity"] == "low" and case["acknowledged_at"] and case["state"] != "closed"
-    sink.settle()
+    server.quiet(sink)
     assert not sink.of_kind("message")  # nothing after the stop is passed on
 
 
@@ -325,7 +325,7 @@ def test_purge_needs_two_members_then_no_text_of_the_case_is_left(
     assert "Done: " in _confirmation(sink, t2, 2)
     _reply(server, seats[t1], "approve")
     assert "No relay in case #1 waits" in _confirmation(sink, t1, 4)
-    sink.settle()
+    server.quiet(sink)
     assert _to(sink.mails, REPORTER) == ["ack"]
     store = Store(db_url)
     try:
@@ -346,4 +346,4 @@ def test_purge_needs_two_members_then_no_text_of_the_case_is_left(
         store.dispose()
     assert left == []
     assert re.search(r"purged", " ".join(e["kind"] for e in
-                                         server.json("case", "show", "1")["events"]))
+                                         server.look("case", "show", "1")["events"]))

@@ -38,7 +38,7 @@ class TestReports:
         server: Server = serve(db_url)
         code, text = send(server.smtp_port, message())
         assert code == 250 and text.startswith(b"2.0.0"), text
-        cases = server.json("cases", "list")
+        cases = server.look("cases", "list")
         assert len(cases) == 1
         case = cases[0]
         assert case["state"] == "new" and case["message_count"] == 1
@@ -52,7 +52,7 @@ class TestReports:
         from another sender is quarantined, not threaded."""
         server: Server = serve(db_url)
         send(server.smtp_port, message())
-        case = server.json("case", "show", "1")
+        case = server.look("case", "show", "1")
         reporter = next(p for p in case["participants"] if p["role"] == "reporter")
         reply_to = reporter["reply_address"]
         assert reply_to.startswith("conduct+1.") and reply_to.endswith("@" + DOMAIN)
@@ -65,12 +65,12 @@ class TestReports:
                        sender="mallory@elsewhere.example", rcpts=[reply_to])
         assert code == 250
 
-        case = server.json("case", "show", "1")
+        case = server.look("case", "show", "1")
         assert [m["sender_role"] for m in case["messages"]] == ["reporter", "reporter"]
         assert case["messages"][1]["verified"] is True
-        quarantined = server.json("quarantine", "list")
+        quarantined = server.look("quarantine", "list")
         assert [q["reason"] for q in quarantined] == ["sender-mismatch"]
-        assert server.json("cases", "list")[0]["message_count"] == 2
+        assert server.look("cases", "list")[0]["message_count"] == 2
 
     def test_resent_message_is_stored_once(self, serve, db_url: str) -> None:
         """The same bytes delivered twice are stored once, and both deliveries get 250."""
@@ -80,7 +80,7 @@ class TestReports:
         second = send(server.smtp_port, raw)
         assert first[0] == second[0] == 250
         assert b"already stored" in second[1]
-        cases = server.json("cases", "list")
+        cases = server.look("cases", "list")
         assert len(cases) == 1 and cases[0]["message_count"] == 1
 
     def test_resent_message_without_message_id_is_stored_once(self, serve, db_url: str) -> None:
@@ -88,7 +88,7 @@ class TestReports:
         raw = b"From: a@b.example\r\nSubject: no id\r\n\r\nhello\r\n"
         assert send(server.smtp_port, raw)[0] == 250
         assert send(server.smtp_port, raw)[0] == 250
-        assert len(server.json("cases", "list")) == 1
+        assert len(server.look("cases", "list")) == 1
 
     def test_reply_threads_by_references_only_for_a_participant(
             self, serve, db_url: str) -> None:
@@ -103,14 +103,14 @@ class TestReports:
         stranger = message(sender="someone@else.example", subject="Re: Something",
                            headers={"In-Reply-To": "<first@reporter.example>"})
         send(server.smtp_port, stranger, sender="someone@else.example")
-        cases = server.json("cases", "list")
+        cases = server.look("cases", "list")
         assert [c["message_count"] for c in cases] == [2, 1]
 
     def test_subject_tag_alone_does_not_thread(self, serve, db_url: str) -> None:
         server: Server = serve(db_url)
         send(server.smtp_port, message())
         send(server.smtp_port, message(subject="[conduct #1] Re: Something"))
-        assert len(server.json("cases", "list")) == 2
+        assert len(server.look("cases", "list")) == 2
 
 
 class TestRefusals:
@@ -149,7 +149,7 @@ class TestRefusals:
             smtp.mail("rita@reporter.example")
             smtp.rcpt(CONDUCT)
             assert smtp.data(message())[0] == 250
-        assert len(server.json("cases", "list")) == 1
+        assert len(server.look("cases", "list")) == 1
 
 
 class TestSloppyClients:
@@ -165,7 +165,7 @@ class TestSloppyClients:
             body + b"\r\n.\r\n", b"QUIT\r\n"])
         assert replies[4].startswith(b"354")
         assert replies[5].startswith(b"250 2.0.0"), replies
-        case = server.json("case", "show", "1")
+        case = server.look("case", "show", "1")
         assert case["messages"][0]["message_id"] == "sloppy@x"
         raw = _stored_raw(server, 1)
         assert raw == body + b"\r\n"  # the CRLF before the final dot belongs to the data
@@ -182,7 +182,7 @@ class TestSloppyClients:
             b"RCPT TO:<" + CONDUCT.encode() + b">\r\n", b"DATA\r\n",
             smuggled + b".\r\n", b"QUIT\r\n"])
         assert sum(r.startswith(b"250 2.0.0") for r in replies) == 1
-        assert len(server.json("cases", "list")) == 1
+        assert len(server.look("cases", "list")) == 1
         assert b"smuggled" in _stored_raw(server, 1)
 
     def test_dot_stuffing_is_removed(self, serve, tmp_path: Path) -> None:
@@ -221,7 +221,7 @@ class TestHooks:
             assert code == 250
             assert smtp.rcpt(CONDUCT)[0] == 250
             assert smtp.data(raw)[0] == 250
-        case = server.json("case", "show", "1")
+        case = server.look("case", "show", "1")
         assert case["participants"][0]["email"] == "rité@reporter.example"
         assert _stored_raw(server, 1) == raw
 
@@ -241,7 +241,7 @@ class TestSwaks:
         )
         assert result.returncode == 0, result.stdout.decode()
         assert b"250 2.0.0" in result.stdout
-        case = server.json("case", "show", "1")
+        case = server.look("case", "show", "1")
         assert case["messages"][0]["attachments"] == 1
 
     def test_swaks_unknown_recipient(self, serve, tmp_path: Path, swaks: str) -> None:

@@ -15,7 +15,7 @@ from tests.mail import message, send
 
 
 def _counts(server: Server) -> tuple[int, int]:
-    cases = server.json("cases", "list")
+    cases = server.look("cases", "list")
     return len(cases), sum(c["message_count"] for c in cases)
 
 

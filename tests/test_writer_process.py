@@ -57,7 +57,7 @@ def test_sigkill_of_the_writer_loses_and_duplicates_nothing(serve, tmp_path: Pat
         _send_until_stored(server.smtp_port, message(subject=f"report {i}",
                                                      message_id=f"r{i}@reporter.example"))
     writer_pid(server, after=writer)  # a new one was started
-    cases = server.json("cases", "list")
+    cases = server.look("cases", "list")
     assert len(cases) == 30 and all(c["message_count"] == 1 for c in cases)
     assert f"intake writer process {writer}: " in server.log()  # its end was noticed
 
@@ -69,7 +69,7 @@ def test_large_messages_are_stored_in_process(serve, tmp_path: Path) -> None:
     big = message(body=("x" * 76 + "\n") * 8000)  # about 600 KB
     assert _send_until_stored(server.smtp_port, big) == 0
     assert _send_until_stored(server.smtp_port, message()) == 0
-    assert len(server.json("cases", "list")) == 2
+    assert len(server.look("cases", "list")) == 2
 
 
 # --- a chain of batches (one IMAP drain): in order, and none after a failure ------

@@ -47,7 +47,7 @@ def deliver(config: Config, recipient: str, sender: str | None, source: BinaryIO
     if len(raw) > limit:
         print(f"cocmail: message too big: the limit here is {limit} bytes", file=sys.stderr)
         return EX_DATAERR
-    store = Store(config.database.url, config.database.busy_timeout)
+    store = Store.of(config.database)
     try:
         if migrate.current_revision(store) != migrate.head_revision(store):
             print("cocmail: the database is not migrated; run `cocmail db upgrade`",

@@ -61,7 +61,7 @@ def _serve(conn: Connection, config_path: str) -> None:
     logs.setup(config.logging.level)
     os.nice(NICENESS)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon says when to stop
-    store = Store(config.database.url, config.database.busy_timeout)
+    store = Store.of(config.database)
     worker = OutboxWorker(store, config, tokens.load_key(config), SystemClock(),
                           transport.for_config(config.delivery),
                           Templates(config.templates.directory), _ForwardingMetrics(conn))

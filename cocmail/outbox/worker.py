@@ -27,7 +27,7 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from cocmail.case import access
@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 16  # rows claimed at a time: a page waits for at most one batch to go out
 CONCURRENCY = 4  # mails in flight at once
+MIN_WAIT = 0.2  # seconds: the least the loop waits when a due row could not be claimed
 
 
 @dataclass(frozen=True)
@@ -101,8 +102,29 @@ class OutboxWorker:
             while ids:
                 # Each batch's results and the next claim share one transaction.
                 ids = await self.process(ids, 0 if self._stopping else BATCH)
+            try:
+                wait = await loop.run_in_executor(self.executor, self.until_next, tick)
+            except StoreUnavailable:
+                wait = tick
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=tick)
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+
+    def until_next(self, tick: float) -> float:
+        """Seconds until there may be mail to send without a wake: a queued mail falls
+        due (a retry sooner than the tick), or another worker's claim on one runs out
+        (a worker that died); at most ``tick``, and never so little that the loop spins
+        on a row another worker holds locked."""
+        now = self.clock.now()
+        with self.store.reading() as session:
+            unclaimed = session.scalar(select(func.min(Outbox.due_at)).where(
+                Outbox.status == "queued",
+                or_(Outbox.claimed_until.is_(None), Outbox.claimed_until < now)))
+            claim_ends = session.scalar(select(func.min(Outbox.claimed_until)).where(
+                Outbox.status == "queued", Outbox.claimed_until >= now))
+        soonest = min((t for t in (unclaimed, claim_ends) if t is not None), default=None)
+        if soonest is None:
+            return tick
+        return min(tick, max(MIN_WAIT, (soonest - now).total_seconds()))
 
     def stop(self) -> None:
         self._stopping = True

@@ -23,6 +23,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
+from cocmail.config import Database
 from cocmail.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -37,10 +38,16 @@ READ_ONLY = "cocmail_read_only"
 
 
 class Store:
-    def __init__(self, url: str, busy_timeout: dt.timedelta = dt.timedelta(seconds=10)) -> None:
+    def __init__(self, url: str, busy_timeout: dt.timedelta = dt.timedelta(seconds=10),
+                 pool_size: int = 8) -> None:
         self.url = url
-        self.engine = make_engine(url, busy_timeout)
+        self.engine = make_engine(url, busy_timeout, pool_size)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def of(cls, database: Database) -> Store:
+        """The store the ``[database]`` section names."""
+        return cls(database.url, database.busy_timeout, database.pool_size)
 
     @property
     def is_sqlite(self) -> bool:
@@ -143,7 +150,7 @@ def _describe(exc: Exception) -> str:
     return f"{type(orig or exc).__name__}: {text[0] if text else 'database error'}"
 
 
-def make_engine(url: str, busy_timeout: dt.timedelta) -> Engine:
+def make_engine(url: str, busy_timeout: dt.timedelta, pool_size: int = 8) -> Engine:
     """The engine for ``url``. Its errors never show a statement's parameters
     (``hide_parameters``): they hold a report's bytes, text and addresses, and
     the error of a bug is written to the log with its traceback."""
@@ -158,7 +165,8 @@ def make_engine(url: str, busy_timeout: dt.timedelta) -> Engine:
         )
         _sqlite_setup(engine, busy_timeout)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=4, pool_timeout=10,
+    return create_engine(url, pool_pre_ping=True, pool_size=pool_size,
+                         max_overflow=max(1, pool_size // 2), pool_timeout=10,
                          hide_parameters=True, json_serializer=json_text)
 
 

@@ -1,0 +1,66 @@
+"""What every ``cocmail`` subcommand shares: the store opened at the right schema,
+JSON output, the errors that pick an exit code, and the way a command is added.
+
+A command that shows data splits in two: ``collect(config, store, args)`` gathers
+it (what ``--json`` prints, and what the tests read in process), and the command
+prints it for a person."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from cocmail.config import Config
+from cocmail.store import migrate
+from cocmail.store.db import Store
+
+Run = Callable[[Config, argparse.Namespace], int]
+Collect = Callable[[Config, Store, argparse.Namespace], Any]
+
+
+class NotMigrated(Exception):
+    """The database is not at this cocmail's schema: exit 1 naming `db upgrade`."""
+
+
+class UsageError(Exception):
+    """A command's arguments are wrong: exit 2 with the reason."""
+
+
+def print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def open_store(config: Config) -> Store:
+    """The store, checked to be at the schema this cocmail expects."""
+    store = Store.of(config.database)
+    current, head = migrate.current_revision(store), migrate.head_revision(store)
+    if current != head:
+        store.dispose()
+        raise NotMigrated(
+            f"the database is at revision {current or 'none (empty)'}, this cocmail needs "
+            f"{head}: run `cocmail db upgrade`"
+        )
+    return store
+
+
+class Commands:
+    """Adds subcommands to the parser: ``command(parent, name, run, help)`` and
+    ``group(parent, name, help)`` for a command with subcommands."""
+
+    def __init__(self, common: argparse.ArgumentParser) -> None:
+        self.common = common
+
+    def command(self, parent: Any, name: str, run: Run, help: str,
+                collect: Collect | None = None) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = parent.add_parser(name, parents=[self.common], help=help,
+                                                       description=help)
+        p.set_defaults(func=run, collect=collect)
+        return p
+
+    def group(self, parent: Any, name: str, help: str) -> Any:
+        return parent.add_parser(name, help=help).add_subparsers(
+            dest=f"{name}_command", required=True)
