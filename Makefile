@@ -34,6 +34,7 @@ system-deps:
 
 lint: $(STAMP)
 	$(BIN)/ruff check cocmail tests bench migrations
+	$(BIN)/lint-imports
 	$(BIN)/hadolint --failure-threshold warning Dockerfile
 
 typecheck: $(STAMP)

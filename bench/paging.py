@@ -220,7 +220,7 @@ def time_sweeps(directory: Path, closed: int, open_: int, rounds: int) -> tuple[
     case due at once."""
     from sqlalchemy import update
 
-    from cocmail.outbox.enqueue import Enqueue
+    from cocmail.notify.enqueue import Enqueue
     from cocmail.schedule.digest import queue_digests
     from cocmail.schedule.emergencies import escalate_emergencies
     from cocmail.schedule.escalation import escalate

@@ -11,20 +11,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cocmail import config as config_module
-from cocmail.addresses import reply_address, split_recipient
 from cocmail.case import members
 from cocmail.clock import FixedClock
-from cocmail.intake import Delivery, Intake
-from cocmail.outbox import context
-from cocmail.outbox.enqueue import Enqueue
-from cocmail.outbox.templates import Rendered, Templates
+from cocmail.intake.service import Delivery, Intake
+from cocmail.notify import context
+from cocmail.notify.enqueue import Enqueue
+from cocmail.notify.templates import Rendered, Templates
+from cocmail.route.addresses import reply_address, split_recipient
+from cocmail.route.tokens import make_token
 from cocmail.schedule.escalation import escalate
 from cocmail.schedule.handoff import queue_handoffs
 from cocmail.schedule.rotation import Schedule
 from cocmail.store import writes
 from cocmail.store.db import Store
 from cocmail.store.models import Event, Outbox, Participant
-from cocmail.tokens import make_token
 from tests.conftest import CONDUCT, MEMBERS, write_config
 from tests.mail import message
 

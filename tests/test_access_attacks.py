@@ -13,20 +13,20 @@ import pytest
 from sqlalchemy import select
 
 from cocmail import config as config_module
-from cocmail import tokens
-from cocmail.addresses import UnknownKeepOut, reply_address, split_recipient
 from cocmail.case import access, members
 from cocmail.commands.purge import purge
 from cocmail.errors import ConfigError
-from cocmail.intake import Delivery, Intake
-from cocmail.outbox import context
-from cocmail.outbox.enqueue import Enqueue
-from cocmail.outbox.templates import Templates
+from cocmail.intake.service import Delivery, Intake
+from cocmail.notify import context
+from cocmail.notify.enqueue import Enqueue
+from cocmail.notify.templates import Templates
+from cocmail.route import tokens
+from cocmail.route.addresses import UnknownKeepOut, reply_address, split_recipient
+from cocmail.route.tokens import make_token
 from cocmail.schedule.emergencies import escalate_emergencies
 from cocmail.schedule.reminders import queue_reminders
 from cocmail.store.db import Store
 from cocmail.store.models import Message, Outbox, Participant, Quarantine
-from cocmail.tokens import make_token
 from tests.committee import EMAIL, HOUR, KEY, OPENED, Committee
 from tests.conftest import CONDUCT, DOMAIN, MEMBERS, write_config
 from tests.mail import message

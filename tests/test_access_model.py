@@ -41,21 +41,21 @@ from hypothesis.stateful import (
 from sqlalchemy import select
 
 from cocmail import config as config_module
-from cocmail.addresses import UnknownKeepOut, reply_address, split_recipient
 from cocmail.case import members
 from cocmail.clock import FixedClock
 from cocmail.errors import AddressError
-from cocmail.intake import Delivery, Intake
-from cocmail.outbox import context
-from cocmail.outbox.enqueue import Enqueue
-from cocmail.outbox.kinds import KINDS
-from cocmail.outbox.templates import Templates
+from cocmail.intake.service import Delivery, Intake
+from cocmail.notify import context
+from cocmail.notify.enqueue import Enqueue
+from cocmail.notify.kinds import KINDS
+from cocmail.notify.templates import Templates
+from cocmail.route.addresses import UnknownKeepOut, reply_address, split_recipient
+from cocmail.route.tokens import make_token
 from cocmail.schedule.escalation import escalate
 from cocmail.schedule.late_members import seat_late_members
 from cocmail.store import migrate
 from cocmail.store.db import Store
 from cocmail.store.models import Case, Event, Outbox, Participant, Recusal
-from cocmail.tokens import make_token
 from tests.mail import message
 
 KEY = b"model-key-0123456789abcdefghijkl"

@@ -70,7 +70,7 @@ def test_member_email_is_checked(tmp_path: Path) -> None:
 
 def test_token_key_file_is_created_0600(tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from cocmail import tokens
+    from cocmail.route import tokens
 
     config = config_module.load(write_config(tmp_path, "sqlite:///x.db"))
     monkeypatch.delenv(config.secrets.token_key_env, raising=False)  # put back after

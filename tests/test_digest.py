@@ -10,13 +10,13 @@ import pytest
 from sqlalchemy import select, update
 
 from cocmail import config as config_module
-from cocmail.addresses import split_recipient
 from cocmail.case import members
 from cocmail.clock import FixedClock
-from cocmail.intake import Delivery, Intake
-from cocmail.outbox import context
-from cocmail.outbox.enqueue import Enqueue
-from cocmail.outbox.templates import Templates
+from cocmail.intake.service import Delivery, Intake
+from cocmail.notify import context
+from cocmail.notify.enqueue import Enqueue
+from cocmail.notify.templates import Templates
+from cocmail.route.addresses import split_recipient
 from cocmail.schedule.digest import queue_digests
 from cocmail.store.db import Store
 from cocmail.store.models import Outbox, Participant

@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import func, select
 
 from cocmail import config as config_module
-from cocmail.daemon import Daemon
+from cocmail.daemon.serve import Daemon
 from cocmail.ingest.imap import READ_UP_TO, UNFETCHABLE_AFTER, _read_while, _Taken, _Trouble, _Wakes
-from cocmail.intake import Delivery
+from cocmail.intake.service import Delivery
 from cocmail.store.db import Store
 from cocmail.store.models import Message
 from tests.conftest import (

@@ -11,17 +11,17 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
-from cocmail.addresses import reply_address, split_recipient
 from cocmail.case import access, members
 from cocmail.clock import FixedClock
 from cocmail.config import Committee, Member
 from cocmail.errors import StoreUnavailable
-from cocmail.intake import Accepted, Delivery, Intake, Reading
-from cocmail.outbox.enqueue import Enqueue
+from cocmail.intake.service import Accepted, Delivery, Intake, Reading
+from cocmail.notify.enqueue import Enqueue
+from cocmail.route.addresses import reply_address, split_recipient
+from cocmail.route.tokens import make_token
 from cocmail.store import migrate
 from cocmail.store.db import Store
 from cocmail.store.models import Case, Event, Message, Participant, Quarantine
-from cocmail.tokens import make_token
 from tests.conftest import CONDUCT, MEMBERS
 from tests.mail import message
 
@@ -196,8 +196,8 @@ class TestReadAhead:
         def not_again(_raw: bytes) -> None:
             raise AssertionError("read again")
 
-        monkeypatch.setattr("cocmail.intake.read", not_again)
-        monkeypatch.setattr("cocmail.intake.dedupe_key", not_again)
+        monkeypatch.setattr("cocmail.intake.service.read", not_again)
+        monkeypatch.setattr("cocmail.intake.service.dedupe_key", not_again)
         intake = intake_for(store)
         with pytest.raises(AssertionError, match="read again"):  # as the writer would
             intake.accept(Delivery(message(), "rita@reporter.example", to, "imap"))

@@ -7,11 +7,11 @@ import logging
 import sys
 from typing import Any
 
-from cocmail.logs import FORMAT, MaskingFormatter
+from cocmail.telemetry.logs import FORMAT, MaskingFormatter
 
 
 def _record(message: str, *args: object, exc_info: Any = None) -> logging.LogRecord:
-    return logging.LogRecord("cocmail.outbox.worker", logging.ERROR, __file__, 1, message,
+    return logging.LogRecord("cocmail.notify.worker", logging.ERROR, __file__, 1, message,
                              args, exc_info)
 
 

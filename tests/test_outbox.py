@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from cocmail.route.tokens import case_of_message_id
 from cocmail.store.db import Store
-from cocmail.tokens import case_of_message_id
 from tests.committee import recuse
 from tests.conftest import (
     CONDUCT,

@@ -18,16 +18,16 @@ from sqlalchemy import func, select
 
 from cocmail import config as config_module
 from cocmail.errors import ConfigError
-from cocmail.metrics import Metrics
-from cocmail.outbox import compose as compose_module
-from cocmail.outbox.compose import compose
-from cocmail.outbox.enqueue import ACK, REPORT, Enqueue, Mail
-from cocmail.outbox.templates import KINDS, Rendered, Templates, sample_context
-from cocmail.outbox.transport import DeliveryError, SmtpTransport
-from cocmail.outbox.worker import OutboxWorker
+from cocmail.notify import compose as compose_module
+from cocmail.notify.compose import compose
+from cocmail.notify.enqueue import ACK, REPORT, Enqueue, Mail
+from cocmail.notify.templates import KINDS, Rendered, Templates, sample_context
+from cocmail.notify.transport import DeliveryError, SmtpTransport
+from cocmail.notify.worker import OutboxWorker
+from cocmail.route.tokens import case_of_message_id
 from cocmail.store.db import Store
 from cocmail.store.models import Outbox
-from cocmail.tokens import case_of_message_id
+from cocmail.telemetry.metrics import Metrics
 from tests.certs import self_signed
 from tests.conftest import CONDUCT, DOMAIN, relay_to, write_config
 from tests.sink import Sink
@@ -328,7 +328,7 @@ def test_the_example_config_has_the_defaults() -> None:
 def test_reply_tokens_and_signed_message_ids_keep_their_values() -> None:
     """Addresses and Message-IDs already out in members' mailboxes must still verify:
     the values for a fixed key are the ones every version has made."""
-    from cocmail.tokens import make_token
+    from cocmail.route.tokens import make_token
 
     key = b"k" * 32
     assert make_token(key, 42, 7) == "w4fopqqcxtl3tjht"
@@ -343,7 +343,7 @@ def test_tokens_are_base32_of_the_mac_as_the_standard_library_writes_it() -> Non
     import base64
     import random
 
-    from cocmail.tokens import _b32
+    from cocmail.route.tokens import _b32
 
     rng = random.Random(7)
     macs = [bytes(rng.randrange(256) for _ in range(32)) for _ in range(2000)]

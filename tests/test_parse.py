@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from cocmail.parse import ParseError, decode_header, parse
+from cocmail.parse.message import ParseError, decode_header, parse
 from tests.conftest import corpus_files, stdlib_email_messages
 
 
@@ -103,7 +103,7 @@ def test_fast_body_path_agrees_with_mail_parser(path) -> None:
     import email
     import email.policy
 
-    from cocmail.parse import _Bodies, _decode_bodies, _Looks
+    from cocmail.parse.message import _Bodies, _decode_bodies, _Looks
 
     msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.compat32)
     if any(part.defects for part in msg.walk()):
@@ -155,18 +155,18 @@ def test_plain_bodies_taken_whole_parse_as_the_parser_does(raw: bytes) -> None:
     import email
     import email.policy
 
-    from cocmail.parse import _parse_bytes
+    from cocmail.parse.message import _parse_bytes
 
     expected = email.message_from_bytes(raw, policy=email.policy.compat32)
     assert _shape(_parse_bytes(raw)) == _shape(expected)
 
 
 def test_a_plain_report_takes_the_short_cut(monkeypatch: pytest.MonkeyPatch) -> None:
-    import cocmail.parse
+    import cocmail.parse.message
 
     def whole(raw: bytes) -> None:
         raise AssertionError("parsed line by line")
 
-    monkeypatch.setattr(cocmail.parse, "_parse_whole", whole)
+    monkeypatch.setattr(cocmail.parse.message, "_parse_whole", whole)
     parsed = parse(b"Subject: hi\r\nFrom: a@b.example\r\n\r\nline one\r\nline two\r\n")
     assert parsed.text == "line one\nline two\n" and parsed.subject == "hi"

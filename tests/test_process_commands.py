@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from cocmail.addresses import split_recipient
-from cocmail.intake import Delivery
+from cocmail.intake.service import Delivery
+from cocmail.route.addresses import split_recipient
 from cocmail.schedule.reminders import queue_reminders
 from cocmail.store.db import Store
 from cocmail.store.models import Case, Outbox

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cocmail.parse import parse
-from cocmail.replytext import new_text
+from cocmail.parse.message import parse
+from cocmail.parse.reply_text import new_text
 from tests.conftest import CORPUS, corpus_files
 
 

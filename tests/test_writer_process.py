@@ -22,13 +22,13 @@ import pytest
 from sqlalchemy import select
 
 from cocmail.config import Committee
+from cocmail.daemon.intake_process import ProcessWriter, _Received
 from cocmail.errors import StoreUnavailable
-from cocmail.intake import Accepted, Delivery, Intake
-from cocmail.metrics import Metrics
+from cocmail.intake.batch import MAX_BATCH, BatchWriter, Chain, Writer
+from cocmail.intake.service import Accepted, Delivery, Intake
 from cocmail.store.db import Store
 from cocmail.store.models import Message
-from cocmail.writer import MAX_BATCH, BatchWriter, Chain, Writer
-from cocmail.writer_process import ProcessWriter, _Received
+from cocmail.telemetry.metrics import Metrics
 from tests.conftest import CONDUCT, TOKEN_KEY, Server, write_config, writer_pid
 from tests.mail import message
 
@@ -76,9 +76,9 @@ def test_large_messages_are_stored_in_process(serve, tmp_path: Path) -> None:
 
 def _chained_writers(tmp_path: Path) -> tuple[Path, Intake, Metrics, Store]:
     from cocmail import config as config_module
-    from cocmail import tokens
     from cocmail.clock import SystemClock
-    from cocmail.outbox.enqueue import Enqueue
+    from cocmail.notify.enqueue import Enqueue
+    from cocmail.route import tokens
     from cocmail.store import migrate
 
     db_url = f"sqlite:///{tmp_path / 'db.sqlite'}"
@@ -93,7 +93,7 @@ def _chained_writers(tmp_path: Path) -> tuple[Path, Intake, Metrics, Store]:
 
 
 def _report(n: int) -> Delivery:
-    from cocmail.addresses import split_recipient
+    from cocmail.route.addresses import split_recipient
 
     raw = message(sender=f"reporter{n}@reporter.example", message_id=f"chain-{n}@x.example")
     return Delivery(raw, None, (split_recipient(CONDUCT, _COMMITTEE),), "imap")

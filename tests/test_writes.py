@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
-from cocmail.addresses import mask_addresses
 from cocmail.store import writes
 from cocmail.store.db import Store
 from cocmail.store.models import Participant
+from cocmail.telemetry.masking import mask_addresses
 
 NOW = dt.datetime(2026, 11, 25, 10, tzinfo=dt.UTC)
 

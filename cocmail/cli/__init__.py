@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 from cocmail import config as config_module
-from cocmail import files
 from cocmail.cli import cases, imap, outbox, quarantine, rotation, serve
 from cocmail.cli.base import Commands, NotMigrated, UsageError
+from cocmail.daemon import files
 from cocmail.errors import ConfigError, NotFound, StoreUnavailable
 
 DEFAULT_CONFIG = "/etc/cocmail/config.toml"

@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cocmail import tokens
 from cocmail.cli.base import Commands, open_store, print_json
 from cocmail.clock import SystemClock
 from cocmail.config import Config
 from cocmail.errors import NotFound
+from cocmail.route import tokens
 from cocmail.store.db import Store
 from cocmail.store.models import Case
 
@@ -40,14 +40,14 @@ def register(commands: Commands, sub: Any) -> None:
 
 
 def collect_cases(config: Config, store: Store, args: argparse.Namespace) -> list[dict[str, Any]]:
-    from cocmail.views import list_cases
+    from cocmail.cli.views import list_cases
 
     with store.reading() as session:
         return list_cases(session, open_only=args.open, limit=args.limit)
 
 
 def cmd_cases_list(config: Config, args: argparse.Namespace) -> int:
-    from cocmail.views import table
+    from cocmail.cli.views import table
 
     rows = collect_cases(config, open_store(config), args)
     if args.json:
@@ -61,9 +61,9 @@ def cmd_cases_list(config: Config, args: argparse.Namespace) -> int:
 
 def collect_case(config: Config, store: Store, args: argparse.Namespace) -> dict[str, Any]:
     from cocmail.case import access
+    from cocmail.case.sla import sla_status
+    from cocmail.cli.views import case_detail, list_outbox, utc_text
     from cocmail.commands.plan import plan_of
-    from cocmail.schedule.escalation import sla_status
-    from cocmail.views import case_detail, list_outbox, utc_text
 
     key = tokens.load_key(config)
     with store.reading() as session:

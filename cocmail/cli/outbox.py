@@ -32,7 +32,7 @@ def register(commands: Commands, sub: Any) -> None:
 
 
 def collect_outbox(config: Config, store: Store, args: argparse.Namespace) -> list[dict[str, Any]]:
-    from cocmail.views import list_outbox
+    from cocmail.cli.views import list_outbox
 
     with store.reading() as session:
         return list_outbox(session, failed_only=args.failed, limit=args.limit,
@@ -40,7 +40,7 @@ def collect_outbox(config: Config, store: Store, args: argparse.Namespace) -> li
 
 
 def cmd_outbox_list(config: Config, args: argparse.Namespace) -> int:
-    from cocmail.views import table
+    from cocmail.cli.views import table
 
     rows = collect_outbox(config, open_store(config), args)
     if args.json:

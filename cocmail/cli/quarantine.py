@@ -8,11 +8,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from cocmail import tokens
 from cocmail.cli.base import Commands, open_store, print_json
 from cocmail.clock import SystemClock
 from cocmail.config import Config
 from cocmail.errors import NotFound
+from cocmail.route import tokens
 from cocmail.store.db import Store
 from cocmail.store.models import Quarantine
 
@@ -37,14 +37,14 @@ def register(commands: Commands, sub: Any) -> None:
 
 def collect_quarantine(config: Config, store: Store,
                        args: argparse.Namespace) -> list[dict[str, Any]]:
-    from cocmail.views import list_quarantine
+    from cocmail.cli.views import list_quarantine
 
     with store.reading() as session:
         return list_quarantine(session, include_released=args.all, limit=args.limit)
 
 
 def cmd_quarantine_list(config: Config, args: argparse.Namespace) -> int:
-    from cocmail.views import table
+    from cocmail.cli.views import table
 
     rows = collect_quarantine(config, open_store(config), args)
     if args.json:
@@ -58,8 +58,8 @@ def cmd_quarantine_list(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_replay(config: Config, args: argparse.Namespace) -> int:
     from cocmail.case import members
-    from cocmail.intake import Intake
-    from cocmail.outbox.enqueue import Enqueue
+    from cocmail.intake.service import Intake
+    from cocmail.notify.enqueue import Enqueue
 
     store = open_store(config)
     clock = SystemClock()

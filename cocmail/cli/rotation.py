@@ -86,8 +86,8 @@ def cmd_roster_check(config: Config, args: argparse.Namespace) -> int:
 
 
 def collect_shifts(config: Config, store: Store, args: argparse.Namespace) -> list[dict[str, Any]]:
+    from cocmail.cli.views import utc_text
     from cocmail.schedule.roster import load_schedule
-    from cocmail.views import utc_text
 
     if args.weeks < 1:
         raise UsageError("--weeks must be at least 1")
@@ -99,7 +99,7 @@ def collect_shifts(config: Config, store: Store, args: argparse.Namespace) -> li
 
 
 def cmd_rotation_show(config: Config, args: argparse.Namespace) -> int:
-    from cocmail.views import table
+    from cocmail.cli.views import table
 
     if args.weeks < 1:
         raise UsageError("--weeks must be at least 1")
@@ -115,10 +115,10 @@ def cmd_rotation_show(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_override_add(config: Config, args: argparse.Namespace) -> int:
+    from cocmail.config.units import parse_moment
     from cocmail.schedule.roster import load_schedule
     from cocmail.schedule.rotation import Override, OverrideRefused
     from cocmail.store.models import RotationOverride
-    from cocmail.units import parse_moment
 
     handles = {m.handle for m in config.committee.members}
     for option, handle in (("--member", args.member), ("--instead-of", args.instead_of)):
@@ -155,8 +155,8 @@ def collect_overrides(config: Config, store: Store,
                       args: argparse.Namespace) -> list[dict[str, Any]]:
     from sqlalchemy import select
 
+    from cocmail.cli.views import utc_text
     from cocmail.store.models import RotationOverride
-    from cocmail.views import utc_text
 
     now = SystemClock().now()
     with store.reading() as session:
@@ -170,7 +170,7 @@ def collect_overrides(config: Config, store: Store,
 
 
 def cmd_override_list(config: Config, args: argparse.Namespace) -> int:
-    from cocmail.views import table
+    from cocmail.cli.views import table
 
     rows = collect_overrides(config, open_store(config), args)
     if args.json:

@@ -8,11 +8,11 @@ import asyncio
 import sys
 from typing import Any
 
-from cocmail import logs
 from cocmail.cli.base import Commands
 from cocmail.config import Config
 from cocmail.store import migrate
 from cocmail.store.db import Store
+from cocmail.telemetry import logs
 
 
 def register(commands: Commands, sub: Any) -> None:
@@ -29,7 +29,7 @@ def register(commands: Commands, sub: Any) -> None:
 
 
 def cmd_serve(config: Config, args: argparse.Namespace) -> int:
-    from cocmail.daemon import Daemon, OutdatedDatabase
+    from cocmail.daemon.serve import Daemon, OutdatedDatabase
 
     logs.setup(config.logging.level)
     try:

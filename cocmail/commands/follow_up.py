@@ -13,8 +13,8 @@ import datetime as dt
 import zoneinfo
 
 from cocmail.commands.base import Request, Result
+from cocmail.config.units import parse_duration
 from cocmail.store import writes
-from cocmail.units import parse_duration
 
 
 class FollowUpCommand:

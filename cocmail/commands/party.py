@@ -11,13 +11,12 @@ from __future__ import annotations
 import re
 
 from sqlalchemy import select
-from sqlalchemy.engine import Connection
 
+from cocmail.case.parties import KINDS
 from cocmail.commands.base import Request, Result
 from cocmail.store import writes
-from cocmail.store.models import Event, Participant
+from cocmail.store.models import Participant
 
-KINDS = ("respondent", "witness", "reporter", "observer")
 _EMAIL = re.compile(r"[^@\s<>(),;:\"\[\]]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+")
 
 
@@ -47,24 +46,6 @@ class Party:
         request.event("party-added", role=kind, email=email)
         return Result(True, f"{name or email} is now a {kind} in case #{request.case_id}. "
                             "They are not told.")
-
-
-def parties(db: Connection, case_id: int) -> list[tuple[str, str, str | None]]:
-    """(role, email, name) of the case's parties, the reporter first."""
-    return [(row.role, row.email, row.name) for row in db.execute(
-        select(Participant.role, Participant.email, Participant.name).where(
-            Participant.case_id == case_id, Participant.role.in_(KINDS))
-        .order_by(Participant.id))]
-
-
-def named_parties(db: Connection, case_id: int) -> list[tuple[str, str, str | None]]:
-    """(role, email, name) of the parties members named with ``party add``: what a
-    conflict check shows. Not the reporter's own seat: who reported is not told
-    to a member before they have answered the check."""
-    named = {(data["role"], data["email"]) for data in db.execute(
-        select(Event.data).where(Event.case_id == case_id, Event.kind == "party-added"))
-        .scalars()}
-    return [party for party in parties(db, case_id) if party[:2] in named]
 
 
 COMMAND = Party()

@@ -20,8 +20,8 @@ from sqlalchemy import select, update
 from cocmail.case import access
 from cocmail.case.access import REPORTER_ROLES
 from cocmail.commands.base import Request, Result
-from cocmail.outbox.enqueue import Mail
-from cocmail.outbox.kinds import RELAY
+from cocmail.notify.enqueue import Mail
+from cocmail.notify.kinds import RELAY
 from cocmail.store.models import Outbox
 
 

@@ -49,17 +49,17 @@ from imapclient import IMAPClient
 from imapclient.exceptions import CapabilityError
 from sqlalchemy import select
 
-from cocmail.addresses import Recipient, UnknownKeepOut, split_recipient
 from cocmail.clock import Clock
 from cocmail.config import Config
 from cocmail.config import Imap as ImapConfig
+from cocmail.config.secrets import oauth2_token, read_secret
 from cocmail.errors import AddressError, StoreUnavailable
-from cocmail.intake import Accepted, Delivery, Reading
-from cocmail.metrics import Metrics
-from cocmail.secret import oauth2_token, read_secret
+from cocmail.intake.batch import Chain, Writer
+from cocmail.intake.service import Accepted, Delivery, Reading
+from cocmail.route.addresses import Recipient, UnknownKeepOut, split_recipient
 from cocmail.store.db import Store
 from cocmail.store.models import ImapState
-from cocmail.writer import Chain, Writer
+from cocmail.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -12,14 +12,14 @@ import logging
 import sys
 from typing import BinaryIO
 
-from cocmail import tokens
-from cocmail.addresses import UnknownKeepOut, split_recipient
 from cocmail.case import members
 from cocmail.clock import SystemClock
 from cocmail.config import Config
 from cocmail.errors import AddressError, StoreUnavailable
-from cocmail.intake import Delivery, Intake
-from cocmail.outbox.enqueue import Enqueue
+from cocmail.intake.service import Delivery, Intake
+from cocmail.notify.enqueue import Enqueue
+from cocmail.route import tokens
+from cocmail.route.addresses import UnknownKeepOut, split_recipient
 from cocmail.store import migrate
 from cocmail.store.db import Store
 

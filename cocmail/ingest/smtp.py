@@ -23,12 +23,12 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
-from cocmail.addresses import UnknownKeepOut, split_recipient
 from cocmail.config import Committee
 from cocmail.errors import AddressError, StoreUnavailable
-from cocmail.intake import Delivery
-from cocmail.metrics import Metrics
-from cocmail.writer import Writer
+from cocmail.intake.batch import Writer
+from cocmail.intake.service import Delivery
+from cocmail.route.addresses import UnknownKeepOut, split_recipient
+from cocmail.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from cocmail.case import access
-from cocmail.outbox.enqueue import Enqueue, Mail, conflict_notices
+from cocmail.notify.enqueue import Enqueue, Mail, conflict_notices
 from cocmail.schedule.escalation import urgent_mails
 from cocmail.store import writes
 from cocmail.store.models import Emergency

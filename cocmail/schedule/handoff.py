@@ -27,8 +27,8 @@ from sqlalchemy.orm import Session
 
 from cocmail.case import members
 from cocmail.config import Config
-from cocmail.outbox.enqueue import Enqueue, Mail
-from cocmail.outbox.kinds import HANDOFF
+from cocmail.notify.enqueue import Enqueue, Mail
+from cocmail.notify.kinds import HANDOFF
 from cocmail.schedule.roster import load_schedule
 from cocmail.schedule.rotation import Schedule
 from cocmail.store import writes

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from cocmail.case import access, members
 from cocmail.case.access import Seat, Standing
 from cocmail.config import Committee
-from cocmail.outbox.enqueue import Enqueue, conflict_notices
+from cocmail.notify.enqueue import Enqueue, conflict_notices
 from cocmail.store import writes
 from cocmail.store.models import Participant
 

@@ -17,8 +17,8 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from cocmail.case import access
-from cocmail.outbox.enqueue import Enqueue, Mail
-from cocmail.outbox.kinds import REMINDER
+from cocmail.notify.enqueue import Enqueue, Mail
+from cocmail.notify.kinds import REMINDER
 from cocmail.store import writes
 from cocmail.store.models import FollowUp
 

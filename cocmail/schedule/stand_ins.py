@@ -15,8 +15,8 @@ from sqlalchemy.engine import Connection
 from cocmail.case import access
 from cocmail.case.access import Seat
 from cocmail.config import MEDIATOR, Committee
-from cocmail.outbox.enqueue import Enqueue, Mail
-from cocmail.outbox.kinds import CASEFILE, PAGE
+from cocmail.notify.enqueue import Enqueue, Mail
+from cocmail.notify.kinds import CASEFILE, PAGE
 from cocmail.schedule.escalation import paged_members
 from cocmail.store import writes
 from cocmail.store.models import Case, Member, Message

@@ -22,7 +22,7 @@ from typing import Any
 import jinja2
 
 from cocmail.errors import ConfigError
-from cocmail.outbox.kinds import KINDS
+from cocmail.notify.kinds import KINDS
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,10 @@ from sqlalchemy.engine import Connection
 from cocmail.case import access
 from cocmail.case.access import Seat
 from cocmail.config import Committee, Config, Rotation
-from cocmail.outbox.kinds import ACK, CONFLICT, KINDS, MESSAGE, NOTICE, PAGE, REPORT
+from cocmail.notify.kinds import ACK, CONFLICT, KINDS, MESSAGE, NOTICE, PAGE, REPORT
+from cocmail.route.tokens import make_message_id
 from cocmail.store import writes
 from cocmail.store.models import Outbox
-from cocmail.tokens import make_message_id
 
 # Kinds that answer a message someone sent: rate-limited per address (RFC 3834).
 ANSWERS = tuple(k.name for k in KINDS.values() if k.answers)

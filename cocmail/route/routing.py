@@ -15,11 +15,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
-from cocmail.addresses import Recipient
 from cocmail.case import access
-from cocmail.parse import ParsedMessage
+from cocmail.parse.message import ParsedMessage
+from cocmail.route.addresses import Recipient
+from cocmail.route.tokens import case_named_in, case_of_message_id, match_token
 from cocmail.store.models import Case, Member, Message, Participant
-from cocmail.tokens import case_named_in, case_of_message_id, match_token
 
 # Quarantine reasons: stable codes (they appear in `quarantine list --json`).
 AUTOMATIC = "automatic"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from cocmail.addresses import mask_addresses
+from cocmail.telemetry.masking import mask_addresses
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

@@ -34,15 +34,15 @@ from cocmail.case import access
 from cocmail.clock import Clock
 from cocmail.config import Config
 from cocmail.errors import StoreUnavailable
-from cocmail.metrics import Metrics
-from cocmail.outbox import context as context_module
-from cocmail.outbox.compose import compose
-from cocmail.outbox.enqueue import Enqueue, Mail
-from cocmail.outbox.kinds import FAILURE, PAGE, REPORT
-from cocmail.outbox.templates import Templates
-from cocmail.outbox.transport import DeliveryError, Transport
+from cocmail.notify import context as context_module
+from cocmail.notify.compose import compose
+from cocmail.notify.enqueue import Enqueue, Mail
+from cocmail.notify.kinds import FAILURE, PAGE, REPORT
+from cocmail.notify.templates import Templates
+from cocmail.notify.transport import DeliveryError, Transport
 from cocmail.store.db import Store
 from cocmail.store.models import Message, Outbox
+from cocmail.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

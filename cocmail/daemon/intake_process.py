@@ -44,12 +44,12 @@ from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import Any
 
-from cocmail.child import ready, spawn
+from cocmail.daemon.child import ready, spawn
 from cocmail.errors import StoreUnavailable
-from cocmail.intake import Accepted, Delivery, Intake, Prepared
-from cocmail.metrics import Metrics
-from cocmail.outbox.enqueue import Enqueue
-from cocmail.writer import MAX_BATCH, BatchWriter, Chain, settled
+from cocmail.intake.batch import MAX_BATCH, BatchWriter, Chain, settled
+from cocmail.intake.service import Accepted, Delivery, Intake, Prepared
+from cocmail.notify.enqueue import Enqueue
+from cocmail.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +69,10 @@ _Outgoing = tuple[Connection | None, "_Entries | object | None"]
 def _serve(conn: Connection, config_path: str) -> None:
     """The writer process: read deliveries, store them in batches, answer."""
     from cocmail import config as config_module
-    from cocmail import logs, tokens
     from cocmail.clock import SystemClock
+    from cocmail.route import tokens
     from cocmail.store.db import Store
+    from cocmail.telemetry import logs
 
     config = config_module.load(Path(config_path))
     logs.setup(config.logging.level)

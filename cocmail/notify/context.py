@@ -2,7 +2,7 @@
 the mail is sent.
 
 This is also the last check of who may receive it: each kind names its audience
-(``outbox/kinds.py``) and ``case/access.py`` says, now, whether the recipient
+(``notify/kinds.py``) and ``case/access.py`` says, now, whether the recipient
 is in it. A member who recused, was kept out or left the roster after the mail
 was queued gets nothing (the row is cancelled, with the reason).
 """
@@ -18,12 +18,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cocmail.addresses import mask_addresses, masked, reply_address, without_address
 from cocmail.case import access, members
 from cocmail.case.access import CaseAccess
-from cocmail.commands.party import named_parties
+from cocmail.case.parties import named_parties
+from cocmail.case.sla import age, sla_status
 from cocmail.config import MEDIATOR, Config
-from cocmail.outbox.kinds import (
+from cocmail.notify.digest import member_digest
+from cocmail.notify.kinds import (
     ACK,
     CASEFILE,
     CONFLICT,
@@ -35,10 +36,10 @@ from cocmail.outbox.kinds import (
     RELAY,
     REMINDER,
 )
-from cocmail.schedule.digest import member_digest
-from cocmail.schedule.escalation import age, sla_status
+from cocmail.route.addresses import reply_address, without_address
+from cocmail.route.tokens import make_token
 from cocmail.store.models import Attachment, Case, Event, Message, Outbox, Participant
-from cocmail.tokens import make_token
+from cocmail.telemetry.masking import mask_addresses, masked
 
 
 @dataclass(frozen=True)

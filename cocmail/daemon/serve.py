@@ -15,34 +15,35 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from cocmail import files, tokens
 from cocmail.case import members
-from cocmail.child import finish_start_up
 from cocmail.clock import Clock, SystemClock
 from cocmail.config import Config
+from cocmail.config.secrets import oauth2_token, read_secret
+from cocmail.config.units import Endpoint
+from cocmail.daemon import files
+from cocmail.daemon.child import finish_start_up
+from cocmail.daemon.http import HttpServer
+from cocmail.daemon.intake_process import ProcessWriter
+from cocmail.daemon.outbox_process import OutboxProcess
 from cocmail.errors import ConfigError, StoreUnavailable
-from cocmail.http import HttpServer
 from cocmail.ingest.imap import ImapPoller, health_gauges
 from cocmail.ingest.smtp import SmtpHandler, server_factory
-from cocmail.intake import Intake
-from cocmail.metrics import Metrics
-from cocmail.outbox import transport
-from cocmail.outbox.enqueue import Enqueue
-from cocmail.outbox.process import OutboxProcess
-from cocmail.outbox.templates import Templates
+from cocmail.intake.batch import BatchWriter, Writer
+from cocmail.intake.service import Intake
+from cocmail.notify import transport
+from cocmail.notify.enqueue import Enqueue
+from cocmail.notify.templates import Templates
+from cocmail.route import tokens
 from cocmail.schedule.digest import queue_digests
 from cocmail.schedule.emergencies import escalate_emergencies
 from cocmail.schedule.escalation import escalate
 from cocmail.schedule.handoff import queue_handoffs
 from cocmail.schedule.late_members import seat_late_members
 from cocmail.schedule.reminders import queue_reminders
-from cocmail.secret import oauth2_token, read_secret
 from cocmail.store import migrate
 from cocmail.store.db import Store
 from cocmail.store.models import Outbox
-from cocmail.units import Endpoint
-from cocmail.writer import BatchWriter, Writer
-from cocmail.writer_process import ProcessWriter
+from cocmail.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

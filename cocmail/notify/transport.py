@@ -22,7 +22,7 @@ from typing import Protocol
 import aiosmtplib
 
 from cocmail.config import Delivery
-from cocmail.secret import read_secret
+from cocmail.config.secrets import read_secret
 
 
 class DeliveryError(Exception):

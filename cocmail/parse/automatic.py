@@ -11,8 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from cocmail.addresses import address_of
-from cocmail.parse import ParsedMessage
+from cocmail.parse.message import ParsedMessage, address_of
 
 LOOP_HEADER = "X-Cocmail-Loop"
 _AUTO_SENDERS = re.compile(r"(mailer-daemon|postmaster)@", re.I)

@@ -21,26 +21,26 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from cocmail import route
-from cocmail.addresses import Recipient, UnknownKeepOut, split_recipient
-from cocmail.authresults import failure
-from cocmail.automatic import original_sender, why_automatic
-from cocmail.behalf import OnBehalf
-from cocmail.behalf import read as read_filing
 from cocmail.case import access, members
 from cocmail.clock import Clock
+from cocmail.commands.runner import MemberReplies
 from cocmail.config import Committee
-from cocmail.dedupe import dedupe_key
 from cocmail.errors import AddressError, StoreUnavailable
-from cocmail.member_reply import MemberReplies
-from cocmail.outbox.enqueue import (
+from cocmail.notify.enqueue import (
     Enqueue,
     Mail,
     message_mails,
     opened_mails,
 )
-from cocmail.parse import ParsedMessage, clean, mailbox, read
-from cocmail.replytext import new_text
+from cocmail.parse.auth_results import failure
+from cocmail.parse.automatic import original_sender, why_automatic
+from cocmail.parse.dedupe import dedupe_key
+from cocmail.parse.message import ParsedMessage, clean, mailbox, read
+from cocmail.parse.reply_text import new_text
+from cocmail.route import routing as route
+from cocmail.route.addresses import Recipient, UnknownKeepOut, split_recipient
+from cocmail.route.behalf import OnBehalf
+from cocmail.route.behalf import read as read_filing
 from cocmail.schedule import stand_ins
 from cocmail.schedule.roster import on_duty_now, replace_unseated
 from cocmail.store import writes

@@ -17,20 +17,20 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
-from cocmail.authresults import failure
 from cocmail.case import access
 from cocmail.case.access import CaseAccess, Seat
+from cocmail.case.parties import parties
 from cocmail.clock import Clock
 from cocmail.commands.base import Request
 from cocmail.commands.deciding import ACTIONS
-from cocmail.commands.party import parties
 from cocmail.commands.plan import plan_of
 from cocmail.commands.reply import carry_out
 from cocmail.config import Committee
-from cocmail.outbox.enqueue import Enqueue, Mail, conflict_notices, message_mails
-from cocmail.outbox.kinds import CASEFILE, CONFIRMATION, STATUS
-from cocmail.parse import ParsedMessage
-from cocmail.replytext import new_text
+from cocmail.notify.enqueue import Enqueue, Mail, conflict_notices, message_mails
+from cocmail.notify.kinds import CASEFILE, CONFIRMATION, STATUS
+from cocmail.parse.auth_results import failure
+from cocmail.parse.message import ParsedMessage
+from cocmail.parse.reply_text import new_text
 from cocmail.schedule import stand_ins
 from cocmail.schedule.escalation import CRITICAL, critical, paged_members
 from cocmail.store import writes

@@ -5,7 +5,7 @@ Under load, several SMTP sessions finish DATA at once; their messages share one
 commit instead of each waiting for its own. Nobody's reply waits for a batch to
 fill: a writer takes whatever is queued the moment it is free. PostgreSQL gets
 several writer threads. On SQLite, one thread stores the large messages, and
-the rest go to the writer process (``writer_process.py``).
+the rest go to the writer process (``daemon/intake_process.py``).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from concurrent.futures import Future
 from typing import Protocol
 
 from cocmail.errors import StoreUnavailable
-from cocmail.intake import Accepted, Delivery, Intake
-from cocmail.metrics import Metrics
+from cocmail.intake.service import Accepted, Delivery, Intake
+from cocmail.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

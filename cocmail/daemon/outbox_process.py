@@ -25,8 +25,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from cocmail.child import ready, spawn
-from cocmail.metrics import Metrics
+from cocmail.daemon.child import ready, spawn
+from cocmail.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +50,13 @@ class _ForwardingMetrics(Metrics):
 
 def _serve(conn: Connection, config_path: str) -> None:
     from cocmail import config as config_module
-    from cocmail import logs, tokens
     from cocmail.clock import SystemClock
-    from cocmail.outbox import transport
-    from cocmail.outbox.templates import Templates
-    from cocmail.outbox.worker import OutboxWorker
+    from cocmail.notify import transport
+    from cocmail.notify.templates import Templates
+    from cocmail.notify.worker import OutboxWorker
+    from cocmail.route import tokens
     from cocmail.store.db import Store
+    from cocmail.telemetry import logs
 
     config = config_module.load(Path(config_path))
     logs.setup(config.logging.level)

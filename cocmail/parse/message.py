@@ -29,11 +29,12 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import Message
+from email.utils import parseaddr
 from typing import Any
 
 import mailparser
 
-from cocmail.htmltext import html_to_text
+from cocmail.parse.html import html_to_text
 
 log = logging.getLogger(__name__)
 
@@ -502,3 +503,16 @@ def _info(part: Message, content_type: str, number: str, size: int,
         size=size,
         sha256=sha256,
     )
+
+
+def address_of(header_value: str | None) -> str | None:
+    """The lower-cased address in a From-like header value, or None.
+
+    >>> address_of('"Rita R." <Rita@Example.NET>')
+    'rita@example.net'
+    """
+    if not header_value:
+        return None
+    _, addr = parseaddr(header_value)
+    addr = addr.strip().lower()
+    return addr if "@" in addr else None

@@ -15,12 +15,13 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from cocmail.addresses import mask_addresses, masked, reply_address
 from cocmail.case import access
 from cocmail.case.access import CaseAccess, Standing
 from cocmail.config import Committee
+from cocmail.route.addresses import reply_address
+from cocmail.route.tokens import make_token
 from cocmail.store.models import Case, Message, Outbox, Quarantine
-from cocmail.tokens import make_token
+from cocmail.telemetry.masking import mask_addresses, masked
 
 
 def _time(value: dt.datetime | None) -> str | None:

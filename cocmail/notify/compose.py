@@ -20,11 +20,11 @@ from email.message import EmailMessage, Message
 from email.utils import format_datetime
 from typing import Any
 
-from cocmail.automatic import LOOP_HEADER
 from cocmail.config import Committee
-from cocmail.outbox.kinds import KINDS
-from cocmail.outbox.templates import Rendered
-from cocmail.parse import attachment_parts, decode_header
+from cocmail.notify.kinds import KINDS
+from cocmail.notify.templates import Rendered
+from cocmail.parse.automatic import LOOP_HEADER
+from cocmail.parse.message import attachment_parts, decode_header
 from cocmail.store.models import Outbox
 
 

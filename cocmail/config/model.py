@@ -1,0 +1,185 @@
+"""The config as the rest of cocmail sees it: typed, frozen dataclasses, one per
+TOML table. ``cocmail.config.load`` makes them from the file and checks every key."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cocmail.config.units import Endpoint
+
+NOTIFY_TARGETS = ("on-duty", "committee", "chair")
+MEDIATOR = "mediator"  # the mediator's handle in the cases they are given
+
+
+@dataclass(frozen=True)
+class Member:
+    handle: str
+    name: str
+    email: str
+    employer: str
+    timezone: str
+    roles: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Committee:
+    name: str
+    short_name: str
+    address: str
+    plus_separator: str
+    mediator: str | None
+    list_id: str | None
+    members: tuple[Member, ...]
+    # Authentication-Results written by these servers (our MTA) are believed: a
+    # DKIM or SPF failure for a member's domain stops their reply's commands.
+    authserv_ids: tuple[str, ...] = ()
+    # A relay to a party in one of these roles waits for a second member's "approve".
+    relay_approval: tuple[str, ...] = ("reporter",)
+    # An emergency measure must be confirmed or reversed within this, or it escalates.
+    emergency_within: dt.timedelta = dt.timedelta(hours=24)
+
+    @property
+    def local_part(self) -> str:
+        return self.address.rsplit("@", 1)[0].lower()
+
+    @property
+    def domain(self) -> str:
+        return self.address.rsplit("@", 1)[1].lower()
+
+
+@dataclass(frozen=True)
+class Rotation:
+    timezone: str
+    handoff_weekday: int  # Monday is 0
+    handoff_time: dt.time
+    order: tuple[str, ...]
+    handoff_mail: bool = True  # mail the outgoing and incoming pair at each hand-off
+
+
+@dataclass(frozen=True)
+class EscalationStep:
+    after: dt.timedelta
+    notify: str
+
+
+@dataclass(frozen=True)
+class Sla:
+    first_response: dt.timedelta
+    escalation: tuple[EscalationStep, ...]
+
+
+@dataclass(frozen=True)
+class Database:
+    url: str
+    busy_timeout: dt.timedelta
+    pool_size: int = 8  # PostgreSQL: connections each process keeps (half again at a peak)
+
+
+@dataclass(frozen=True)
+class Smtp:
+    listen: tuple[Endpoint, ...]
+    lmtp_listen: tuple[Endpoint, ...]
+    max_message_size: int
+    hostname: str
+    tls_cert: Path | None
+    tls_key: Path | None
+    timeout: dt.timedelta
+
+
+@dataclass(frozen=True)
+class Delivery:
+    method: str
+    maildir: Path | None
+    relay_host: str | None
+    relay_port: int
+    security: str
+    username: str | None
+    password_file: Path | None
+    password_env: str | None
+    tls_ca_file: Path | None  # trust this CA for the relay (a private CA), besides the system's
+    helo_name: str | None  # the name given in EHLO; the machine's own name when None
+    timeout: dt.timedelta
+    retry_first: dt.timedelta  # the wait after the first temporary failure; it doubles
+    retry_max: dt.timedelta  # the longest wait between two attempts
+    max_attempts: int  # then the mail is given up as failed
+    lease: dt.timedelta  # how long a worker holds a claimed mail before another may take it
+    answers_per_day: int  # automatic answers (acknowledgements) to one address per 24 h
+
+
+@dataclass(frozen=True)
+class Imap:
+    """A hosted mailbox to drain, when the conduct address is one (``[imap]``)."""
+
+    host: str
+    port: int
+    security: str  # tls (implicit) | starttls | none (plain text: loopback tests only)
+    username: str
+    auth: str  # password | xoauth2
+    password_file: Path | None
+    password_env: str | None
+    oauth2_token_file: Path | None
+    oauth2_token_command: str | None
+    tls_ca_file: Path | None
+    folder: str  # where new mail arrives
+    after: str  # move | flag: what happens to a message once it is stored
+    processed_folder: str  # where stored messages are moved
+    quarantine_folder: str  # where quarantined (and oversized) messages are moved
+    flag: str  # the keyword set on stored messages when ``after`` is flag
+    idle: bool  # use IDLE where the server has it
+    idle_renew: dt.timedelta  # IDLE is re-issued this often (servers drop it at ~30 min)
+    poll_interval: dt.timedelta  # how often to look without IDLE
+    timeout: dt.timedelta  # of each network operation
+    batch: int  # messages fetched and stored together
+
+
+@dataclass(frozen=True)
+class Digest:
+    enabled: bool
+    at: dt.time  # local time of day, in ``timezone``
+    timezone: str
+
+
+@dataclass(frozen=True)
+class Templates:
+    directory: Path | None  # the operator's overrides, looked up before the shipped ones
+
+
+@dataclass(frozen=True)
+class Secrets:
+    token_key_file: Path | None
+    token_key_env: str
+
+
+@dataclass(frozen=True)
+class Http:
+    listen: Endpoint | None
+
+
+@dataclass(frozen=True)
+class Scheduler:
+    tick: dt.timedelta
+
+
+@dataclass(frozen=True)
+class Logging:
+    level: str
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    committee: Committee
+    rotation: Rotation
+    sla: Sla
+    database: Database
+    smtp: Smtp
+    delivery: Delivery
+    secrets: Secrets
+    http: Http
+    scheduler: Scheduler
+    logging: Logging = field(default_factory=lambda: Logging("info"))
+    templates: Templates = field(default_factory=lambda: Templates(None))
+    digest: Digest = field(default_factory=lambda: Digest(True, dt.time(8, 0), "UTC"))
+    imap: Imap | None = None

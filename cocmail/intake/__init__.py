@@ -1,0 +1,2 @@
+"""The unit of work for inbound mail: storing messages in one transaction each batch
+(the service) and the writers that gather batches (group commit)."""
