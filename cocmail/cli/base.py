@@ -34,6 +34,21 @@ def print_json(value: Any) -> None:
     sys.stdout.write("\n")
 
 
+def print_rows(rows: list[dict[str, Any]], args: argparse.Namespace,
+               columns: list[tuple[str, str]], empty: str) -> int:
+    """A listing: ``rows`` as JSON with ``--json``, else as a table, or ``empty``
+    when there is nothing to list."""
+    from cocmail.cli.views import table
+
+    if args.json:
+        print_json(rows)
+    elif rows:
+        print(table(rows, columns))
+    else:
+        print(empty)
+    return 0
+
+
 def open_store(config: Config) -> Store:
     """The store, checked to be at the schema this cocmail expects."""
     store = Store.of(config.database)

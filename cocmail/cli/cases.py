@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cocmail.cli.base import Commands, open_store, print_json
+from cocmail.cli.base import Commands, open_store, print_json, print_rows
 from cocmail.clock import SystemClock
 from cocmail.config import Config
 from cocmail.errors import NotFound
@@ -47,16 +47,8 @@ def collect_cases(config: Config, store: Store, args: argparse.Namespace) -> lis
 
 
 def cmd_cases_list(config: Config, args: argparse.Namespace) -> int:
-    from cocmail.cli.views import table
-
-    rows = collect_cases(config, open_store(config), args)
-    if args.json:
-        print_json(rows)
-    elif rows:
-        print(table(rows, CASE_COLUMNS))
-    else:
-        print("no cases")
-    return 0
+    return print_rows(collect_cases(config, open_store(config), args), args, CASE_COLUMNS,
+                      "no cases")
 
 
 def collect_case(config: Config, store: Store, args: argparse.Namespace) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cocmail.cli.base import Commands, open_store, print_json
+from cocmail.cli.base import Commands, open_store, print_rows
 from cocmail.clock import SystemClock
 from cocmail.config import Config
 from cocmail.errors import NotFound
@@ -40,16 +40,8 @@ def collect_outbox(config: Config, store: Store, args: argparse.Namespace) -> li
 
 
 def cmd_outbox_list(config: Config, args: argparse.Namespace) -> int:
-    from cocmail.cli.views import table
-
-    rows = collect_outbox(config, open_store(config), args)
-    if args.json:
-        print_json(rows)
-    elif rows:
-        print(table(rows, OUTBOX_COLUMNS))
-    else:
-        print("no failed mail" if args.failed else "the outbox is empty")
-    return 0
+    return print_rows(collect_outbox(config, open_store(config), args), args, OUTBOX_COLUMNS,
+                      "no failed mail" if args.failed else "the outbox is empty")
 
 
 def cmd_outbox_retry(config: Config, args: argparse.Namespace) -> int:

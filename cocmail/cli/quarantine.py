@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from cocmail.cli.base import Commands, open_store, print_json
+from cocmail.cli.base import Commands, open_store, print_rows
 from cocmail.clock import SystemClock
 from cocmail.config import Config
 from cocmail.errors import NotFound
@@ -44,16 +44,8 @@ def collect_quarantine(config: Config, store: Store,
 
 
 def cmd_quarantine_list(config: Config, args: argparse.Namespace) -> int:
-    from cocmail.cli.views import table
-
-    rows = collect_quarantine(config, open_store(config), args)
-    if args.json:
-        print_json(rows)
-    elif rows:
-        print(table(rows, QUARANTINE_COLUMNS))
-    else:
-        print("the quarantine is empty")
-    return 0
+    return print_rows(collect_quarantine(config, open_store(config), args), args,
+                      QUARANTINE_COLUMNS, "the quarantine is empty")
 
 
 def cmd_replay(config: Config, args: argparse.Namespace) -> int:

@@ -8,12 +8,14 @@ import datetime as dt
 import sys
 from typing import Any
 
-from cocmail.cli.base import Commands, UsageError, open_store, print_json
+from cocmail.cli.base import Commands, UsageError, open_store, print_json, print_rows
 from cocmail.clock import SystemClock
 from cocmail.config import Config
 from cocmail.errors import NotFound
 from cocmail.store.db import Store
 
+OVERRIDE_COLUMNS = [("id", "ID"), ("member", "MEMBER"), ("instead_of", "INSTEAD OF"),
+                    ("start", "FROM"), ("end", "UNTIL"), ("reason", "REASON")]
 _WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
@@ -170,17 +172,8 @@ def collect_overrides(config: Config, store: Store,
 
 
 def cmd_override_list(config: Config, args: argparse.Namespace) -> int:
-    from cocmail.cli.views import table
-
-    rows = collect_overrides(config, open_store(config), args)
-    if args.json:
-        print_json(rows)
-    elif rows:
-        print(table(rows, [("id", "ID"), ("member", "MEMBER"), ("instead_of", "INSTEAD OF"),
-                           ("start", "FROM"), ("end", "UNTIL"), ("reason", "REASON")]))
-    else:
-        print("no overrides")
-    return 0
+    return print_rows(collect_overrides(config, open_store(config), args), args,
+                      OVERRIDE_COLUMNS, "no overrides")
 
 
 def cmd_override_remove(config: Config, args: argparse.Namespace) -> int:
