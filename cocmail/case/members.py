@@ -145,7 +145,7 @@ def start(store: Store, committee: Committee, now: dt.datetime) -> Started:
         joined = [c for c in changes if c.endswith(" joined")]
         if left and joined:
             # A member whose handle and address both changed at once is a new
-            # member: their keep-outs and recusals stay with the one who left.
+            # member: their keep-outs and every recusal stay with the one who left.
             log.warning("roster: %s and %s at the same start; if one is the other with a "
                         "new handle and a new address, they are now two members (the "
                         "newcomer is seated, not cleared, in the open cases): change one "
