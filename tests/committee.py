@@ -16,6 +16,7 @@ from cocmail.clock import FixedClock
 from cocmail.intake.service import Delivery, Intake
 from cocmail.notify import context
 from cocmail.notify.enqueue import Enqueue
+from cocmail.notify.template_context import Context
 from cocmail.notify.templates import Rendered, Templates
 from cocmail.route.addresses import reply_address, split_recipient
 from cocmail.route.tokens import make_token
@@ -94,14 +95,14 @@ class Committee:
             return [(row.step, handle[row.recipient]) for row in session.scalars(
                 select(Outbox).where(Outbox.kind == kind).order_by(Outbox.id))]
 
-    def rendered(self, *where: Any) -> list[tuple[dict[str, Any], Rendered]]:
+    def rendered(self, *where: Any) -> list[tuple[Context, Rendered]]:
         """Each outbox row matching ``where``, in order: what its template sees, and
         the mail as it would be sent."""
         found = []
         with self.store.unit_of_work() as session:
             for row in session.scalars(select(Outbox).where(*where).order_by(Outbox.id)):
                 values = context.build(session, row, self.config, KEY)
-                assert isinstance(values, dict), values
+                assert isinstance(values, Context), values
                 found.append((values, Templates().render(row.kind, values)))
         return found
 

@@ -15,6 +15,7 @@ from cocmail.clock import FixedClock
 from cocmail.intake.service import Delivery, Intake
 from cocmail.notify import context
 from cocmail.notify.enqueue import Enqueue
+from cocmail.notify.template_context import Context
 from cocmail.notify.templates import Templates
 from cocmail.route.addresses import split_recipient
 from cocmail.schedule.digest import queue_digests
@@ -65,11 +66,11 @@ def test_digests_are_due_once_a_day_with_what_each_member_may_see(
         assert sorted(digests) == sorted(m[0] for m in MEMBERS)
         bob = context.build(session, digests["bob"], config, KEY)
         alice = context.build(session, digests["alice"], config, KEY)
-        assert isinstance(bob, dict) and isinstance(alice, dict)
-        assert [c["id"] for c in bob["cases"]] == [1]  # kept out of case 2
-        assert [f["case"] for f in bob["failed_mail"]] == [1]
-        assert [c["id"] for c in alice["cases"]] == [1, 2]
-        assert [f["case"] for f in alice["failed_mail"]] == [1, 2]
+        assert isinstance(bob, Context) and isinstance(alice, Context)
+        assert [c.id for c in bob.cases] == [1]  # kept out of case 2
+        assert [f.case for f in bob.failed_mail] == [1]
+        assert [c.id for c in alice.cases] == [1, 2]
+        assert [f.case for f in alice.failed_mail] == [1, 2]
         text = templates.render("digest", alice)
         assert text.subject == "Daily digest: 2 open cases, 2 failed mail"
         assert "conduct #2" in text.text and "550 5.1.1" in text.text

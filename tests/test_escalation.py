@@ -161,7 +161,7 @@ def test_members_still_to_answer_the_conflict_check_get_it_again_urgent(
     for values, text in committee.rendered(Outbox.kind == "conflict",
                                            Outbox.step == "escalation:committee@86400"):
         assert text.subject == "Conflict check, urgent: not acknowledged after 1 day"
-        assert "message" not in values and "Someone was rude" not in text.text
+        assert values.message is None and "Someone was rude" not in text.text
     # Once one of them answers "no-conflict", they get the case and can ack it.
     committee.reply(case, others[0], "no-conflict\nack\n")
     assert [k for k, _ in committee.events(case)][-2:] == ["no-conflict", "acknowledged"]
@@ -210,7 +210,7 @@ class TestHandoff:
         committee.handoffs(self.MONDAY)
         [(values, _)] = committee.rendered(Outbox.kind == "handoff",
                                            Outbox.recipient == EMAIL[after[0]])
-        assert values["cases"] == []
+        assert values.cases == []
 
     def test_an_override_is_a_handoff_too(self, committee: Committee) -> None:
         now = OPENED

@@ -8,9 +8,11 @@ import asyncio
 import datetime as dt
 import email
 import email.policy
+import json
 import re
 import ssl
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,22 @@ from cocmail.errors import ConfigError
 from cocmail.notify import compose as compose_module
 from cocmail.notify.compose import compose
 from cocmail.notify.enqueue import ACK, REPORT, Enqueue, Mail
+from cocmail.notify.payloads import (
+    AnswerLimit,
+    Confirmation,
+    Conflict,
+    Digest,
+    Escalation,
+    FailedMail,
+    Handoff,
+    Note,
+    OnDuty,
+    Payload,
+    Relay,
+    Reminder,
+    Status,
+    TranscriptLine,
+)
 from cocmail.notify.templates import KINDS, Rendered, Templates, sample_context
 from cocmail.notify.transport import DeliveryError, SmtpTransport
 from cocmail.notify.worker import OutboxWorker
@@ -43,7 +61,8 @@ def _config(tmp_path: Path, db_url: str, **sections: dict) -> config_module.Conf
 def test_the_same_mail_is_queued_once(store: Store, tmp_path: Path, db_url: str) -> None:
     config = _config(tmp_path, db_url)
     enqueue = Enqueue.for_config(config, KEY)
-    mail = Mail("notice", "rita@reporter.example", step="answer-limit:2026-11-25")
+    mail = Mail("notice", "rita@reporter.example", step="answer-limit:2026-11-25",
+                payload=AnswerLimit(10))
     for _ in range(2):
         with store.transaction() as db:
             enqueue.queue(db, [mail, mail], NOW)
@@ -57,7 +76,8 @@ def test_two_workers_never_claim_the_same_row(store: Store, tmp_path: Path, db_u
     config = _config(tmp_path, db_url)
     enqueue = Enqueue.for_config(config, KEY)
     with store.transaction() as db:
-        enqueue.queue(db, [Mail("notice", f"r{n}@reporter.example", step="x")
+        enqueue.queue(db, [Mail("notice", f"r{n}@reporter.example", step="x",
+                                payload=AnswerLimit(10))
                            for n in range(200)], NOW)
 
     class Clock:
@@ -110,7 +130,7 @@ class TestTemplates:
 
     def test_html_is_autoescaped_and_text_is_not(self) -> None:
         context = sample_context("ack")
-        context["recipient"] = {**context["recipient"], "name": "<b>Rita</b> & co"}
+        context = context.but(recipient=replace(context.recipient, name="<b>Rita</b> & co"))
         rendered = Templates().render("ack", context)
         assert "&lt;b&gt;Rita&lt;/b&gt; &amp; co" in (rendered.html or "")
         assert "<b>Rita</b> & co" in rendered.text
@@ -142,7 +162,8 @@ class TestCompose:
     def test_hostile_values_stay_inside_their_header(self, tmp_path: Path) -> None:
         config = _config(tmp_path, "sqlite:///:memory:")
         context = sample_context("report")
-        context["recipient"] = {**context["recipient"], "name": 'Alice\r\nBcc: x@evil.example'}
+        context = context.but(recipient=replace(context.recipient,
+                                                name="Alice\r\nBcc: x@evil.example"))
         rendered = Rendered("Hi\r\nBcc: x@evil.example\r\n\r\nbody", "text\r\n.\r\n", None)
         row = _row(in_reply_to="<ok@a>\r\nBcc: x@evil.example", references="<a@b> <c@d>\nX: y")
         data = compose(row, rendered, context, config.committee)
@@ -177,7 +198,7 @@ class TestCompose:
         mails = []
         for n, (name, subject) in enumerate(zip(names, subjects, strict=True)):
             context = sample_context("report")
-            context["recipient"] = {**context["recipient"], "name": name}
+            context = context.but(recipient=replace(context.recipient, name=name))
             row = _row(in_reply_to=f"<m{n % 2}@a>",
                        references=" ".join(f"<r{i}@b>" for i in range(n)))
             mails.append((row, Rendered(subject, f"Grüße {n} ✓\n", "<p>hi</p>" if n % 2 else None),
@@ -350,3 +371,28 @@ def test_tokens_are_base32_of_the_mac_as_the_standard_library_writes_it() -> Non
     macs += [bytes([value] * 32) for value in range(256)]
     for mac in macs:
         assert _b32(mac) == base64.b32encode(mac[:10]).decode("ascii").lower()
+
+
+def test_a_mail_carries_the_payload_its_kind_names() -> None:
+    with pytest.raises(TypeError, match="a notice mail carries AnswerLimit, not Note"):
+        Mail("notice", "rita@reporter.example", payload=Note("hello"))
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_every_payload_reads_back_as_it_was_queued(kind: str) -> None:
+    # What each kind carries is stored as JSON and read back, typed, when sent.
+    example = {
+        "notice": AnswerLimit(10), "page": OnDuty(["alice"]), "report": OnDuty([]),
+        "message": Note("a note"), "failure": FailedMail(7),
+        "confirmation": Confirmation([TranscriptLine("ack", True, "Done.")], ["Bob B"]),
+        "status": Status("Closed by Alice", ["Reason: x"], "footer"),
+        "digest": Digest("alice", dt.date(2026, 11, 25), NOW),
+        "handoff": Handoff("alice", NOW, NOW + dt.timedelta(days=7), ["alice"], ["bob"], [1]),
+        "escalation": Escalation("on-duty", 3600, ["alice"], "bob", True, "ban"),
+        "reminder": Reminder("check in", "alice", NOW),
+        "conflict": Conflict(waited=60, late=True, emergency="ban", critical=True),
+        "relay": Relay("When did it happen?", "alice"),
+    }.get(kind, Payload())
+    mail = Mail(kind, "x@example.org", payload=example)
+    stored = json.loads(json.dumps(mail.payload.to_json()))
+    assert KINDS[kind].payload.from_json(stored) == example

@@ -168,7 +168,7 @@ def test_decide_override_records_the_tally(committee: Committee) -> None:
 
 def _status(committee: Committee, step: str) -> dict[str, str]:
     """The text of each status mail of ``step``, by member handle."""
-    return {values["recipient"]["handle"]: mail.text for values, mail in committee.rendered(
+    return {values.recipient.handle: mail.text for values, mail in committee.rendered(
         Outbox.kind == "status", Outbox.step.startswith(f"{step}:"))}
 
 
@@ -270,7 +270,7 @@ def test_a_member_files_a_report_received_elsewhere(committee: Committee) -> Non
     [(values, text)] = committee.rendered(Outbox.kind == "ack")
     assert seats == [("reported-by", "rita@chat.example"), ("reporter", EMAIL["carol"])]
     # To carol, not rita: cocmail writes to nobody outside the committee.
-    assert values["recipient"]["email"] == EMAIL["carol"]
+    assert values.recipient.email == EMAIL["carol"]
     assert text.subject == "Filed: the report you received by chat"
     opened = committee.events(1)[0][1]
     assert opened["on_behalf_of"] == "rita@chat.example" and opened["filed_by"] == "carol"
@@ -314,7 +314,7 @@ def test_a_relay_reaches_the_person_a_member_filed_for(committee: Committee) -> 
     assert applied and "waits for a second member" in text  # reporter: approval needed
     committee.reply(1, "bob", "approve\n")
     [(values, rendered)] = committee.rendered(Outbox.kind == "relay")
-    assert values["recipient"]["email"] == "rita@chat.example"
+    assert values.recipient.email == "rita@chat.example"
     assert rendered.text.startswith("Carol C writes to you as the representative")
     assert "May we call you?" in rendered.text
     with committee.store.unit_of_work() as session:
@@ -375,5 +375,5 @@ def test_a_member_still_to_answer_the_conflict_check_can_only_answer_it(
     assert applied and "no-conflict" in text and "relay <role|email>" in text
     committee.reply(case, other, "no-conflict\n")
     [(values, rendered)] = committee.rendered(Outbox.kind == "casefile")
-    assert values["recipient"]["handle"] == other
+    assert values.recipient.handle == other
     assert "Someone was rude to me at the meetup." in rendered.text

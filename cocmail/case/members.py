@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.engine import Connection
 
+from cocmail.case import events
+from cocmail.case.events import EventKind
 from cocmail.config import MEDIATOR, Committee
 from cocmail.errors import ConfigError
 from cocmail.store import writes
@@ -232,17 +234,18 @@ def _update(db: Connection, member: Known, want: Wanted, now: dt.datetime) -> li
     db.execute(update(Member).where(Member.id == member.id).values(**values))
     if not member.active:
         changes.append(f"{want.handle} is back on the roster")
-        _events(db, member.id, now, "member-returned", {"member": want.handle}, open_only=True)
+        _events(db, member.id, now, EventKind.MEMBER_RETURNED, {"member": want.handle},
+                open_only=True)
     if member.handle != want.handle:
         db.execute(insert(MemberHandle).values(handle=want.handle, member_id=member.id))
         _rename(db, member.id, member.handle, want.handle)
-        _events(db, member.id, now, "member-renamed",
+        _events(db, member.id, now, EventKind.MEMBER_RENAMED,
                 {"member": want.handle, "before": member.handle}, open_only=True)
         changes.append(f"{member.handle} is now called {want.handle}")
     if not _eq(member.email, want.email):
         # What is still to go goes to the new address only (a seat keeps no address).
         _readdress(db, member.id, member.email, want.email)
-        _events(db, member.id, now, "member-email-changed", {"member": want.handle},
+        _events(db, member.id, now, EventKind.MEMBER_EMAIL_CHANGED, {"member": want.handle},
                 open_only=True)
         changes.append(f"{want.handle} has a new address")
     return changes
@@ -261,12 +264,8 @@ def _rename(db: Connection, member_id: int, before: str, after: str) -> None:
                .values(member=after))
     db.execute(update(RotationOverride).where(RotationOverride.instead_of == before)
                .values(instead_of=after))
-    for row_id, data in db.execute(select(Outbox.id, Outbox.data).where(
-            Outbox.status.in_(("queued", "held")))).all():
-        if data.get("by") == before or data.get("handle") == before:
-            changed = {**data, **({"by": after} if data.get("by") == before else {}),
-                       **({"handle": after} if data.get("handle") == before else {})}
-            db.execute(update(Outbox).where(Outbox.id == row_id).values(data=changed))
+    # Handles kept in queued mail and in events stay as they were written: they
+    # are read through ``current_handles`` (every handle a member had).
 
 
 def _readdress(db: Connection, member_id: int, before: str | None, after: str) -> None:
@@ -291,7 +290,8 @@ def _readdress(db: Connection, member_id: int, before: str | None, after: str) -
 
 def _remove(db: Connection, member: Known, now: dt.datetime) -> list[str]:
     db.execute(update(Member).where(Member.id == member.id).values(active=False, left_at=now))
-    _events(db, member.id, now, "member-removed", {"member": member.handle}, open_only=False)
+    _events(db, member.id, now, EventKind.MEMBER_REMOVED, {"member": member.handle},
+            open_only=False)
     seats = select(Participant.id).where(Participant.member_id == member.id)
     db.execute(update(Participant).where(Participant.member_id == member.id,
                                          Participant.left_at.is_(None)).values(left_at=now))
@@ -302,7 +302,7 @@ def _remove(db: Connection, member: Known, now: dt.datetime) -> list[str]:
     return [f"{member.handle} left the roster"]
 
 
-def _events(db: Connection, member_id: int, now: dt.datetime, kind: str,
+def _events(db: Connection, member_id: int, now: dt.datetime, kind: EventKind,
             data: dict[str, object], *, open_only: bool) -> None:
     """One event in each case the member has a seat in (the open ones only)."""
     query = select(Participant.case_id).where(Participant.member_id == member_id,
@@ -310,8 +310,7 @@ def _events(db: Connection, member_id: int, now: dt.datetime, kind: str,
     if open_only:
         query = query.join(Case, Case.id == Participant.case_id).where(Case.closed_at.is_(None))
     cases = sorted(set(db.execute(query).scalars()))
-    writes.insert_events(db, [{"case_id": case_id, "at": now, "kind": kind, "actor": "cocmail",
-                               "message_id": None, "data": data} for case_id in cases])
+    writes.insert_events(db, [events.row(case_id, now, kind, data) for case_id in cases])
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from cocmail.case.events import EventKind
 from cocmail.store.models import Event, Participant
 
 KINDS = ("respondent", "witness", "reporter", "observer")
@@ -24,6 +25,6 @@ def named_parties(db: Connection, case_id: int) -> list[tuple[str, str, str | No
     conflict check shows. Not the reporter's own seat: who reported is not told
     to a member before they have answered the check."""
     named = {(data["role"], data["email"]) for data in db.execute(
-        select(Event.data).where(Event.case_id == case_id, Event.kind == "party-added"))
+        select(Event.data).where(Event.case_id == case_id, Event.kind == EventKind.PARTY_ADDED))
         .scalars()}
     return [party for party in parties(db, case_id) if party[:2] in named]

@@ -27,14 +27,17 @@ def sla_status(opened_at: dt.datetime, acknowledged_at: dt.datetime | None,
     return f"overdue by {age(now - due)}"
 
 
-def age(delta: dt.timedelta) -> str:
-    """A duration in its largest whole unit, as people say it.
+def age(delta: dt.timedelta, *, exact: bool = False) -> str:
+    """A duration as people say it: in its largest whole unit (rounded down), or,
+    ``exact``, in the largest unit it is a whole number of (a config's duration).
 
     >>> [age(dt.timedelta(seconds=s)) for s in (30, 150, 7300, 90000, 200000)]
     ['30 seconds', '2 minutes', '2 hours', '1 day', '2 days']
+    >>> [age(dt.timedelta(seconds=s), exact=True) for s in (259200, 14400, 90, 30)]
+    ['3 days', '4 hours', '90 seconds', '30 seconds']
     """
     seconds = max(0, int(delta.total_seconds()))
     unit, size = next(((u, s) for u, s in (("day", 86400), ("hour", 3600), ("minute", 60))
-                       if seconds >= s), ("second", 1))
+                       if seconds >= s and (not exact or seconds % s == 0)), ("second", 1))
     count = seconds // size
     return f"{count} {unit}{'' if count == 1 else 's'}"

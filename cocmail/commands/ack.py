@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select, update
 
 from cocmail.case import members
+from cocmail.case.events import EventKind
 from cocmail.commands.base import Request, Result
 from cocmail.store.models import Case, Event
 
@@ -20,7 +21,7 @@ class Ack:
         if done is not None:
             by = request.db.execute(
                 select(Event.actor).where(Event.case_id == request.case_id,
-                                          Event.kind == "acknowledged").order_by(Event.id)
+                                          Event.kind == EventKind.ACKNOWLEDGED).order_by(Event.id)
             ).scalars().first()
             by = members.current_handles(request.db).get(by or "", by)
             who = "you" if by == request.handle else request.name_of(by or "someone")
@@ -28,7 +29,7 @@ class Ack:
                                 "nothing more to do. Thank you for looking.")
         request.db.execute(update(Case).where(Case.id == request.case_id).values(
             acknowledged_at=request.now, state="triage"))
-        request.event("acknowledged")
+        request.event(EventKind.ACKNOWLEDGED)
         return Result(True, f"Case #{request.case_id} is acknowledged by you; the other "
                             "members are told.")
 

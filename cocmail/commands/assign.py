@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import update
 
 from cocmail.case import access
+from cocmail.case.events import EventKind
 from cocmail.commands.base import Request, Result
 from cocmail.store.models import Case
 
@@ -24,7 +25,7 @@ class Assign:
                                  f"they are: {', '.join(seeing)}.")
         request.db.execute(update(Case).where(Case.id == request.case_id).values(
             assignee=handle))
-        request.event("assigned", assignee=handle)
+        request.event(EventKind.ASSIGNED, assignee=handle)
         who = "you" if handle == request.handle else request.name_of(handle)
         return Result(True, f"Case #{request.case_id} is assigned to {who}.")
 

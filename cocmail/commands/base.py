@@ -11,7 +11,9 @@ from typing import Any, Protocol
 
 from sqlalchemy.engine import Connection
 
+from cocmail.case import events
 from cocmail.case.access import CaseAccess, Seat, Standing
+from cocmail.case.events import EventKind
 from cocmail.config import Member
 
 _ENDINGS = ("thanks", "thank you", "thx", "--", "-- ")
@@ -56,10 +58,9 @@ class Request:
         """The sender's standing changed (they answered the conflict check)."""
         self.seat = replace(self.seat, standing=standing)
 
-    def event(self, kind: str, **data: Any) -> None:
-        self.events.append({"case_id": self.case_id, "at": self.now, "kind": kind,
-                            "actor": self.handle, "message_id": self.message_id,
-                            "data": data})
+    def event(self, kind: EventKind, **data: Any) -> None:
+        self.events.append(events.row(self.case_id, self.now, kind, data, actor=self.handle,
+                                      message_id=self.message_id))
 
     def name_of(self, handle: str) -> str:
         return next((m.name for m in self.members if m.handle == handle), handle)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import select, update
 
+from cocmail.case.events import EventKind
 from cocmail.commands.base import Request, Result
 from cocmail.store.models import Case
 
@@ -28,7 +29,7 @@ class Close:
         reason = " ".join(args)
         request.db.execute(update(Case).where(Case.id == request.case_id).values(
             state="closed", closed_at=request.now))
-        request.event("closed", reason=reason, before=case.state)
+        request.event(EventKind.CLOSED, reason=reason, before=case.state)
         return Result(True, f"Case #{request.case_id} is closed"
                             + (f": {reason}." if reason else ".") + " The others are told.")
 
@@ -46,7 +47,7 @@ class Reopen:
         state = "triage" if case.acknowledged_at is not None else "new"
         request.db.execute(update(Case).where(Case.id == request.case_id).values(
             state=state, closed_at=None))
-        request.event("reopened", state=state)
+        request.event(EventKind.REOPENED, state=state)
         return Result(True, f"Case #{request.case_id} is open again ({state}). "
                             "The others are told.")
 

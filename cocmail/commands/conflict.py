@@ -6,6 +6,7 @@ read the case: the case so far is mailed to them, and all its later mail
 from __future__ import annotations
 
 from cocmail.case.access import Standing
+from cocmail.case.events import EventKind
 from cocmail.commands.base import Request, Result
 from cocmail.store import writes
 
@@ -20,7 +21,7 @@ class NoConflict:
             return Result(True, f"You already see case #{request.case_id}.")
         writes.clear(request.db, [request.participant_id], request.now)
         request.stand(Standing.READS)
-        request.event("no-conflict")
+        request.event(EventKind.NO_CONFLICT)
         return Result(True, f"You have no conflict in case #{request.case_id}: the case so far "
                             "is on its way to you, and you get all of its mail from now on.")
 

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from cocmail.case import access, members
+from cocmail.case.events import EventKind
 from cocmail.commands.base import Request, Result
 from cocmail.store.models import Case, Event
 
@@ -36,7 +37,7 @@ def votes(request: Request) -> dict[str, dict[str, Any]]:
     now = members.current_handles(request.db)
     found: dict[str, dict[str, Any]] = {}
     for actor, data in request.db.execute(select(Event.actor, Event.data).where(
-            Event.case_id == request.case_id, Event.kind == "vote").order_by(Event.id)):
+            Event.case_id == request.case_id, Event.kind == EventKind.VOTE).order_by(Event.id)):
         found[now.get(actor, actor)] = data
     for event in request.events:
         if event["kind"] == "vote":
@@ -71,7 +72,7 @@ class Reconvene:
                                 f"{tally(request)}.")
         request.db.execute(update(Case).where(Case.id == request.case_id).values(
             state="deciding"))
-        request.event("reconvened", before=state, voters=voters(request))
+        request.event(EventKind.RECONVENED, before=state, voters=voters(request))
         return Result(True, f"Case #{request.case_id} is being decided; "
                             f"{', '.join(voters(request))} are asked for their vote.")
 
@@ -92,7 +93,7 @@ class Vote:
             return Result(False, f"Vote for one of {', '.join(ACTIONS)}, like: "
                                  "vote coaching two sessions with the respondent.")
         action, details = args[0].lower(), " ".join(args[1:])[:500]
-        request.event("vote", action=action, details=details)
+        request.event(EventKind.VOTE, action=action, details=details)
         return Result(True, f"Your vote: {action}" + (f" ({details})" if details else "")
                             + f". Tally: {tally(request)}.")
 
@@ -125,7 +126,7 @@ class Decide:
                    if cast.get(h, {}).get("action") == action and cast[h].get("details")]
         request.db.execute(update(Case).where(Case.id == request.case_id).values(
             state="decided", decision=action))
-        request.event("decided", action=action, consensus=consensus, tally=summary,
+        request.event(EventKind.DECIDED, action=action, consensus=consensus, tally=summary,
                       details=details)
         return Result(True, f"Decided: {action}" + ("" if consensus else
                                                    f" (override; tally: {summary})")

@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 from sqlalchemy import insert, select, update
 
+from cocmail.case.events import EventKind
 from cocmail.commands.base import Request, Result
 from cocmail.store.models import Emergency
 
@@ -45,7 +46,7 @@ class EmergencyCommand:
         request.db.execute(insert(Emergency).values(
             case_id=request.case_id, action=action, reason=reason, by=request.handle,
             at=request.now, due_at=due, message_id=request.message_id))
-        request.event("emergency", action=action, reason=reason, due_at=due.isoformat())
+        request.event(EventKind.EMERGENCY, action=action, reason=reason, due_at=due.isoformat())
         return Result(True, f"Emergency measure recorded: {action}. The committee is paged and "
                             f"must confirm or reverse it by {due:%Y-%m-%d %H:%M} UTC.")
 
@@ -70,7 +71,9 @@ class EmergencyCommand:
             resolved_at=request.now, resolution=resolution, resolved_by=request.handle)).rowcount
         if done != 1:
             return Result(False, "Another member answered it at the same moment.")
-        request.event(f"emergency-{resolution}", action=measure.action, reason=reason or None)
+        request.event(EventKind.EMERGENCY_CONFIRMED if verb == "confirm"
+                      else EventKind.EMERGENCY_REVERSED,
+                      action=measure.action, reason=reason or None)
         return Result(True, f"The emergency measure ({measure.action}) is {resolution}.")
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 
+from cocmail.case.events import EventKind
 from cocmail.commands.base import Request, Result
 from cocmail.config.units import parse_duration
 from cocmail.store import writes
@@ -36,7 +37,7 @@ class FollowUpCommand:
         writes.insert_follow_up(request.db, {
             "case_id": request.case_id, "due_at": when, "what": what[:1000],
             "by": request.handle, "created_at": request.now, "message_id": request.message_id})
-        request.event("follow-up", due_at=when.isoformat(), what=what[:1000])
+        request.event(EventKind.FOLLOW_UP, due_at=when.isoformat(), what=what[:1000])
         return Result(True, f"The members who can see case #{request.case_id} will be "
                             f"reminded on {when:%Y-%m-%d %H:%M} UTC: {what}")
 

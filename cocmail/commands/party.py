@@ -12,6 +12,7 @@ import re
 
 from sqlalchemy import select
 
+from cocmail.case.events import EventKind
 from cocmail.case.parties import KINDS
 from cocmail.commands.base import Request, Result
 from cocmail.store import writes
@@ -43,7 +44,7 @@ class Party:
         writes.insert_participants(request.db, [{
             "case_id": request.case_id, "role": kind, "email": email, "name": name,
             "created_at": request.now}])
-        request.event("party-added", role=kind, email=email)
+        request.event(EventKind.PARTY_ADDED, role=kind, email=email)
         return Result(True, f"{name or email} is now a {kind} in case #{request.case_id}. "
                             "They are not told.")
 

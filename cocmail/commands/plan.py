@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from cocmail.case.events import EventKind
 from cocmail.commands.base import Request, Result
 from cocmail.store.models import Event
 
@@ -41,7 +42,7 @@ class Plan:
         before = plan_of(request.db, request.case_id, request.events)[item]
         if before == state:
             return Result(True, f"{item} was already {state}.")
-        request.event("plan", item=item, state=state, before=before)
+        request.event(EventKind.PLAN, item=item, state=state, before=before)
         left = [i for i, s in plan_of(request.db, request.case_id, request.events).items()
                 if s == "open"]
         return Result(True, f"{item}: {state}. Still open: {', '.join(left) or 'nothing'}.")
@@ -53,7 +54,7 @@ def plan_of(db: Connection, case_id: int, pending: list[dict[str, Any]] | None =
     this reply, not yet written), or open."""
     state = dict.fromkeys(ITEMS, "open")
     for data in db.execute(select(Event.data).where(
-            Event.case_id == case_id, Event.kind == "plan").order_by(Event.id)).scalars():
+            Event.case_id == case_id, Event.kind == EventKind.PLAN).order_by(Event.id)).scalars():
         if data.get("item") in state:
             state[data["item"]] = data["state"]
     for data in (e["data"] for e in pending or [] if e["kind"] == "plan"):

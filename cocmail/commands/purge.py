@@ -20,6 +20,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.engine import Connection
 
 from cocmail.case import members
+from cocmail.case.events import EventKind
 from cocmail.commands.base import Request, Result
 from cocmail.store import writes
 from cocmail.store.models import (
@@ -36,7 +37,8 @@ WINDOW = dt.timedelta(days=7)
 # The event data a purge clears: what members wrote in their own words (an
 # emergency measure's action is a word of the member's own, too).
 FREE_TEXT = ("reason", "details", "what")
-EMERGENCY_EVENTS = ("emergency", "emergency-confirmed", "emergency-reversed", "escalated")
+EMERGENCY_EVENTS = (EventKind.EMERGENCY, EventKind.EMERGENCY_CONFIRMED,
+                    EventKind.EMERGENCY_REVERSED, EventKind.ESCALATED)
 
 
 class Purge:
@@ -47,22 +49,22 @@ class Purge:
     def run(self, request: Request, args: list[str]) -> Result:
         db, case_id = request.db, request.case_id
         if db.execute(select(Event.id).where(Event.case_id == case_id,
-                                             Event.kind == "purged")).first():
+                                             Event.kind == EventKind.PURGED)).first():
             return Result(True, f"Case #{case_id} was purged already.")
         now_handle = members.current_handles(db)
         asked = [now_handle.get(actor, actor) for actor in db.execute(select(Event.actor).where(
-            Event.case_id == case_id, Event.kind == "purge-requested",
+            Event.case_id == case_id, Event.kind == EventKind.PURGE_REQUESTED,
             Event.at >= request.now - WINDOW)).scalars()]
         others = [actor for actor in asked if actor != request.handle]
         if not others:
             if asked:
                 return Result(False, "You asked for the purge already: a second member must "
                                      "reply \"purge\" within 7 days of it.")
-            request.event("purge-requested")
+            request.event(EventKind.PURGE_REQUESTED)
             return Result(True, f"Noted. Case #{case_id} is purged when a second member "
                                 "replies \"purge\" within 7 days; the others are told.")
         purge(db, case_id)
-        request.event("purged", agreed_with=others[0])
+        request.event(EventKind.PURGED, agreed_with=others[0])
         return Result(True, f"Case #{case_id} is purged: its messages' text, raw bytes and "
                             "attachments are deleted; the history stays.")
 

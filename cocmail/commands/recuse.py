@@ -10,6 +10,7 @@ the next member of the rotation who can act is paged (``intake``).
 from __future__ import annotations
 
 from cocmail.case.access import Standing
+from cocmail.case.events import EventKind
 from cocmail.commands.base import Request, Result
 from cocmail.store import writes
 
@@ -31,7 +32,7 @@ class Recuse:
         assert request.seat.member_id is not None
         writes.set_recusal(request.db, request.case_id, request.seat.member_id, kind,
                            request.now)
-        request.event("recused", recusal=kind, reason=reason, before=before)
+        request.event(EventKind.RECUSED, recusal=kind, reason=reason, before=before)
         if kind == "hard":
             request.stand(Standing.RECUSED)
             return Result(True, f"You have stepped back from case #{request.case_id}: you "

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 from sqlalchemy import select, update
 
-from cocmail.case import access
+from cocmail.case import access, members
 from cocmail.case.access import REPORTER_ROLES
+from cocmail.case.events import EventKind
 from cocmail.commands.base import Request, Result
+from cocmail.notify import payloads
 from cocmail.notify.enqueue import Mail
 from cocmail.notify.kinds import RELAY
 from cocmail.store.models import Outbox
@@ -60,8 +62,8 @@ class Relay:
         request.mails.append(Mail(RELAY, email, request.case_id,
                                   step=f"{request.message_id}:{party_id}",
                                   participant_id=party_id, held=held,
-                                  data={"note": request.note, "by": request.handle}))
-        request.event("relayed", role=role, participant=party_id, held=held)
+                                  payload=payloads.Relay(request.note, request.handle)))
+        request.event(EventKind.RELAYED, role=role, participant=party_id, held=held)
         if held:
             who = role if role == "reporter" or email.lower() not in case.reporters \
                 else f"{role} (who reported in this case)"
@@ -80,7 +82,10 @@ class Approve:
         held = request.db.execute(select(Outbox.id, Outbox.data).where(
             Outbox.case_id == request.case_id, Outbox.kind == RELAY,
             Outbox.status == "held")).all()
-        theirs = [row.id for row in held if row.data.get("by") != request.handle]
+        # Who wrote each one, by their handle now (they may have been renamed since).
+        now = members.current_handles(request.db)
+        by = {row.id: payloads.Relay.from_json(row.data).by for row in held}
+        theirs = [row.id for row in held if now.get(by[row.id], by[row.id]) != request.handle]
         if not theirs:
             if held:
                 return Result(False, "A relay needs the approval of a member other than the "
@@ -88,7 +93,7 @@ class Approve:
             return Result(False, f"No relay in case #{request.case_id} waits for approval.")
         request.db.execute(update(Outbox).where(Outbox.id.in_(theirs), Outbox.status == "held")
                            .values(status="queued", due_at=request.now))
-        request.event("approved", relays=theirs)
+        request.event(EventKind.APPROVED, relays=theirs)
         return Result(True, f"Approved: {len(theirs)} relay{'s' if len(theirs) != 1 else ''} "
                             "on their way.")
 

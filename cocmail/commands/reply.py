@@ -4,14 +4,14 @@ intake's transaction, its note passed on, one confirmation back."""
 from __future__ import annotations
 
 import difflib
-from typing import Any
 
 from cocmail.case import access
 from cocmail.commands import TABLE
 from cocmail.commands.base import MAX_UNKNOWN, Request, Result, split
+from cocmail.notify.payloads import TranscriptLine
 
 
-def carry_out(request: Request, text: str) -> tuple[list[dict[str, Any]], str]:
+def carry_out(request: Request, text: str) -> tuple[list[TranscriptLine], str]:
     """Run the commands at the top of ``text``; return the transcript (one entry a
     command: the line, whether it was applied, what it did or why not) and the note."""
     commands, note = split(text, TABLE)
@@ -21,7 +21,7 @@ def carry_out(request: Request, text: str) -> tuple[list[dict[str, Any]], str]:
             first = line.split(None, 1)[1]
             note = f"{first}\n{note}" if note else first
     request.note = note
-    transcript = []
+    transcript: list[TranscriptLine] = []
     for line, name, args in commands:
         if name == "stop":
             result = Result(False, f"Stopped after {MAX_UNKNOWN} lines that are not commands: "
@@ -36,7 +36,7 @@ def carry_out(request: Request, text: str) -> tuple[list[dict[str, Any]], str]:
             result = Result(False, _refused(request, name))
         else:
             result = TABLE[name].run(request, args)
-        transcript.append({"line": line, "applied": result.applied, "text": result.text})
+        transcript.append(TranscriptLine(line, result.applied, result.text))
     return transcript, note
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select, update
 
+from cocmail.case.events import EventKind
 from cocmail.commands.base import Request, Result
 from cocmail.store.models import Case
 
@@ -26,7 +27,7 @@ class Severity:
             return Result(True, f"Severity was already {level}.")
         request.db.execute(update(Case).where(Case.id == request.case_id).values(
             severity=level))
-        request.event("severity", before=before, after=level)
+        request.event(EventKind.SEVERITY, before=before, after=level)
         return Result(True, f"Severity set to {level}"
                             + (f" (was {before})." if before else "."))
 

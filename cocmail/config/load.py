@@ -39,11 +39,10 @@ from cocmail.config.model import (
 )
 from cocmail.config.units import Endpoint, parse_duration, parse_endpoint, parse_size
 from cocmail.errors import ConfigError
+from cocmail.syntax import ADDRESS, HANDLE
 
 T = TypeVar("T")
 
-_EMAIL = re.compile(r"[^@\s<>(),;:\"\[\]]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+")
-_HANDLE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
@@ -111,7 +110,7 @@ class _Table:
 
 
 def _email(value: object) -> str:
-    if not isinstance(value, str) or not _EMAIL.fullmatch(value.strip()):
+    if not isinstance(value, str) or not ADDRESS.fullmatch(value.strip()):
         raise ValueError("not an email address")
     return value.strip()
 
@@ -197,7 +196,7 @@ def _committee(t: _Table) -> Committee:
     members = []
     for mt in t.tables("members"):
         handle = mt.get("handle", str)
-        if not _HANDLE.fullmatch(handle):
+        if not HANDLE.fullmatch(handle):
             raise ConfigError(f"{mt.key}.handle", "must be lower-case letters, digits, _ or -")
         if handle == MEDIATOR:
             raise ConfigError(f"{mt.key}.handle", f"{MEDIATOR!r} is kept for the mediator")

@@ -44,6 +44,17 @@ class Committee:
     def local_part(self) -> str:
         return self.address.rsplit("@", 1)[0].lower()
 
+    def member(self, handle: str) -> Member | None:
+        """The roster's member of ``handle`` (the one look-up by handle)."""
+        return next((m for m in self.members if m.handle == handle), None)
+
+    def name_of(self, handle: str) -> str:
+        """How mail names the member of ``handle``: their name, else the handle."""
+        if handle == MEDIATOR:
+            return "the mediator"
+        member = self.member(handle)
+        return member.name if member is not None else handle
+
     @property
     def domain(self) -> str:
         return self.address.rsplit("@", 1)[1].lower()

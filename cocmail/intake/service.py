@@ -22,6 +22,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from cocmail.case import access, members
+from cocmail.case import events as case_events
+from cocmail.case.events import EventKind
 from cocmail.clock import Clock
 from cocmail.commands.runner import MemberReplies
 from cocmail.config import Committee
@@ -216,7 +218,7 @@ class Intake:
             if found.case_id is None:
                 continue
             opened = db.execute(select(Event.id).where(
-                Event.case_id == found.case_id, Event.kind == "opened",
+                Event.case_id == found.case_id, Event.kind == EventKind.OPENED,
                 Event.message_id == message_id)).first() is not None
             # The report itself, or the reporter's verified mail, to more recipients
             # within the days an MTA retries: as if they had come together, a
@@ -441,16 +443,15 @@ class Intake:
             assert case_id is not None
             opened = decision.action == "open"
             on_behalf = filed.get(id(entry)) if opened else None
-            events.append({
-                "case_id": case_id, "at": now, "message_id": message_id,
-                "kind": "opened" if opened else "message",
-                "actor": "reporter" if opened else decision.role or "unknown",
-                "data": ({"channel": on_behalf.channel if on_behalf else "email",
-                          "without": list(decision.without),
-                          **({"on_behalf_of": on_behalf.reporter or "anonymous",
-                              "filed_by": self._member_of(entry, roster)} if on_behalf else {})}
-                         if opened else {"verified": decision.verified}),
-            })
+            events.append(case_events.row(
+                case_id, now, EventKind.OPENED if opened else EventKind.MESSAGE,
+                ({"channel": on_behalf.channel if on_behalf else "email",
+                  "without": list(decision.without),
+                  **({"on_behalf_of": on_behalf.reporter or "anonymous",
+                      "filed_by": self._member_of(entry, roster)} if on_behalf else {})}
+                 if opened else {"verified": decision.verified}),
+                actor="reporter" if opened else decision.role or "unknown",
+                message_id=message_id))
             if opened and not entry.automatic:  # automatic mail pages nobody (see _mails)
                 page = self._page_event(case_id, message_id, paged[id(entry)],
                                         bool(seats.get(case_id)), now)
@@ -482,9 +483,9 @@ class Intake:
             if member_id in facts.kept_out:
                 continue
             writes.set_recusal(db, case_id, member_id, "excl", now)
-            writes.insert_events(db, [{"case_id": case_id, "at": now, "kind": "kept-out",
-                                       "actor": "reporter", "message_id": message_id,
-                                       "data": {"member": handle}}])
+            writes.insert_events(db, [case_events.row(
+                case_id, now, EventKind.KEPT_OUT, {"member": handle}, actor="reporter",
+                message_id=message_id)])
             log.info("case #%d: the reporter keeps a member out of it", case_id)
             seat = facts.seat_of(member_id)
             if seat is not None:
@@ -558,8 +559,9 @@ class Intake:
             return None
         if not paged:
             log.error("case #%d: nobody on duty could be paged", case_id)
-        return {"case_id": case_id, "at": now, "message_id": message_id, "actor": "cocmail",
-                "kind": "paged" if paged else "nobody-paged", "data": {"members": paged}}
+        return case_events.row(case_id, now,
+                               EventKind.PAGED if paged else EventKind.NOBODY_PAGED,
+                               {"members": paged}, message_id=message_id)
 
     def _member_of(self, entry: _Write, roster: Sequence[members.RosterMember]) -> str | None:
         """The handle of the committee member who wrote ``entry``, if one did: by

@@ -22,6 +22,7 @@ from typing import Any
 
 from cocmail.config import Committee
 from cocmail.notify.kinds import KINDS
+from cocmail.notify.template_context import Context
 from cocmail.notify.templates import Rendered
 from cocmail.parse.automatic import LOOP_HEADER
 from cocmail.parse.message import attachment_parts, decode_header
@@ -131,7 +132,7 @@ def _ids(value: str | None) -> list[str]:
 
 
 def compose(
-    row: Outbox, rendered: Rendered, context: dict[str, Any], committee: Committee,
+    row: Outbox, rendered: Rendered, context: Context, committee: Committee,
     raw_source: bytes | None = None, parts: list[str] | None = None,
 ) -> bytes:
     """The mail for ``row``. ``parts`` are MIME part numbers of ``raw_source`` to
@@ -141,10 +142,9 @@ def compose(
     # relay for SMTPUTF8 (``needs_smtputf8``).
     msg = EmailMessage(policy=POLICY_UTF8 if needs_smtputf8(row.recipient) else POLICY)
     msg["From"] = Address(header_text(committee.name, 100), addr_spec=committee.address)
-    recipient = context["recipient"]
-    msg["To"] = _address(header_text(recipient.get("name"), 100), row.recipient)
+    msg["To"] = _address(header_text(context.recipient.name, 100), row.recipient)
     msg["Reply-To"] = Address(header_text(committee.name, 100),
-                              addr_spec=context["reply_address"])
+                              addr_spec=context.reply_address)
     msg["Subject"] = subject_line(committee, row.case_id, rendered.subject)
     msg["Date"] = format_datetime(row.created_at)
     msg["Message-ID"] = row.message_id

@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
@@ -23,7 +22,9 @@ from sqlalchemy.engine import Connection
 from cocmail.case import access
 from cocmail.case.access import Seat
 from cocmail.config import Committee, Config, Rotation
+from cocmail.notify import payloads
 from cocmail.notify.kinds import ACK, CONFLICT, KINDS, MESSAGE, NOTICE, PAGE, REPORT
+from cocmail.notify.payloads import Payload
 from cocmail.route.tokens import make_message_id
 from cocmail.store import writes
 from cocmail.store.models import Outbox
@@ -44,10 +45,14 @@ class Mail:
     source_message_id: int | None = None
     in_reply_to: str | None = None
     references: str | None = None
-    data: dict[str, Any] = field(default_factory=dict)
+    payload: Payload = field(default_factory=Payload)  # of the kind's type (``KINDS``)
     held: bool = False  # written "held": sent only once released (a relay's approval)
 
     def __post_init__(self) -> None:
+        wanted = KINDS[self.kind].payload
+        if type(self.payload) is not wanted:
+            raise TypeError(f"a {self.kind} mail carries {wanted.__name__}, "
+                            f"not {type(self.payload).__name__}")
         # One spelling per address, so the unique key and the per-address limit
         # see "Rita@Example.net" and "rita@example.net" as one (an index lookup).
         object.__setattr__(self, "recipient", self.recipient.lower())
@@ -83,7 +88,7 @@ class Enqueue:
              "source_message_id": mail.source_message_id,
              "message_id": make_message_id(self.key, mail.case_id, domain),
              "in_reply_to": mail.in_reply_to, "references": mail.references,
-             "data": mail.data, "status": "held" if mail.held else "queued",
+             "data": mail.payload.to_json(), "status": "held" if mail.held else "queued",
              "created_at": now, "due_at": now,
              "attempts": 0, "priority": KINDS[mail.kind].priority}
             for mail in mails
@@ -114,7 +119,7 @@ class Enqueue:
                 told.add(address)
                 kept.append(Mail(NOTICE, mail.recipient, step=f"answer-limit:{now.date()}",
                                  in_reply_to=mail.in_reply_to, references=mail.references,
-                                 data={"limit": self.answers_per_day}))
+                                 payload=payloads.AnswerLimit(self.answers_per_day)))
         return kept
 
     def thread_roots(self, db: Connection, case_ids: Iterable[int]) -> dict[int, str]:
@@ -132,11 +137,11 @@ class Enqueue:
 
 
 def conflict_notices(case_id: int, seats: Iterable[Seat], step: str,
-                     **data: Any) -> list[Mail]:
+                     payload: payloads.Conflict | None = None) -> list[Mail]:
     """The conflict check, to each member of ``seats`` still to answer it: the case
     number and the parties named so far (read when sent), never its content."""
     return [Mail(CONFLICT, seat.email, case_id, step=step, participant_id=seat.participant_id,
-                 data=data)
+                 payload=payload or payloads.Conflict())
             for seat in access.pending(seats)]
 
 
@@ -158,7 +163,7 @@ def opened_mails(
                           references=" ".join(f"<{r}>" for r in references) or None))
     mails += [Mail(PAGE if seat.handle in paged else REPORT, seat.email, case_id,
                    participant_id=seat.participant_id, source_message_id=message_id,
-                   data={"on_duty": list(paged)})
+                   payload=payloads.OnDuty(list(paged)))
               for seat in access.readers(seats)]
     return mails + conflict_notices(case_id, seats, "opened")
 
@@ -177,5 +182,5 @@ def message_mails(
         mails.append(Mail(MESSAGE, seat.email, case_id, step=str(message_id),
                           participant_id=seat.participant_id, source_message_id=message_id,
                           in_reply_to=root, references=root,
-                          data={} if note is None else {"note": note}))
+                          payload=payloads.Note(note)))
     return mails

@@ -1,6 +1,7 @@
 """Every kind of mail cocmail sends, in one table: its template, who it is for
 (``case.access.Audience``: the rule of who may receive it lives there), how
-urgent it is, how it is marked as automatic (RFC 3834), and what it is in words.
+urgent it is, how it is marked as automatic (RFC 3834), what it is in words and
+the type of what it carries from queueing to sending (``notify/payloads.py``).
 
 The kind is the ``X-Cocmail-Kind`` header of each mail, and the name of its
 template (``templates/<kind>.txt``, and ``.html`` when there is one).
@@ -11,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cocmail.case.access import Audience
+from cocmail.notify import payloads
+from cocmail.notify.payloads import Payload
 
 ACK = "ack"
 REPORT = "report"
@@ -42,6 +45,7 @@ class Kind:
     auto_submitted: str | None
     answers: bool  # an answer to what someone sent: rate-limited per address
     description: str  # the failure notice names the mail that failed with it
+    payload: type[Payload] = Payload  # what it carries (``notify/payloads.py``)
 
     @property
     def content(self) -> bool:
@@ -54,20 +58,28 @@ _REPLIED = "auto-replied"
 
 KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind(ACK, Audience.REPORTER, 0, _REPLIED, True, "the acknowledgement of their report"),
-    Kind(REPORT, Audience.READER, 2, _GENERATED, False, "a new report"),
-    Kind(PAGE, Audience.READER, 0, _GENERATED, False, "a triage page for a new report"),
-    Kind(MESSAGE, Audience.READER, 2, _GENERATED, False, "a message in the case"),
-    Kind(FAILURE, Audience.READER, 2, _GENERATED, False, "a notice of a failed mail"),
+    Kind(REPORT, Audience.READER, 2, _GENERATED, False, "a new report", payloads.OnDuty),
+    Kind(PAGE, Audience.READER, 0, _GENERATED, False, "a triage page for a new report",
+         payloads.OnDuty),
+    Kind(MESSAGE, Audience.READER, 2, _GENERATED, False, "a message in the case",
+         payloads.Note),
+    Kind(FAILURE, Audience.READER, 2, _GENERATED, False, "a notice of a failed mail",
+         payloads.FailedMail),
     Kind(NOTICE, Audience.ADDRESS, 2, _REPLIED, False,
-         "a notice that automatic answers stopped for the day"),
-    Kind(DIGEST, Audience.MEMBER, 2, _GENERATED, False, "the daily digest"),
+         "a notice that automatic answers stopped for the day", payloads.AnswerLimit),
+    Kind(DIGEST, Audience.MEMBER, 2, _GENERATED, False, "the daily digest", payloads.Digest),
     Kind(CONFIRMATION, Audience.SENDER, 2, _GENERATED, False,
-         "the confirmation of a reply's commands"),
-    Kind(STATUS, Audience.READER, 2, _GENERATED, False, "a status mail"),
-    Kind(ESCALATION, Audience.READER, 1, _GENERATED, False, "an escalation page"),
-    Kind(HANDOFF, Audience.MEMBER, 2, _GENERATED, False, "the hand-off of triage duty"),
-    Kind(REMINDER, Audience.READER, 2, _GENERATED, False, "a follow-up reminder"),
-    Kind(CONFLICT, Audience.PENDING, 1, _GENERATED, False, "a conflict check"),
+         "the confirmation of a reply's commands", payloads.Confirmation),
+    Kind(STATUS, Audience.READER, 2, _GENERATED, False, "a status mail", payloads.Status),
+    Kind(ESCALATION, Audience.READER, 1, _GENERATED, False, "an escalation page",
+         payloads.Escalation),
+    Kind(HANDOFF, Audience.MEMBER, 2, _GENERATED, False, "the hand-off of triage duty",
+         payloads.Handoff),
+    Kind(REMINDER, Audience.READER, 2, _GENERATED, False, "a follow-up reminder",
+         payloads.Reminder),
+    Kind(CONFLICT, Audience.PENDING, 1, _GENERATED, False, "a conflict check",
+         payloads.Conflict),
     Kind(CASEFILE, Audience.READER, 2, _GENERATED, False, "the case so far"),
-    Kind(RELAY, Audience.PARTY, 2, None, False, "a message from the committee"),
+    Kind(RELAY, Audience.PARTY, 2, None, False, "a message from the committee",
+         payloads.Relay),
 )}

@@ -14,7 +14,7 @@ with a hole in it.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,28 @@ import jinja2
 
 from cocmail.errors import ConfigError
 from cocmail.notify.kinds import KINDS
+from cocmail.notify.payloads import TranscriptLine
+from cocmail.notify.template_context import (
+    AttachmentView,
+    CasefileView,
+    CaseLine,
+    CaseView,
+    CommitteeView,
+    ConflictView,
+    Context,
+    EscalationView,
+    FailedLine,
+    FailedView,
+    HandoffView,
+    HistoryLine,
+    KeepOut,
+    MessageView,
+    PartyView,
+    RecipientView,
+    RelayView,
+    ReminderView,
+    SlaView,
+)
 
 
 @dataclass(frozen=True)
@@ -51,8 +73,9 @@ class Templates:
             lstrip_blocks=True,
         )
 
-    def render(self, kind: str, context: dict[str, Any]) -> Rendered:
-        module = self.env.get_template(f"{kind}.txt").make_module(context)
+    def render(self, kind: str, context: Context) -> Rendered:
+        variables = context.variables()
+        module = self.env.get_template(f"{kind}.txt").make_module(variables)
         subject = str(getattr(module, "subject", ""))
         html = None
         try:
@@ -60,7 +83,7 @@ class Templates:
         except jinja2.TemplateNotFound:
             pass
         else:
-            html = html_template.render(context)
+            html = html_template.render(variables)
         return Rendered(subject, str(module), html)
 
     def check(self) -> None:
@@ -81,96 +104,86 @@ class Templates:
                 ) from None
 
 
-def sample_contexts(kind: str) -> list[dict[str, Any]]:
+def sample_contexts(kind: str) -> list[Context]:
     """``sample_context`` once for each branch of the kind's template."""
     context = sample_context(kind)
     if kind == "ack":
-        filed = {**context["case"], "channel": "chat", "on_behalf_of": "rita@example.net"}
-        return [context, {**context, "case": filed}]
+        assert context.case is not None
+        filed = replace(context.case, channel="chat", on_behalf_of="rita@example.net")
+        return [context, context.but(case=filed)]
     if kind == "conflict":
-        plain = context["conflict"]
+        plain = context.conflict
+        assert plain is not None
         changes: list[dict[str, Any]] = [{"parties": []}, {"late": True},
-                                         {"waited": "4 hours"}, {"emergency": "platform-ban"},
+                                         {"waited": "4 hours"}, {"emergency": True},
                                          {"critical": True}]
-        return [context, *({**context, "conflict": {**plain, **change}} for change in changes)]
+        return [context, *(context.but(conflict=replace(plain, **change))
+                           for change in changes)]
     if kind == "casefile":
-        return [context, {**context, "recipient": {**context["recipient"],
-                                                   "handle": "mediator"}}]
+        return [context, context.but(recipient=replace(context.recipient, handle="mediator"))]
     if kind != "escalation":
         return [context]
-    return [{**context, "escalation": {**context["escalation"], "step": step}}
+    assert context.escalation is not None
+    return [context.but(escalation=replace(context.escalation, step=step))
             for step in ("on-duty", "committee", "chair", "critical", "emergency")]
 
 
-def sample_context(kind: str) -> dict[str, Any]:
-    """Values of the shape ``outbox.context`` gives each template, for ``check``."""
-    member = {"email": "alice@example.org", "name": "Alice Example", "role": "member",
-              "handle": "alice"}
-    return {
-        "kind": kind,
-        "committee": {"name": "Example Committee", "short_name": "conduct",
-                      "address": "conduct@example.org"},
-        "case": {"id": 42, "reference": "conduct #42", "opened_at": "Wednesday 25 November "
-                 "2026, 10:00 UTC", "excluded": ["Bob Example"], "channel": "email",
-                 "on_behalf_of": None},
-        "recipient": member,
-        "reply_address": "conduct+42.abcdefghijklmnop@example.org",
-        "sla": {"first_response": "3 days",
-                "first_response_by": "Saturday 28 November 2026, 10:00 UTC"},
-        "members": ["Alice Example", "Carol Example"],
-        "keep_out": [{"name": "Alice Example", "address": "conduct+without-alice@example.org"}],
-        "message": {
-            "subject": "Sample subject", "sender": "Rita Reporter <rita@example.net>",
-            "author": "the reporter", "role": "reporter", "date": "Wed, 25 Nov 2026 10:00",
-            "received_at": "Wednesday 25 November 2026, 10:00 UTC", "channel": "email",
-            "text": "Sample text.", "verified": True,
-            "attachments": [{"filename": "photo.jpg", "content_type": "image/jpeg",
-                             "size": "1.2 MB"}],
-        },
-        "failed": {"kind": "ack", "recipient": "rita@example.net", "role": "reporter",
-                   "error": "550 5.1.1 no such user", "attempts": 1,
-                   "description": "the acknowledgement of their report",
-                   "queued_at": "Wednesday 25 November 2026, 10:00 UTC"},
-        "limit": 10,
-        "note": None,
-        "on_duty": ["Alice Example", "Carol Example"],
-        "transcript": [{"line": "ack", "applied": True, "text": "Case #42 is acknowledged."},
-                       {"line": "severity urgent", "applied": False,
-                        "text": "Severity must be one of low, medium, high, critical."}],
-        "note_to": ["Carol Example"],
-        "status_text": "Acknowledged by Alice Example",
-        "status_lines": ["Decision: coaching", "Votes: coaching 3"],
-        "status_footer": None,
-        "day": "Wednesday 25 November 2026",
-        "since": "Tuesday 24 November 2026, 08:00 UTC",
-        "cases": [{"id": 42, "state": "new", "severity": None,
-                   "opened_at": "Wednesday 25 November 2026, 10:00 UTC", "age": "4 hours",
-                   "acknowledged": False, "sla": "answer due in 2 days"}],
-        "escalation": {"step": "on-duty",
-                       "waited": "4 hours", "paged": ["Alice Example", "Carol Example"],
-                       "by": "Carol Example", "instead_of_chair": False, "severity": "high",
-                       "action": "platform-ban"},
-        "reminder": {"what": "the ban ends: check in with the respondent",
-                     "by": "Alice Example", "due_at": "Monday 1 March 2027, 09:00 CET",
-                     "state": "closed"},
-        "handoff": {"at": "Monday 30 November 2026, 09:00 UTC",
-                    "until": "Monday 7 December 2026, 09:00 UTC",
-                    "incoming": ["Alice Example", "Carol Example"],
-                    "outgoing": ["Bob Example", "Alice Example"], "staying": ["Alice Example"],
-                    "on_duty": True},
-        "failed_mail": [{"id": 7, "case": 42, "description": "the acknowledgement of their report",
-                         "to": "the reporter", "attempts": 1,
-                         "error": "550 5.1.1 no such user"}],
-        "conflict": {"parties": [{"role": "respondent", "email": "sam@example.com",
-                                  "name": "Sam"}],
-                     "waited": None, "late": False, "emergency": None,
-                     "critical": False},
-        "casefile": {"state": "triaged", "severity": "high",
-                     "messages": [{"author": "the reporter", "subject": "Sample subject",
-                                   "received_at": "Wednesday 25 November 2026, 10:00 UTC",
-                                   "text": "Sample text.", "attachments": []}],
-                     "history": [{"at": "Wednesday 25 November 2026, 10:00 UTC",
-                                  "kind": "opened", "actor": "reporter"}]},
-        "relay": {"by": "Alice Example", "text": "Could you tell us when it happened?"},
-        "now": dt.datetime(2026, 11, 25, 10, tzinfo=dt.UTC),
-    }
+def sample_context(kind: str) -> Context:
+    """A context of the type ``notify/context.py`` gives each template, with sample
+    values in every part, for ``check``."""
+    when = "Wednesday 25 November 2026, 10:00 UTC"
+    message = MessageView(
+        subject="Sample subject", sender="Rita Reporter <rita@example.net>",
+        author="the reporter", role="reporter", date="Wed, 25 Nov 2026 10:00",
+        received_at=when, channel="email", text="Sample text.", verified=True,
+        attachments=[AttachmentView("photo.jpg", "image/jpeg", "1.2 MB", "2")])
+    return Context(
+        kind=kind,
+        committee=CommitteeView("Example Committee", "conduct", "conduct@example.org"),
+        recipient=RecipientView("alice@example.org", "Alice Example", "member", "alice"),
+        reply_address="conduct+42.abcdefghijklmnop@example.org",
+        now=dt.datetime(2026, 11, 25, 10, tzinfo=dt.UTC),
+        case=CaseView(id=42, reference="conduct #42", opened_at=when,
+                      excluded=["Bob Example"], channel="email", on_behalf_of=None),
+        members=["Alice Example", "Carol Example"],
+        keep_out=[KeepOut("Alice Example", "conduct+without-alice@example.org")],
+        sla=SlaView("3 days", "Saturday 28 November 2026, 10:00 UTC"),
+        message=message,
+        limit=10,
+        note=None,
+        on_duty=["Alice Example", "Carol Example"],
+        transcript=[TranscriptLine("ack", True, "Case #42 is acknowledged."),
+                    TranscriptLine("severity urgent", False,
+                                   "Severity must be one of low, medium, high, critical.")],
+        note_to=["Carol Example"],
+        status_text="Acknowledged by Alice Example",
+        status_lines=["Decision: coaching", "Votes: coaching 3"],
+        status_footer=None,
+        day="Wednesday 25 November 2026",
+        since="Tuesday 24 November 2026, 08:00 UTC",
+        cases=[CaseLine(id=42, state="new", severity=None, opened_at=when, age="4 hours",
+                        acknowledged=False, sla="answer due in 2 days")],
+        failed_mail=[FailedLine(id=7, case=42, description="the acknowledgement of their report",
+                                to="the reporter", attempts=1, error="550 5.1.1 no such user")],
+        failed=FailedView(kind="ack", recipient="rita@example.net", role="reporter",
+                          description="the acknowledgement of their report",
+                          error="550 5.1.1 no such user", attempts=1, queued_at=when),
+        escalation=EscalationView(step="on-duty", waited="4 hours",
+                                  paged=["Alice Example", "Carol Example"], by="Carol Example",
+                                  instead_of_chair=False, severity="high",
+                                  action="platform-ban"),
+        reminder=ReminderView(what="the ban ends: check in with the respondent",
+                              by="Alice Example", due_at="Monday 1 March 2027, 09:00 CET",
+                              state="closed"),
+        handoff=HandoffView(at="Monday 30 November 2026, 09:00 UTC",
+                            until="Monday 7 December 2026, 09:00 UTC",
+                            incoming=["Alice Example", "Carol Example"],
+                            outgoing=["Bob Example", "Alice Example"], staying=["Alice Example"],
+                            on_duty=True),
+        conflict=ConflictView(parties=[PartyView("respondent", "sam@example.com", "Sam")],
+                              waited=None, late=False, emergency=False, critical=False),
+        casefile=CasefileView(state="triaged", severity="high",
+                              messages=[replace(message, attachments=[])],
+                              history=[HistoryLine(when, "opened", "reporter")]),
+        relay=RelayView(by="Alice Example", text="Could you tell us when it happened?"),
+    )

@@ -35,6 +35,7 @@ from cocmail.clock import Clock
 from cocmail.config import Config
 from cocmail.errors import StoreUnavailable
 from cocmail.notify import context as context_module
+from cocmail.notify import payloads
 from cocmail.notify.compose import compose
 from cocmail.notify.enqueue import Enqueue, Mail
 from cocmail.notify.kinds import FAILURE, PAGE, REPORT
@@ -209,11 +210,11 @@ class OutboxWorker:
             return _Outcome(row.id, "cancelled", values.reason)
         rendered = self.templates.render(row.kind, values)
         raw, parts = None, None
-        if row.kind in (REPORT, PAGE) and values.get("message", {}).get("attachments"):
+        if row.kind in (REPORT, PAGE) and values.message and values.message.attachments:
             source = session.get(Message, row.source_message_id)
             assert source is not None
             raw = source.raw
-            parts = [a["part"] for a in values["message"]["attachments"]]
+            parts = [a.part for a in values.message.attachments if a.part is not None]
         data = compose(row, rendered, values, self.config.committee, raw, parts)
         name = f"{int(row.created_at.timestamp())}.cocmail{row.id}"
         return _Ready(row.id, name, row.recipient, data)
@@ -268,7 +269,8 @@ class OutboxWorker:
             return []
         facts = access.load(session.connection(), [row.case_id])[row.case_id]
         return [Mail(FAILURE, seat.email, row.case_id, step=str(row.id),
-                     participant_id=seat.participant_id, data={"failed": row.id})
+                     participant_id=seat.participant_id,
+                     payload=payloads.FailedMail(row.id))
                 for seat in access.readers(facts.seats)]
 
 

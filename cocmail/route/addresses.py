@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from cocmail.config import Committee
 from cocmail.errors import AddressError
 from cocmail.route.tokens import TOKEN_ALPHABET, TOKEN_LENGTH
+from cocmail.syntax import HANDLE_PATTERN
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ _DETAIL_FORMS: list[
           Callable[[re.Match[str], str, Committee, Collection[str]], Recipient]]
 ] = [
     (re.compile(rf"([1-9][0-9]{{0,17}})\.([{TOKEN_ALPHABET}]{{{TOKEN_LENGTH}}})"), _reply),
-    (re.compile(r"without-([a-z][a-z0-9_-]{0,31})"), _without),
+    (re.compile(rf"without-({HANDLE_PATTERN})"), _without),
 ]
 
 

@@ -11,11 +11,11 @@ was filed for.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
+from cocmail.syntax import ADDRESS
+
 CHANNELS = ("chat", "event", "github", "moderator", "other")
-_EMAIL = re.compile(r"[^@\s<>(),;:\"\[\]]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+")
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def read(text: str) -> OnBehalf | None:
         if len(words) != 2:
             continue
         key, value = words[0].lower(), words[1].strip("<>")
-        if key == "on-behalf-of" and (value.lower() == "anonymous" or _EMAIL.fullmatch(value)):
+        if key == "on-behalf-of" and (value.lower() == "anonymous" or ADDRESS.fullmatch(value)):
             reporter = None if value.lower() == "anonymous" else value.lower()
             named = True
         elif key == "channel" and value.lower() in CHANNELS:

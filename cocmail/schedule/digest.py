@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from cocmail.case import members
 from cocmail.config import Config
+from cocmail.notify import payloads
 from cocmail.notify.digest import member_digest
 from cocmail.notify.enqueue import Enqueue, Mail
 from cocmail.notify.kinds import DIGEST
@@ -49,8 +50,7 @@ def queue_digests(session: Session, config: Config, enqueue: Enqueue, now: dt.da
         content = member_digest(session, member.id, since)
         if content["cases"] or content["failed"]:
             mails.append(Mail(DIGEST, member.email, step=step,
-                              data={"handle": member.handle, "day": step,
-                                    "since": since.isoformat()}))
+                              payload=payloads.Digest(member.handle, day, since)))
     enqueue.queue(session.connection(), mails, now)
     return len(mails)
 

@@ -17,6 +17,9 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from cocmail.case import access
+from cocmail.case import events as case_events
+from cocmail.case.events import EventKind
+from cocmail.notify import payloads
 from cocmail.notify.enqueue import Enqueue, Mail, conflict_notices
 from cocmail.schedule.escalation import urgent_mails
 from cocmail.store import writes
@@ -52,17 +55,15 @@ def escalate_emergencies(db: Connection, enqueue: Enqueue, now: dt.datetime) -> 
                       if s.member_id not in kept.get(measure.message_id or 0, set())]
         readers = access.readers(case_seats)
         handles = [s.handle for s in case_seats]
-        events.append({"case_id": measure.case_id, "at": now, "kind": "escalated",
-                       "actor": "cocmail", "message_id": None,
-                       "data": {"step": STEP, "members": handles, "by": measure.by,
-                                "action": measure.action}})
+        events.append(case_events.row(measure.case_id, now, EventKind.ESCALATED, {
+            "step": STEP, "members": handles, "by": measure.by, "action": measure.action}))
         mails += urgent_mails(measure.case_id, readers, roots, f"{STEP}:{measure.id}",
-                              {"step": STEP, "by": measure.by, "paged": handles,
-                               "action": measure.action,
-                               "waited": int((now - measure.at).total_seconds())},
+                              payloads.Escalation(
+                                  STEP, waited=int((now - measure.at).total_seconds()),
+                                  paged=handles, by=measure.by, action=measure.action),
                               source_message_id=measure.message_id)
         mails += conflict_notices(measure.case_id, case_seats, f"{STEP}:{measure.id}",
-                                  emergency=measure.action)
+                                  payloads.Conflict(emergency=measure.action))
         log.warning("case #%d: emergency measure %s neither confirmed nor reversed",
                     measure.case_id, measure.id)
     writes.insert_events(db, events)

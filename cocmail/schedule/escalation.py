@@ -32,8 +32,11 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from cocmail.case import access, members
+from cocmail.case import events as case_events
 from cocmail.case.access import Seat, Standing
+from cocmail.case.events import EventKind
 from cocmail.config import Config, Member
+from cocmail.notify import payloads
 from cocmail.notify.enqueue import Enqueue, Mail, conflict_notices
 from cocmail.notify.kinds import ESCALATION
 from cocmail.schedule.roster import on_call
@@ -45,7 +48,7 @@ log = logging.getLogger(__name__)
 SLA = "sla"  # the first-response deadline, as a step: recorded, no mail
 CRITICAL = "critical"  # the step ``severity critical`` takes at once
 # Events that say whom cocmail paged about a case.
-PAGING_EVENTS = ("paged", "escalated")
+PAGING_EVENTS = (EventKind.PAGED, EventKind.ESCALATED)
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,7 @@ def _take(db: Connection, config: Config, enqueue: Enqueue, case_id: int,
                             "due_at": due_at.isoformat()}
     if step.notify == SLA:
         log.warning("case #%d: first-response deadline passed without an ack", case_id)
-        return _event(case_id, now, "sla-missed", data), []
+        return case_events.row(case_id, now, EventKind.SLA_MISSED, data), []
     # Who may hear of the case at all: those who read it get the page, those
     # still to answer its conflict check get that check again, urgent.
     seats = access.notified(seats)
@@ -142,15 +145,16 @@ def _take(db: Connection, config: Config, enqueue: Enqueue, case_id: int,
     data["members"] = handles
     if not handles:
         log.error("case #%d: escalation step %s reached nobody", case_id, step.name)
-        return _event(case_id, now, "nobody-paged", data), []
+        return case_events.row(case_id, now, EventKind.NOBODY_PAGED, data), []
     log.info("case #%d: escalation step %s to %d member(s)", case_id, step.name, len(handles))
     chosen = [s for s in seats if s.handle in handles]
     # Those still to answer the conflict check get it again, urgent: no content.
-    return _event(case_id, now, "escalated", data), urgent_mails(
+    return case_events.row(case_id, now, EventKind.ESCALATED, data), urgent_mails(
         case_id, access.readers(chosen), roots, step.name,
-        {"step": step.notify, "waited": step.seconds, "paged": handles,
-         "instead_of_chair": data.get("instead_of_chair", False)}) + conflict_notices(
-        case_id, chosen, f"escalation:{step.name}", waited=step.seconds)
+        payloads.Escalation(step.notify, waited=step.seconds, paged=handles,
+                            instead_of_chair=data.get("instead_of_chair", False)),
+    ) + conflict_notices(case_id, chosen, f"escalation:{step.name}",
+                         payloads.Conflict(waited=step.seconds))
 
 
 def _clear(db: Connection, seats: list[Seat], handles: Collection[str],
@@ -167,31 +171,31 @@ def critical(db: Connection, enqueue: Enqueue, case_id: int, message_id: int, by
     who said so) at once, asking for an urgent meeting. Once per case: set again
     after a change, it pages nobody twice."""
     already = db.execute(select(Event.data).where(
-        Event.case_id == case_id, Event.kind == "escalated")).scalars()
+        Event.case_id == case_id, Event.kind == EventKind.ESCALATED)).scalars()
     if any(data.get("step") == CRITICAL for data in already):
         return []
     others = [s for s in access.notified(seats) if s.handle != by]
     handles = [s.handle for s in others]
-    event = _event(case_id, now, "escalated" if handles else "nobody-paged",
-                   {"step": CRITICAL, "members": handles, "by": by})
-    event["message_id"] = message_id
-    writes.insert_events(db, [event])
+    writes.insert_events(db, [case_events.row(
+        case_id, now, EventKind.ESCALATED if handles else EventKind.NOBODY_PAGED,
+        {"step": CRITICAL, "members": handles, "by": by}, message_id=message_id)])
     # Members still to answer the conflict check get it again, marked urgent.
     return urgent_mails(case_id, access.readers(others),
                         enqueue.thread_roots(db, [case_id]), CRITICAL,
-                        {"step": CRITICAL, "by": by, "paged": handles},
+                        payloads.Escalation(CRITICAL, paged=handles, by=by),
                         source_message_id=message_id) + conflict_notices(
-        case_id, others, CRITICAL, critical=True)
+        case_id, others, CRITICAL, payloads.Conflict(critical=True))
 
 
 def urgent_mails(case_id: int, seats: Iterable[Seat], roots: dict[int, str], step: str,
-                 data: dict[str, Any], source_message_id: int | None = None) -> list[Mail]:
+                 payload: payloads.Escalation,
+                 source_message_id: int | None = None) -> list[Mail]:
     """``source_message_id``: the message that caused them (the send-time check
     holds them from a member it is kept from)."""
     return [Mail(ESCALATION, seat.email, case_id, step=step, participant_id=seat.participant_id,
                  source_message_id=source_message_id,
                  in_reply_to=roots.get(seat.participant_id),
-                 references=roots.get(seat.participant_id), data=data)
+                 references=roots.get(seat.participant_id), payload=payload)
             for seat in seats]
 
 
@@ -208,8 +212,3 @@ def paged_members(db: Connection, case_id: int) -> set[str]:
 
 def _roles(members: Sequence[Member], handle: str) -> tuple[str, ...]:
     return next((m.roles for m in members if m.handle == handle), ())
-
-
-def _event(case_id: int, now: dt.datetime, kind: str, data: dict[str, Any]) -> dict[str, Any]:
-    return {"case_id": case_id, "at": now, "kind": kind, "actor": "cocmail",
-            "message_id": None, "data": data}

@@ -19,14 +19,15 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import logging
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from cocmail.case import members
+from cocmail.case import events, members
+from cocmail.case.events import EventKind
 from cocmail.config import Config
+from cocmail.notify import payloads
 from cocmail.notify.enqueue import Enqueue, Mail
 from cocmail.notify.kinds import HANDOFF
 from cocmail.schedule.roster import load_schedule
@@ -69,17 +70,16 @@ def _hand_off(db: Connection, config: Config, enqueue: Enqueue, schedule: Schedu
         select(Case.id).where(Case.acknowledged_at.is_(None), Case.closed_at.is_(None))
         .order_by(Case.id)).scalars().all()
     handed = {"outgoing": list(outgoing), "incoming": list(incoming), "at": at.isoformat()}
-    writes.insert_events(db, [{"case_id": case_id, "at": now, "kind": "handed-off",
-                               "actor": "cocmail", "message_id": None, "data": handed}
+    writes.insert_events(db, [events.row(case_id, now, EventKind.HANDED_OFF, handed)
                               for case_id in waiting])
-    data: dict[str, Any] = {**handed, "until": until.isoformat(), "cases": list(waiting)}
     mails = []
     roster = {m.handle: m for m in members.roster(db)}
     for handle in dict.fromkeys([*incoming, *outgoing]):
         member = roster.get(handle)
         if member is not None:
             mails.append(Mail(HANDOFF, member.email, step=at.isoformat(),
-                              data={**data, "handle": handle}))
+                              payload=payloads.Handoff(handle, at, until, list(incoming),
+                                                       list(outgoing), list(waiting))))
     enqueue.queue(db, mails, now)
     log.info("hand-off at %s: %s -> %s, %d case(s) waiting", at.isoformat(),
              "+".join(outgoing), "+".join(incoming), len(waiting))

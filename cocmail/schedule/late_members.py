@@ -18,9 +18,11 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from cocmail.case import access, members
+from cocmail.case import access, events, members
 from cocmail.case.access import Seat, Standing
+from cocmail.case.events import EventKind
 from cocmail.config import Committee
+from cocmail.notify import payloads
 from cocmail.notify.enqueue import Enqueue, conflict_notices
 from cocmail.store import writes
 from cocmail.store.models import Participant
@@ -49,12 +51,12 @@ def seat_late_members(db: Connection, committee: Committee, enqueue: Enqueue,
                 Participant.member_id == member_id)).scalar_one() if added else None
         if pid is None:
             continue  # another daemon seated them first
-        writes.insert_events(db, [{"case_id": case_id, "at": now, "kind": "member-seated",
-                                   "actor": "cocmail", "message_id": None,
-                                   "data": {"member": member.handle}}])
+        writes.insert_events(db, [events.row(case_id, now, EventKind.MEMBER_SEATED,
+                                              {"member": member.handle})])
         mails += conflict_notices(
             case_id, [Seat(pid, member_id, member.handle, member.email, Standing.PENDING)],
-            "late" if lost is None else f"back:{now.isoformat()}", late=True)
+            "late" if lost is None else f"back:{now.isoformat()}",
+            payloads.Conflict(late=True))
         log.info("case #%d: %s joined the committee since; conflict check sent",
                  case_id, member.handle)
     enqueue.queue(db, mails, now)

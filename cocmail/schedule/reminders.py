@@ -17,6 +17,9 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from cocmail.case import access
+from cocmail.case import events as case_events
+from cocmail.case.events import EventKind
+from cocmail.notify import payloads
 from cocmail.notify.enqueue import Enqueue, Mail
 from cocmail.notify.kinds import REMINDER
 from cocmail.store import writes
@@ -47,16 +50,15 @@ def queue_reminders(db: Connection, enqueue: Enqueue, now: dt.datetime) -> int:
         readers = access.readers(facts[follow_up.case_id].seats,
                                  kept.get(follow_up.message_id or 0, set()))
         handles = [s.handle for s in readers]
-        events.append({"case_id": follow_up.case_id, "at": now, "kind": "follow-up-due",
-                       "actor": "cocmail", "message_id": None,
-                       "data": {"follow_up": follow_up.id, "members": handles}})
+        events.append(case_events.row(follow_up.case_id, now, EventKind.FOLLOW_UP_DUE,
+                                      {"follow_up": follow_up.id, "members": handles}))
         mails += [Mail(REMINDER, seat.email, follow_up.case_id, step=str(follow_up.id),
                        participant_id=seat.participant_id,
                        source_message_id=follow_up.message_id,
                        in_reply_to=roots.get(seat.participant_id),
                        references=roots.get(seat.participant_id),
-                       data={"what": follow_up.what, "by": follow_up.by,
-                             "due_at": follow_up.due_at.isoformat()})
+                       payload=payloads.Reminder(follow_up.what, follow_up.by,
+                                                 follow_up.due_at))
                   for seat in readers]
         log.info("case #%d: follow-up %d is due", follow_up.case_id, follow_up.id)
     writes.insert_events(db, events)

@@ -12,9 +12,11 @@ import logging
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
-from cocmail.case import access
+from cocmail.case import access, events
 from cocmail.case.access import Seat
+from cocmail.case.events import EventKind
 from cocmail.config import MEDIATOR, Committee
+from cocmail.notify import payloads
 from cocmail.notify.enqueue import Enqueue, Mail
 from cocmail.notify.kinds import CASEFILE, PAGE
 from cocmail.schedule.escalation import paged_members
@@ -51,13 +53,11 @@ def replace_triager(db: Connection, enqueue: Enqueue, case_id: int, handle: str,
     stand_in = next((h for h in candidates if h in able and h not in paged), None)
     if stand_in is None:
         log.error("case #%d: a triager stepped back and nobody else can triage it", case_id)
-        writes.insert_events(db, [{"case_id": case_id, "at": now, "kind": "nobody-paged",
-                                   "actor": "cocmail", "message_id": None,
-                                   "data": {"members": [], "instead_of": handle}}])
+        writes.insert_events(db, [events.row(case_id, now, EventKind.NOBODY_PAGED,
+                                              {"members": [], "instead_of": handle})])
         return []
-    writes.insert_events(db, [{"case_id": case_id, "at": now, "kind": "paged",
-                               "actor": "cocmail", "message_id": None,
-                               "data": {"members": [stand_in], "instead_of": handle}}])
+    writes.insert_events(db, [events.row(case_id, now, EventKind.PAGED,
+                                          {"members": [stand_in], "instead_of": handle})])
     first = db.execute(select(func.min(Message.id)).where(
         Message.case_id == case_id)).scalar_one()
     seat = able[stand_in]
@@ -66,7 +66,7 @@ def replace_triager(db: Connection, enqueue: Enqueue, case_id: int, handle: str,
     on_duty = [h for h in paged if h != handle and h in still] + [stand_in]
     return [Mail(PAGE, seat.email, case_id, participant_id=seat.participant_id,
                  source_message_id=first, in_reply_to=roots.get(seat.participant_id),
-                 references=roots.get(seat.participant_id), data={"on_duty": on_duty})]
+                 references=roots.get(seat.participant_id), payload=payloads.OnDuty(on_duty))]
 
 
 def seat_mediator(db: Connection, committee: Committee, case_id: int,
@@ -86,9 +86,7 @@ def seat_mediator(db: Connection, committee: Committee, case_id: int,
         return []
     pid = writes.insert_participants(db, [writes.member_seat(
         case_id, member_id, MEDIATOR, "Mediator", now, cleared=True)])[0]
-    writes.insert_events(db, [{"case_id": case_id, "at": now, "kind": "mediator",
-                               "actor": "cocmail", "message_id": None,
-                               "data": {"able": able}}])
+    writes.insert_events(db, [events.row(case_id, now, EventKind.MEDIATOR, {"able": able})])
     log.info("case #%d: %d member(s) able to act; the mediator is given the case",
              case_id, len(able))
     return [Mail(CASEFILE, mediator, case_id, step=MEDIATOR, participant_id=pid)]

@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import re
-
-# Anything shaped like an address in free text: every local part RFC 5322 (and
-# RFC 6532) allows, a quoted one with its spaces included ("rita smith"@…,
-# rita{x}@…, o'brien@…, rïta@…), then a domain of dotted labels or a literal.
-_LOCAL_PART = r'(?:"(?:[^"\\\r\n]|\\.)*"|[^\s<>()\[\]\\,;:@"]+)'
-_ANY_ADDRESS = re.compile(_LOCAL_PART + r"@((?:[\w-]+\.)*[\w-]+|\[[^\]\s]*\])")
+from cocmail.syntax import ADDRESS_IN_TEXT as _ANY_ADDRESS
 
 
 def masked(address: str) -> str:
