@@ -34,3 +34,16 @@ class StoreUnavailable(CocmailError):
 
 class NotFound(CocmailError):
     """A row named on the command line does not exist."""
+
+
+def describe(exc: BaseException) -> str:
+    """One line about a failure, for a log or a stored error: its type and the
+    first line of its text.
+
+    >>> describe(ConnectionRefusedError(111, "Connection refused"))
+    'ConnectionRefusedError: [Errno 111] Connection refused'
+    >>> describe(TimeoutError())
+    'TimeoutError'
+    """
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 from cocmail import config as config_module
 from cocmail.case import members
 from cocmail.clock import FixedClock
-from cocmail.intake.service import Delivery, Intake
+from cocmail.intake.inbound import Inbound
+from cocmail.intake.service import Intake
 from cocmail.notify import context
 from cocmail.notify.enqueue import Enqueue
 from cocmail.notify.template_context import Context
@@ -50,7 +51,7 @@ class Committee:
         self.intake = Intake(store, self.config.committee, KEY, self.clock, self.enqueue)
 
     def report(self, to: str = CONDUCT) -> int:
-        accepted = self.intake.accept(Delivery(
+        accepted = self.intake.accept(Inbound(
             message(to=to), "rita@reporter.example",
             (split_recipient(to, self.config.committee),), "smtp"))
         assert accepted.opened and accepted.case_id is not None
@@ -62,7 +63,7 @@ class Committee:
             seat = session.scalars(select(Participant).where(
                 Participant.case_id == case_id, Participant.handle == handle)).one()
             to = reply_address(self.config.committee, case_id, make_token(KEY, case_id, seat.id))
-        self.intake.accept(Delivery(
+        self.intake.accept(Inbound(
             message(sender=EMAIL[handle], to=to, subject="Re: report", body=body,
                     message_id=message_id, headers=headers),
             EMAIL[handle], (split_recipient(to, self.config.committee),), "smtp"))

@@ -16,7 +16,8 @@ from cocmail import config as config_module
 from cocmail.case import access, members
 from cocmail.commands.purge import purge
 from cocmail.errors import ConfigError
-from cocmail.intake.service import Delivery, Intake
+from cocmail.intake.inbound import Inbound
+from cocmail.intake.service import Intake
 from cocmail.notify import context
 from cocmail.notify.enqueue import Enqueue
 from cocmail.notify.templates import Templates
@@ -61,7 +62,7 @@ def _deliver(committee: Committee, raw: bytes, rcpts: list[str], envelope: str) 
         except UnknownKeepOut as exc:
             recipients.append(exc.recipient)
     committee.clock.advance(dt.timedelta(seconds=10))
-    return committee.intake.accept(Delivery(raw, envelope, tuple(recipients), "imap"))
+    return committee.intake.accept(Inbound(raw, envelope, tuple(recipients), "imap"))
 
 
 def _texts_to(committee: Committee, address: str) -> str:

@@ -44,7 +44,8 @@ from cocmail import config as config_module
 from cocmail.case import members
 from cocmail.clock import FixedClock
 from cocmail.errors import AddressError
-from cocmail.intake.service import Delivery, Intake
+from cocmail.intake.inbound import Inbound
+from cocmail.intake.service import Intake
 from cocmail.notify import context
 from cocmail.notify.enqueue import Enqueue
 from cocmail.notify.kinds import KINDS
@@ -165,7 +166,7 @@ class Committee(RuleBasedStateMachine):
         if not recipients:
             return None
         self.clock.advance(dt.timedelta(seconds=30))
-        return self.intake.accept(Delivery(raw, envelope, tuple(recipients), "smtp"))
+        return self.intake.accept(Inbound(raw, envelope, tuple(recipients), "smtp"))
 
     def marker(self, case: int) -> str:
         self.count += 1

@@ -12,7 +12,8 @@ from sqlalchemy import select, update
 from cocmail import config as config_module
 from cocmail.case import members
 from cocmail.clock import FixedClock
-from cocmail.intake.service import Delivery, Intake
+from cocmail.intake.inbound import Inbound
+from cocmail.intake.service import Intake
 from cocmail.notify import context
 from cocmail.notify.enqueue import Enqueue
 from cocmail.notify.template_context import Context
@@ -39,7 +40,7 @@ def test_digests_are_due_once_a_day_with_what_each_member_may_see(
                     enqueue)
     committee = config.committee
     for to in ("conduct@" + DOMAIN, f"conduct+without-bob@{DOMAIN}"):
-        intake.accept(Delivery(message(), "rita@reporter.example",
+        intake.accept(Inbound(message(), "rita@reporter.example",
                                (split_recipient(to, committee),), "smtp"))
     # Every member answered "no-conflict" (a digest lists only the cases a member
     # reads); both acknowledgements failed for good an hour ago.

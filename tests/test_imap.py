@@ -15,8 +15,10 @@ from sqlalchemy import func, select
 
 from cocmail import config as config_module
 from cocmail.daemon.serve import Daemon
-from cocmail.ingest.imap import READ_UP_TO, UNFETCHABLE_AFTER, _read_while, _Taken, _Trouble, _Wakes
-from cocmail.intake.service import Delivery
+from cocmail.ingest.imap.drain import READ_UP_TO, _read_while, _Taken, _Wakes
+from cocmail.ingest.imap.groups import UNFETCHABLE_AFTER
+from cocmail.ingest.imap.groups import Trouble as _Trouble
+from cocmail.intake.inbound import Inbound
 from cocmail.store.db import Store
 from cocmail.store.models import Message
 from tests.conftest import (
@@ -149,7 +151,7 @@ def test_the_poller_reads_ahead_only_while_the_writer_is_busy() -> None:
     over READ_UP_TO is always left to the writer."""
     raws = _reports("ahead", 5)
     raws[1] = raws[1] + b"x" * READ_UP_TO
-    taken = _Taken([1, 2, 3, 4, 5], [], [Delivery(r, None, (), "imap") for r in raws])
+    taken = _Taken([1, 2, 3, 4, 5], [], [Inbound(r, None, (), "imap") for r in raws])
     busy_for = iter([True, True, True, False])  # free after three looks
     _read_while(taken, lambda: next(busy_for))
     read = [d.reading is not None for d in taken.deliveries]
@@ -158,7 +160,7 @@ def test_the_poller_reads_ahead_only_while_the_writer_is_busy() -> None:
     assert first is not None and first.parsed is not None
     assert first.parsed.subject == "report 0"
     assert [d.raw for d in taken.deliveries] == raws
-    idle = _Taken([6], [], [Delivery(raws[0], None, (), "imap")])
+    idle = _Taken([6], [], [Inbound(raws[0], None, (), "imap")])
     _read_while(idle, lambda: False)
     assert idle.deliveries[0].reading is None
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cocmail.ingest.imap import address_fields
+from cocmail.ingest.imap.envelope import address_fields
 from tests.conftest import corpus_files, stdlib_email_messages
 
 NAMES = ("Return-Path", "Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To",

@@ -15,7 +15,8 @@ from cocmail.case import access, members
 from cocmail.clock import FixedClock
 from cocmail.config import Committee, Member
 from cocmail.errors import StoreUnavailable
-from cocmail.intake.service import Accepted, Delivery, Intake, Reading
+from cocmail.intake.inbound import Accepted, Inbound, Reading
+from cocmail.intake.service import Intake
 from cocmail.notify.enqueue import Enqueue
 from cocmail.route.addresses import reply_address, split_recipient
 from cocmail.route.tokens import make_token
@@ -39,7 +40,7 @@ def intake_for(store: Store, committee: Committee = COMMITTEE) -> Intake:
 
 def deliver(intake: Intake, raw: bytes, to: str = CONDUCT,
             envelope_from: str | None = "rita@reporter.example"):
-    return intake.accept(Delivery(raw, envelope_from, (split_recipient(to, intake.committee),),
+    return intake.accept(Inbound(raw, envelope_from, (split_recipient(to, intake.committee),),
                                   "smtp"))
 
 
@@ -196,12 +197,12 @@ class TestReadAhead:
         def not_again(_raw: bytes) -> None:
             raise AssertionError("read again")
 
-        monkeypatch.setattr("cocmail.intake.service.read", not_again)
-        monkeypatch.setattr("cocmail.intake.service.dedupe_key", not_again)
+        monkeypatch.setattr("cocmail.intake.inbound.read", not_again)
+        monkeypatch.setattr("cocmail.intake.inbound.dedupe_key", not_again)
         intake = intake_for(store)
         with pytest.raises(AssertionError, match="read again"):  # as the writer would
-            intake.accept(Delivery(message(), "rita@reporter.example", to, "imap"))
-        result = intake.accept(Delivery(raw, None, to, "imap", reading))
+            intake.accept(Inbound(message(), "rita@reporter.example", to, "imap"))
+        result = intake.accept(Inbound(raw, None, to, "imap", reading))
         assert result.opened and not result.duplicate
         with store.unit_of_work() as s:
             stored = s.get(Message, result.message_id)
@@ -221,8 +222,8 @@ class TestBatches:
         reply = message(subject="Re: more", headers={"In-Reply-To": "<a@reporter.example>"})
         other = message(sender="sam@reporter.example")
 
-        def d(raw: bytes, sender: str = "rita@reporter.example") -> Delivery:
-            return Delivery(raw, sender, (split_recipient(CONDUCT, COMMITTEE),), "smtp")
+        def d(raw: bytes, sender: str = "rita@reporter.example") -> Inbound:
+            return Inbound(raw, sender, (split_recipient(CONDUCT, COMMITTEE),), "smtp")
 
         results = intake.accept_batch([d(first), d(first), d(reply),
                                        d(other, "sam@reporter.example")])
@@ -252,7 +253,7 @@ class TestBatches:
         blocker.execute("BEGIN EXCLUSIVE")
         try:
             results = intake.accept_batch([
-                Delivery(message(), "r@x.example", (split_recipient(CONDUCT, COMMITTEE),),
+                Inbound(message(), "r@x.example", (split_recipient(CONDUCT, COMMITTEE),),
                          "smtp") for _ in range(3)])
         finally:
             blocker.execute("ROLLBACK")
@@ -278,8 +279,8 @@ class TestBugs:
                        Enqueue(KEY, COMMITTEE, answers_per_day=10))
         boom = message(subject="BOOM")
 
-        def d(raw: bytes) -> Delivery:
-            return Delivery(raw, "rita@reporter.example", (split_recipient(CONDUCT, COMMITTEE),),
+        def d(raw: bytes) -> Inbound:
+            return Inbound(raw, "rita@reporter.example", (split_recipient(CONDUCT, COMMITTEE),),
                             "smtp")
 
         before, failing, after = intake.accept_batch([d(message()), d(boom), d(message())])
@@ -313,8 +314,8 @@ class TestBugs:
                          FixedClock(dt.datetime(2026, 11, 25, tzinfo=dt.UTC)),
                          Enqueue(KEY, COMMITTEE, answers_per_day=10))
 
-        def d(raw: bytes) -> Delivery:
-            return Delivery(raw, "rita@reporter.example", (split_recipient(CONDUCT, COMMITTEE),),
+        def d(raw: bytes) -> Inbound:
+            return Inbound(raw, "rita@reporter.example", (split_recipient(CONDUCT, COMMITTEE),),
                             "imap")
 
         raws = [message(), message(subject="BOOM"), message(subject="DOWN"),

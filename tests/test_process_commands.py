@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from cocmail.intake.service import Delivery
+from cocmail.intake.inbound import Inbound
 from cocmail.route.addresses import split_recipient
 from cocmail.schedule.reminders import queue_reminders
 from cocmail.store.db import Store
@@ -259,7 +259,7 @@ def _body_text_left(store: Store, marker: str) -> list[str]:
 
 
 def test_a_member_files_a_report_received_elsewhere(committee: Committee) -> None:
-    committee.intake.accept(Delivery(
+    committee.intake.accept(Inbound(
         message(sender=EMAIL["carol"], body="on-behalf-of rita@chat.example\nchannel chat\n\n"
                                             "Rita told me in a DM that ...\n"),
         EMAIL["carol"], (split_recipient(CONDUCT, committee.config.committee),), "smtp"))
@@ -275,7 +275,7 @@ def test_a_member_files_a_report_received_elsewhere(committee: Committee) -> Non
     opened = committee.events(1)[0][1]
     assert opened["on_behalf_of"] == "rita@chat.example" and opened["filed_by"] == "carol"
     # Anyone else's mail with such lines is an ordinary report.
-    committee.intake.accept(Delivery(
+    committee.intake.accept(Inbound(
         message(body="on-behalf-of x@y.example\nchannel chat\n"), "rita@reporter.example",
         (split_recipient(CONDUCT, committee.config.committee),), "smtp"))
     with committee.store.unit_of_work() as session:
@@ -304,7 +304,7 @@ def test_a_dkim_failure_recorded_by_our_server_stops_commands(
 
 
 def test_a_relay_reaches_the_person_a_member_filed_for(committee: Committee) -> None:
-    committee.intake.accept(Delivery(
+    committee.intake.accept(Inbound(
         message(sender=EMAIL["carol"], body="on-behalf-of rita@chat.example\nchannel chat\n\n"
                                             "Rita told me in a DM that ...\n"),
         EMAIL["carol"], (split_recipient(CONDUCT, committee.config.committee),), "smtp"))

@@ -25,7 +25,8 @@ from cocmail.config import Committee
 from cocmail.daemon.intake_process import ProcessWriter, _Received
 from cocmail.errors import StoreUnavailable
 from cocmail.intake.batch import MAX_BATCH, BatchWriter, Chain, Writer
-from cocmail.intake.service import Accepted, Delivery, Intake
+from cocmail.intake.inbound import Accepted, Inbound
+from cocmail.intake.service import Intake
 from cocmail.store.db import Store
 from cocmail.store.models import Message
 from cocmail.telemetry.metrics import Metrics
@@ -92,11 +93,11 @@ def _chained_writers(tmp_path: Path) -> tuple[Path, Intake, Metrics, Store]:
     return config_path, intake, Metrics(), store
 
 
-def _report(n: int) -> Delivery:
+def _report(n: int) -> Inbound:
     from cocmail.route.addresses import split_recipient
 
     raw = message(sender=f"reporter{n}@reporter.example", message_id=f"chain-{n}@x.example")
-    return Delivery(raw, None, (split_recipient(CONDUCT, _COMMITTEE),), "imap")
+    return Inbound(raw, None, (split_recipient(CONDUCT, _COMMITTEE),), "imap")
 
 
 _COMMITTEE = Committee("Test", "conduct", CONDUCT, "+", None, None, ())
@@ -192,7 +193,7 @@ def test_the_event_loop_goes_on_while_the_writer_process_cannot_take_more(
     monkeypatch.setenv("COCMAIL_TOKEN_KEY", TOKEN_KEY)
     config_path, intake, metrics, store = _chained_writers(tmp_path)
     padding = "x" * 76 + "\n"
-    big = [Delivery(message(message_id=f"big-{n}@x.example", body=padding * 2500),
+    big = [Inbound(message(message_id=f"big-{n}@x.example", body=padding * 2500),
                     None, _report(n).recipients, "imap")
            for n in range(8)]  # 8 x 200 KB: several times what the pipe holds
     released_by_watchdog = threading.Event()

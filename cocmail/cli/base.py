@@ -52,13 +52,10 @@ def print_rows(rows: list[dict[str, Any]], args: argparse.Namespace,
 def open_store(config: Config) -> Store:
     """The store, checked to be at the schema this cocmail expects."""
     store = Store.of(config.database)
-    current, head = migrate.current_revision(store), migrate.head_revision(store)
-    if current != head:
+    why = migrate.behind(store)
+    if why is not None:
         store.dispose()
-        raise NotMigrated(
-            f"the database is at revision {current or 'none (empty)'}, this cocmail needs "
-            f"{head}: run `cocmail db upgrade`"
-        )
+        raise NotMigrated(why)
     return store
 
 

@@ -21,7 +21,7 @@ def register(commands: Commands, sub: Any) -> None:
 
 
 def cmd_imap_check(config: Config, args: argparse.Namespace) -> int:
-    from cocmail.ingest.imap_check import check
+    from cocmail.ingest.imap.check import check
 
     if config.imap is None:
         raise UsageError(f"{args.config} has no [imap] section: there is no mailbox to check")

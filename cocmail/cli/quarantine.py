@@ -12,7 +12,6 @@ from cocmail.cli.base import Commands, open_store, print_rows
 from cocmail.clock import SystemClock
 from cocmail.config import Config
 from cocmail.errors import NotFound
-from cocmail.route import tokens
 from cocmail.store.db import Store
 from cocmail.store.models import Quarantine
 
@@ -49,15 +48,10 @@ def cmd_quarantine_list(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_replay(config: Config, args: argparse.Namespace) -> int:
-    from cocmail.case import members
-    from cocmail.intake.service import Intake
-    from cocmail.notify.enqueue import Enqueue
+    from cocmail import wiring
 
     store = open_store(config)
-    clock = SystemClock()
-    started = members.start(store, config.committee, clock.now())
-    key = tokens.load_key(config, may_create=started.empty)
-    intake = Intake(store, config.committee, key, clock, Enqueue.for_config(config, key))
+    intake = wiring.start_taking_mail(config, store, SystemClock()).intake
     with store.unit_of_work() as session:
         entry = session.scalars(
             select(Quarantine).where(Quarantine.id == args.id).with_for_update()

@@ -44,11 +44,12 @@ from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import Any
 
+from cocmail import wiring
 from cocmail.daemon.child import ready, spawn
 from cocmail.errors import StoreUnavailable
 from cocmail.intake.batch import MAX_BATCH, BatchWriter, Chain, settled
-from cocmail.intake.service import Accepted, Delivery, Intake, Prepared
-from cocmail.notify.enqueue import Enqueue
+from cocmail.intake.inbound import Accepted, Inbound, Prepared
+from cocmail.intake.service import Intake
 from cocmail.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ log = logging.getLogger(__name__)
 PIPE_UP_TO = 256 * 1024
 
 # What goes down the pipe: a list of (request id, delivery, chain id or None).
-_Entry = tuple[int, Delivery, int | None]
+_Entry = tuple[int, Inbound, int | None]
 _Entries = list[_Entry]
 # What the sending thread is given: a list of entries to send, ``None`` (send the
 # process its end), ``_CLOSE`` (close the connection: it was replaced), or
@@ -78,8 +79,7 @@ def _serve(conn: Connection, config_path: str) -> None:
     logs.setup(config.logging.level)
     store = Store.of(config.database)
     key = tokens.load_key(config)
-    intake = Intake(store, config.committee, key, SystemClock(),
-                    Enqueue.for_config(config, key))
+    intake = wiring.intake(config, store, key, SystemClock())
     ready(conn)
     received = _Received()
     threading.Thread(target=received.receive, args=(conn, intake), name="receive",
@@ -205,20 +205,20 @@ class ProcessWriter:
         loop.add_reader(parent.fileno(), self._on_results)
         log.info("intake writer process %d started", self._process.pid)
 
-    async def store(self, delivery: Delivery) -> Accepted:
+    async def store(self, delivery: Inbound) -> Accepted:
         if len(delivery.raw) > PIPE_UP_TO or self._conn is None:
             return await self.in_process.store(delivery)
         [future] = self._send([delivery], None)
         return await future
 
-    async def store_many(self, deliveries: list[Delivery],
+    async def store_many(self, deliveries: list[Inbound],
                          chain: Chain) -> list[Accepted | Exception]:
         """In order: each run of small ones goes down the pipe as one list (stored in
         one transaction); a large one waits for those before it. Nothing more of
         ``chain`` is stored once a batch of it failed, or once the process that
         took its first batch has been replaced (what it held was lost with it)."""
         results: list[Accepted | Exception] = []
-        run: list[Delivery] = []
+        run: list[Inbound] = []
         sent: list[asyncio.Future[Accepted]] = []
 
         def refused() -> StoreUnavailable | None:
@@ -268,7 +268,7 @@ class ProcessWriter:
         await settle(wait=True)
         return results
 
-    def _send(self, items: list[Delivery], chain: int | None) -> list[asyncio.Future[Accepted]]:
+    def _send(self, items: list[Inbound], chain: int | None) -> list[asyncio.Future[Accepted]]:
         """Hand ``items`` to the sending thread, to go down the pipe as one list (of
         ``chain``, when they are a batch of one); a future for each one's result."""
         assert self._loop is not None

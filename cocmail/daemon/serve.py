@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from cocmail import wiring
 from cocmail.case import members
 from cocmail.clock import Clock, SystemClock
 from cocmail.config import Config
@@ -26,10 +27,9 @@ from cocmail.daemon.http import HttpServer
 from cocmail.daemon.intake_process import ProcessWriter
 from cocmail.daemon.outbox_process import OutboxProcess
 from cocmail.errors import ConfigError, StoreUnavailable
-from cocmail.ingest.imap import ImapPoller, health_gauges
+from cocmail.ingest.imap.poller import ImapPoller, health_gauges
 from cocmail.ingest.smtp import SmtpHandler, server_factory
 from cocmail.intake.batch import BatchWriter, Writer
-from cocmail.intake.service import Intake
 from cocmail.notify import transport
 from cocmail.notify.enqueue import Enqueue
 from cocmail.notify.templates import Templates
@@ -66,12 +66,9 @@ def prepare_database(store: Store) -> None:
         log.info("empty database: applying migrations")
         migrate.upgrade(store)
         return
-    current, head = migrate.current_revision(store), migrate.head_revision(store)
-    if current != head:
-        raise OutdatedDatabase(
-            f"database is at revision {current}, this cocmail needs {head}: "
-            "run `cocmail db upgrade`"
-        )
+    why = migrate.behind(store)
+    if why is not None:
+        raise OutdatedDatabase(why)
 
 
 def tls_context(config: Config) -> ssl.SSLContext | None:
@@ -123,8 +120,7 @@ class Daemon:
         self.outbox.start(asyncio.get_running_loop())
         self.enqueue = Enqueue.for_config(self.config, key)
         self._start_scheduler()
-        intake = Intake(self.store, self.config.committee, key, self.clock,
-                        Enqueue.for_config(self.config, key))
+        intake = wiring.intake(self.config, self.store, key, self.clock)
         if self.store.is_sqlite:
             # SQLite takes one writer at a time (more threads would only queue on
             # its lock): one writer process, and one thread for large messages.

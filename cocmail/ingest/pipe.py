@@ -12,13 +12,11 @@ import logging
 import sys
 from typing import BinaryIO
 
-from cocmail.case import members
+from cocmail import wiring
 from cocmail.clock import SystemClock
 from cocmail.config import Config
 from cocmail.errors import AddressError, StoreUnavailable
-from cocmail.intake.service import Delivery, Intake
-from cocmail.notify.enqueue import Enqueue
-from cocmail.route import tokens
+from cocmail.intake.inbound import Inbound
 from cocmail.route.addresses import UnknownKeepOut, split_recipient
 from cocmail.store import migrate
 from cocmail.store.db import Store
@@ -49,21 +47,19 @@ def deliver(config: Config, recipient: str, sender: str | None, source: BinaryIO
         return EX_DATAERR
     store = Store.of(config.database)
     try:
-        if migrate.current_revision(store) != migrate.head_revision(store):
-            print("cocmail: the database is not migrated; run `cocmail db upgrade`",
-                  file=sys.stderr)
+        why = migrate.behind(store)
+        if why is not None:
+            print(f"cocmail: {why}", file=sys.stderr)
             return EX_TEMPFAIL
-        clock = SystemClock()
-        started = members.start(store, config.committee, clock.now())
+        taker = wiring.start_taking_mail(config, store, SystemClock())
         try:
             # With the handles the store knows (a former handle keeps its member out).
-            parsed_recipient = split_recipient(recipient, config.committee, started.handles)
+            parsed_recipient = split_recipient(recipient, config.committee,
+                                               taker.started.handles)
         except AddressError as exc:
             print(f"cocmail: {exc}", file=sys.stderr)
             return EX_NOUSER
-        key = tokens.load_key(config, may_create=started.empty)
-        intake = Intake(store, config.committee, key, clock, Enqueue.for_config(config, key))
-        accepted = intake.accept(Delivery(
+        accepted = taker.intake.accept(Inbound(
             raw=raw,
             envelope_from=sender,
             recipients=(parsed_recipient,),

@@ -26,7 +26,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 from cocmail.config import Committee
 from cocmail.errors import AddressError, StoreUnavailable
 from cocmail.intake.batch import Writer
-from cocmail.intake.service import Delivery
+from cocmail.intake.inbound import Inbound
 from cocmail.route.addresses import UnknownKeepOut, split_recipient
 from cocmail.telemetry.metrics import Metrics
 
@@ -220,7 +220,7 @@ class SmtpHandler:
     async def _deliver(self, envelope: Envelope) -> str:
         raw = envelope.content
         assert isinstance(raw, bytes)
-        delivery = Delivery(
+        delivery = Inbound(
             raw=raw,
             # aiosmtpd keeps the null sender of a bounce as "<>"; the intake knows it as "".
             envelope_from="" if envelope.mail_from == "<>" else envelope.mail_from,

@@ -19,7 +19,8 @@ from concurrent.futures import Future
 from typing import Protocol
 
 from cocmail.errors import StoreUnavailable
-from cocmail.intake.service import Accepted, Delivery, Intake
+from cocmail.intake.inbound import Accepted, Inbound
+from cocmail.intake.service import Intake
 from cocmail.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -46,16 +47,16 @@ class Chain:
                 f"not stored: an earlier batch of this drain failed ({cause})")
 
 
-_Item = tuple[Delivery, "Future[Accepted]", Chain | None]
+_Item = tuple[Inbound, "Future[Accepted]", Chain | None]
 _Queue = queue.SimpleQueue[list[_Item] | None]
 
 
 class Writer(Protocol):
     """What the listeners hand deliveries to."""
 
-    async def store(self, delivery: Delivery) -> Accepted: ...
+    async def store(self, delivery: Inbound) -> Accepted: ...
 
-    async def store_many(self, deliveries: list[Delivery],
+    async def store_many(self, deliveries: list[Inbound],
                          chain: Chain) -> list[Accepted | Exception]:
         """Store ``deliveries`` in the order given, in one transaction where they
         fit (the IMAP poller's batch); each result is what ``store`` would have
@@ -93,10 +94,10 @@ class BatchWriter:
         self._lane: _Queue | None = None
         self._lane_thread: threading.Thread | None = None
 
-    async def store(self, delivery: Delivery) -> Accepted:
+    async def store(self, delivery: Inbound) -> Accepted:
         return await asyncio.wrap_future(self.submit(delivery))
 
-    async def store_many(self, deliveries: list[Delivery],
+    async def store_many(self, deliveries: list[Inbound],
                          chain: Chain) -> list[Accepted | Exception]:
         # One queue entry: one writer stores them, in one transaction, in order.
         futures: list[Future[Accepted]] = [Future() for _ in deliveries]
@@ -105,7 +106,7 @@ class BatchWriter:
         return settled(await asyncio.gather(*(asyncio.wrap_future(f) for f in futures),
                                             return_exceptions=True))
 
-    def submit(self, delivery: Delivery) -> Future[Accepted]:
+    def submit(self, delivery: Inbound) -> Future[Accepted]:
         future: Future[Accepted] = Future()
         self._queue.put([(delivery, future, None)])
         return future

@@ -1,50 +1,46 @@
 """The intake service: one inbound message, one transaction.
 
-Every way in (SMTP, LMTP, the pipe command, later IMAP) hands raw bytes here.
+Every way in (SMTP, LMTP, the pipe command, IMAP) hands raw bytes here.
 ``Intake.accept`` parses, routes and stores the message, its case changes and
-its events in one unit of work, and returns only after the commit: the caller
-may then say "250". If the database fails, ``StoreUnavailable`` propagates and
-nothing of the message was kept; the caller says "try again later". If anything
-else fails (a bug in parsing or routing), the raw bytes are still stored and
-quarantined, so no report is ever lost to a bug.
+its events in one unit of work (``intake/record.py`` writes them), and returns
+only after the commit: the caller may then say "250". If the database fails,
+``StoreUnavailable`` propagates and nothing of the message was kept; the caller
+says "try again later". If anything else fails (a bug in parsing or routing),
+the raw bytes are still stored and quarantined, so no report is ever lost to a
+bug.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import replace
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from cocmail.case import access, members
-from cocmail.case import events as case_events
+from cocmail.case import members
 from cocmail.case.events import EventKind
 from cocmail.clock import Clock
-from cocmail.commands.runner import MemberReplies
 from cocmail.config import Committee
 from cocmail.errors import AddressError, StoreUnavailable
-from cocmail.notify.enqueue import (
-    Enqueue,
-    Mail,
-    message_mails,
-    opened_mails,
+from cocmail.intake.inbound import (
+    Accepted,
+    Inbound,
+    Prepared,
+    Reading,
+    attachment_rows,
+    message_values,
+    parsed_values,
 )
-from cocmail.parse.auth_results import failure
+from cocmail.intake.record import Decided, Recorder
+from cocmail.notify.enqueue import Enqueue, Mail
 from cocmail.parse.automatic import original_sender, why_automatic
-from cocmail.parse.dedupe import dedupe_key
-from cocmail.parse.message import ParsedMessage, clean, mailbox, read
-from cocmail.parse.reply_text import new_text
+from cocmail.parse.message import ParsedMessage, clean, read
 from cocmail.route import routing as route
 from cocmail.route.addresses import Recipient, UnknownKeepOut, split_recipient
-from cocmail.route.behalf import OnBehalf
-from cocmail.route.behalf import read as read_filing
-from cocmail.schedule import stand_ins
-from cocmail.schedule.roster import on_duty_now, replace_unseated
 from cocmail.store import writes
 from cocmail.store.db import Store
 from cocmail.store.models import Event, Message, Participant, Quarantine
@@ -56,46 +52,6 @@ log = logging.getLogger(__name__)
 # the days an MTA keeps retrying (Postfix: 5).
 REDELIVERY_WINDOW = dt.timedelta(days=5)
 
-@dataclass(frozen=True)
-class Delivery:
-    """One message as a protocol edge received it."""
-
-    raw: bytes
-    envelope_from: str | None  # '' is the null sender; None when unknown (IMAP)
-    recipients: tuple[Recipient, ...]
-    channel: str  # smtp | lmtp | pipe | imap
-    # Read already by the edge, where it had the time (see ``Reading``); None: the
-    # writer reads it.
-    reading: Reading | None = field(default=None, compare=False, repr=False)
-
-
-@dataclass(frozen=True)
-class Reading:
-    """What the intake reads off a message's bytes before its transaction: the
-    dedupe key, and the parse or why it failed. The writer reads what comes
-    unread; an edge with time to spare reads ahead (the IMAP poller, while the
-    writer stores the group before), so that the two share the work on two cores."""
-
-    key: str
-    parsed: ParsedMessage | None
-    parse_error: str | None
-
-    @classmethod
-    def of(cls, raw: bytes) -> Reading:
-        parsed, parse_error = read(raw)
-        return cls(dedupe_key(raw), parsed, parse_error)
-
-
-@dataclass(frozen=True)
-class Accepted:
-    """What became of a message. ``duplicate`` is True when it was already stored."""
-
-    message_id: int
-    case_id: int | None
-    opened: bool
-    quarantine_reason: str | None
-    duplicate: bool
-
 
 class Intake:
     def __init__(
@@ -106,9 +62,9 @@ class Intake:
         self.key = key
         self.clock = clock
         self.enqueue = enqueue
-        self.replies = MemberReplies(committee, clock, enqueue)
+        self.recorder = Recorder(committee, clock, enqueue)
 
-    def accept(self, delivery: Delivery) -> Accepted:
+    def accept(self, delivery: Inbound) -> Accepted:
         """Store ``delivery``; return only once it is committed.
 
         Raises ``StoreUnavailable`` when the database cannot take it.
@@ -119,7 +75,7 @@ class Intake:
         return result
 
     def accept_batch(
-        self, deliveries: Sequence[Delivery]
+        self, deliveries: Sequence[Inbound]
     ) -> list[Accepted | StoreUnavailable]:
         """Store several deliveries with one commit (group commit); return once it is done.
 
@@ -160,10 +116,10 @@ class Intake:
         stored = writes.find_messages(db, [item.key for item in batch])
         results: dict[int, Accepted] = {}
         first_of: dict[str, int] = {}  # key -> index of its first copy in this batch
-        pending: list[tuple[int, _Write]] = []
+        pending: list[tuple[int, Decided]] = []
 
         def write_pending() -> None:
-            written = self._write(db, [w for _, w in pending])
+            written = self.recorder.write(db, [w for _, w in pending])
             results.update(zip([i for i, _ in pending], written, strict=True))
             pending.clear()
 
@@ -184,8 +140,9 @@ class Intake:
             decision = self._decide(db, item.parsed, item.parse_error, item.automatic,
                                     item.delivery.envelope_from, list(item.delivery.recipients),
                                     item.delivery.raw)
-            values = self._message_values(item.delivery, item.key, item.parsed, item.automatic)
-            pending.append((index, _Write(decision, item.parsed, item.delivery.envelope_from,
+            values = message_values(item.delivery, item.key, item.parsed, item.automatic,
+                                    self.clock.now())
+            pending.append((index, Decided(decision, item.parsed, item.delivery.envelope_from,
                                           values, item.automatic)))
         if pending:
             write_pending()
@@ -226,7 +183,8 @@ class Intake:
             # given again) of this message only.
             whole_case = ((opened or (found.role == "reporter" and found.verified))
                           and now - found.received_at <= REDELIVERY_WINDOW)
-            mails += self._keep_out(db, found.case_id, message_id, whole_case, without, now)
+            mails += self.recorder.keep_out(db, found.case_id, message_id, whole_case, without,
+                                            now)
         self.enqueue.queue(db, mails, now)
 
     def _store_alone(self, item: Prepared) -> Accepted | StoreUnavailable:
@@ -247,7 +205,7 @@ class Intake:
                 log.error("routing failed; quarantining the message", exc_info=failure)
                 error = route.quarantine(route.INTERNAL_ERROR,
                                          f"routing failed: {type(failure).__name__}")
-                values = self._message_values(item.delivery, item.key, None, None)
+                values = message_values(item.delivery, item.key, None, None, self.clock.now())
                 return self._apply(db, error, None, item.delivery.envelope_from, values, None)
         except StoreUnavailable as exc:
             return exc
@@ -263,10 +221,10 @@ class Intake:
         parsed, parse_error = read(message.raw)
         if parsed is not None and message.headers is None:
             # It failed to parse before and parses now: keep what it says.
-            for name, value in _parsed_values(parsed).items():
+            for name, value in parsed_values(parsed).items():
                 setattr(message, name, value)
             writes.insert_attachments(
-                db, [{**row, "message_id": message.id} for row in _attachment_rows(parsed)])
+                db, [{**row, "message_id": message.id} for row in attachment_rows(parsed)])
         recipients = []
         handles = members.keep_out_handles(db)
         for address in message.recipients:
@@ -332,261 +290,11 @@ class Intake:
         message: dict[str, object] | int,
         automatic: str | None,
     ) -> Accepted:
-        """Record ``decision`` for one message (see ``_write``)."""
-        return self._write(db, [_Write(decision, parsed, envelope_from, message, automatic)])[0]
+        """Record ``decision`` for one message (``Recorder.write``)."""
+        return self.recorder.write(
+            db, [Decided(decision, parsed, envelope_from, message, automatic)])[0]
 
-    def _write(self, db: Connection, entries: list[_Write]) -> list[Accepted]:
-        """Record routing decisions. Each entry's ``message`` is the new message's column
-        values (inserted here, already pointing at its case) or the id of a stored
-        message. Rows of one kind are written by one statement for the whole list."""
-        now = self.clock.now()
-        opens = [e for e in entries if e.decision.action == "open"]
-        roster = members.roster(db) if opens else []
-        handles = members.handles(db) if any(e.decision.without for e in entries) else {}
-        filed = {id(e): self._filed_for(e, roster) for e in opens}
-        case_ids = dict(zip(map(id, opens), writes.insert_cases(
-            db, [f.channel if f else "email" for f in filed.values()], now), strict=True))
-        # Each new case seats its reporter and every member of the committee (a
-        # member who joins later gets a seat, not yet cleared, from the sweep).
-        # Whom it pages is decided first, so that their seats are written cleared.
-        paged = self._whom_to_page(db, opens, roster, handles, now)
-        seated: list[tuple[_Write, dict[str, object]]] = []
-        for entry in opens:
-            assert entry.parsed is not None
-            sender = _reporter_address(entry, self.committee)
-            new_case = case_ids[id(entry)]
-            if sender:
-                name = entry.parsed.from_name if sender == entry.parsed.from_address else None
-                seated.append((entry, {"case_id": new_case, "role": "reporter", "email": sender,
-                                       "name": name, "created_at": now}))
-            on_behalf = filed[id(entry)]
-            if on_behalf is not None and on_behalf.reporter and on_behalf.reporter != sender:
-                # The person who reported elsewhere: a party, told nothing by cocmail
-                # (the member who filed it holds the reporter's seat).
-                seated.append((entry, {"case_id": new_case, "role": "reported-by",
-                                       "email": on_behalf.reporter, "created_at": now}))
-            # Those who read it at once (the triagers) and those who first get the
-            # conflict check: ``access.reads_at_opening``.
-            kept = {handles[h] for h in entry.decision.without if h in handles}
-            seated += [(entry, writes.member_seat(
-                new_case, member.id, member.handle, member.name, now,
-                cleared=access.reads_at_opening(member.handle, paged[id(entry)],
-                                                rotation=self.enqueue.rotation is not None)))
-                       for member in roster if not member.is_mediator and member.id not in kept]
-        addresses = {member.id: member.email for member in roster}
-        writes.keep_out_of_cases(db, [
-            (case_ids[id(entry)], handles[handle])
-            for entry in opens for handle in entry.decision.without if handle in handles], now)
-        participant_ids: dict[int, int] = {}  # id(entry) -> its reporter's participant id
-        seats: dict[int, list[access.Seat]] = {}  # case id -> the members' seats
-        for (entry, row), pid in zip(
-                seated, writes.insert_participants(db, [row for _, row in seated]), strict=True):
-            if row["role"] == "reporter":
-                participant_ids[id(entry)] = pid
-            elif row["role"] == access.MEMBER_ROLE:
-                member_id = int(str(row["member_id"]))
-                seats.setdefault(case_ids[id(entry)], []).append(access.Seat(
-                    pid, member_id, str(row["handle"]), addresses[member_id],
-                    access.Standing.READS if writes.seat_cleared(row)
-                    else access.Standing.PENDING))
-
-        def seat(entry: _Write) -> tuple[int | None, int | None]:
-            if entry.decision.action == "open":
-                return case_ids[id(entry)], participant_ids.get(id(entry))
-            return entry.decision.case_id, entry.decision.participant_id
-
-        new = [e for e in entries if not isinstance(e.message, int)]
-        rows = []
-        for entry in new:
-            assert isinstance(entry.message, dict)
-            case_id, participant_id = seat(entry)
-            rows.append({**entry.message, "case_id": case_id, "participant_id": participant_id,
-                         "verified": entry.decision.verified})
-        message_ids = dict(zip(map(id, new), writes.insert_messages(db, rows), strict=True))
-        for entry in entries:
-            if isinstance(entry.message, int):
-                message_ids[id(entry)] = entry.message
-                case_id, participant_id = seat(entry)
-                if case_id is not None:
-                    writes.set_message_case(db, entry.message, case_id, participant_id,
-                                            entry.decision.verified)
-        writes.insert_attachments(db, [
-            {**row, "message_id": message_ids[id(e)]}
-            for e in new if e.parsed is not None for row in _attachment_rows(e.parsed)
-        ])
-        # A keep-out in mail to a case: the member is kept out of the case (from its
-        # reporter) or from this message (from anyone else), before its mail is made.
-        stand_ins: list[Mail] = []
-        for entry in entries:
-            if entry.decision.action == "join" and entry.decision.without:
-                assert entry.decision.case_id is not None
-                # Of the case only from its reporter at her own reply address: mail
-                # threaded by headers proves nothing of who sent it.
-                whole_case = entry.decision.role == "reporter" and entry.decision.verified
-                stand_ins += self._keep_out(db, entry.decision.case_id, message_ids[id(entry)],
-                                            whole_case, entry.decision.without, now)
-
-        results, events, quarantined = [], [], []
-        for entry in entries:
-            message_id = message_ids[id(entry)]
-            decision = entry.decision
-            if decision.action == "quarantine":
-                assert decision.reason is not None
-                quarantined.append({
-                    "message_id": message_id, "reason": decision.reason,
-                    "detail": clean(decision.detail or ""),
-                    "claimed_case_id": decision.claimed_case_id, "received_at": now})
-                log.info("message %d quarantined: %s", message_id, decision.reason)
-                results.append(Accepted(message_id, None, False, decision.reason, False))
-                continue
-            case_id, _ = seat(entry)
-            assert case_id is not None
-            opened = decision.action == "open"
-            on_behalf = filed.get(id(entry)) if opened else None
-            events.append(case_events.row(
-                case_id, now, EventKind.OPENED if opened else EventKind.MESSAGE,
-                ({"channel": on_behalf.channel if on_behalf else "email",
-                  "without": list(decision.without),
-                  **({"on_behalf_of": on_behalf.reporter or "anonymous",
-                      "filed_by": self._member_of(entry, roster)} if on_behalf else {})}
-                 if opened else {"verified": decision.verified}),
-                actor="reporter" if opened else decision.role or "unknown",
-                message_id=message_id))
-            if opened and not entry.automatic:  # automatic mail pages nobody (see _mails)
-                page = self._page_event(case_id, message_id, paged[id(entry)],
-                                        bool(seats.get(case_id)), now)
-                if page is not None:
-                    events.append(page)
-            log.info("message %d %s case #%d", message_id, "opened" if opened else "joined",
-                     case_id)
-            results.append(Accepted(message_id, case_id, opened, None, False))
-        writes.insert_events(db, events)
-        writes.insert_quarantines(db, quarantined)
-        self.enqueue.queue(db, stand_ins + self._mails(db, entries, message_ids, seat, seats,
-                                                       paged), now)
-        return results
-
-    def _keep_out(self, db: Connection, case_id: int, message_id: int, whole_case: bool,
-                  without: Sequence[str], now: dt.datetime) -> list[Mail]:
-        """Keep the members named by ``without`` out: of the case from now on
-        (``whole_case``: its reporter asked; a recusal of kind "excl", with a
-        stand-in when one was triaging it), else of this message only. The mail of
-        a stand-in, if any."""
-        handles = members.handles(db)
-        ids = {handle: handles[handle] for handle in without if handle in handles}
-        if not whole_case:
-            writes.keep_out_of_message(db, message_id, list(ids.values()))
-            return []
-        facts = access.load(db, [case_id])[case_id]
-        mails: list[Mail] = []
-        for handle, member_id in ids.items():
-            if member_id in facts.kept_out:
-                continue
-            writes.set_recusal(db, case_id, member_id, "excl", now)
-            writes.insert_events(db, [case_events.row(
-                case_id, now, EventKind.KEPT_OUT, {"member": handle}, actor="reporter",
-                message_id=message_id)])
-            log.info("case #%d: the reporter keeps a member out of it", case_id)
-            seat = facts.seat_of(member_id)
-            if seat is not None:
-                mails += stand_ins.after_stepping_back(
-                    db, self.committee, self.enqueue, case_id, seat.handle,
-                    self.enqueue.thread_roots(db, [case_id]), now)
-        return mails
-
-    def _mails(
-        self, db: Connection, entries: list[_Write], message_ids: dict[int, int],
-        seat: Callable[[_Write], tuple[int | None, int | None]],
-        seats: dict[int, list[access.Seat]], paged: dict[int, list[str]],
-    ) -> list[Mail]:
-        """The mails the new messages cause. Automatic mail causes none (RFC 3834)."""
-        joins = [e for e in entries if e.decision.action == "join" and not e.automatic]
-        joined_cases = [e.decision.case_id for e in joins if e.decision.case_id is not None]
-        facts = access.load(db, joined_cases)
-        roots = self.enqueue.thread_roots(db, joined_cases)
-        kept = access.kept_out_of(db, [message_ids[id(e)] for e in joins])
-        mails: list[Mail] = []
-        for entry in entries:
-            if entry.automatic or entry.decision.action == "quarantine":
-                continue
-            case_id, participant_id = seat(entry)
-            assert case_id is not None
-            message_id = message_ids[id(entry)]
-            if entry.decision.action == "open":
-                assert entry.parsed is not None
-                address = _reporter_address(entry, self.committee)
-                reporter = (None if participant_id is None or address is None
-                            else (participant_id, address))
-                mails += opened_mails(case_id, message_id, reporter, seats.get(case_id, []),
-                                      entry.parsed.message_id, entry.parsed.references,
-                                      paged[id(entry)])
-                continue
-            case = facts[case_id]
-            assert participant_id is not None
-            if entry.decision.role == access.MEMBER_ROLE:
-                assert entry.parsed is not None
-                mails += self.replies.handle(db, entry.parsed, case, participant_id, message_id,
-                                             roots, verified=entry.decision.verified,
-                                             kept_out=kept.get(message_id, set()))
-            else:
-                mails += message_mails(case_id, message_id, participant_id, case.seats, roots,
-                                       kept_out=kept.get(message_id, set()))
-        return mails
-
-    def _whom_to_page(self, db: Connection, opens: list[_Write],
-                      roster: Sequence[members.RosterMember], handles: dict[str, int],
-                      now: dt.datetime) -> dict[int, list[str]]:
-        """For each new case (by ``id`` of its entry), whom it pages: the members on
-        duty, or who stands in for one the reporter kept out. One look-up of who is
-        on duty for the whole batch: they share "now"."""
-        rotation = self.enqueue.rotation
-        if rotation is None or not opens:
-            return {id(entry): [] for entry in opens}
-        pair = on_duty_now(db, rotation, now)
-        pages: dict[int, list[str]] = {}
-        for entry in opens:
-            kept = {handles[h] for h in entry.decision.without if h in handles}
-            seated = [m.handle for m in roster if not m.is_mediator and m.id not in kept]
-            pages[id(entry)] = replace_unseated(pair, rotation, seated)
-        return pages
-
-    def _page_event(self, case_id: int, message_id: int, paged: list[str], members: bool,
-                    now: dt.datetime) -> dict[str, object] | None:
-        """Whom a new case paged, for its history, or that nobody could be (an error).
-        None without a rotation when the case has members: nobody is on duty, and
-        every member has the report."""
-        if self.enqueue.rotation is None and members:
-            return None
-        if not paged:
-            log.error("case #%d: nobody on duty could be paged", case_id)
-        return case_events.row(case_id, now,
-                               EventKind.PAGED if paged else EventKind.NOBODY_PAGED,
-                               {"members": paged}, message_id=message_id)
-
-    def _member_of(self, entry: _Write, roster: Sequence[members.RosterMember]) -> str | None:
-        """The handle of the committee member who wrote ``entry``, if one did: by
-        the one mailbox of its From, never by the envelope sender."""
-        if entry.parsed is None:
-            return None
-        sender = original_sender(entry.parsed, self.committee.list_id)
-        found = members.by_address(roster, sender) if sender else None
-        return None if found is None or found.is_mediator else found.handle
-
-    def _filed_for(self, entry: _Write,
-                   roster: Sequence[members.RosterMember]) -> OnBehalf | None:
-        """A member's filing of a report received elsewhere (``behalf.py``), or None:
-        only from a member's own address, and not when our mail server says DKIM,
-        SPF or DMARC failed for their domain (then it is a report like any other)."""
-        if entry.parsed is None or entry.automatic:
-            return None
-        handle = self._member_of(entry, roster)
-        member = next((m for m in roster if m.handle == handle), None)
-        if member is None or failure(entry.parsed.headers, self.committee.authserv_ids,
-                                     member.email) is not None:
-            return None
-        return read_filing(new_text(entry.parsed.text))
-
-    def prepare(self, delivery: Delivery) -> Prepared:
+    def prepare(self, delivery: Inbound) -> Prepared:
         """What can be worked out before the transaction begins: it reads nothing
         of the store, so it may be done while another batch is stored."""
         reading = delivery.reading or Reading.of(delivery.raw)
@@ -595,51 +303,6 @@ class Intake:
                      if parsed is not None else None)
         return Prepared(delivery, reading.key, parsed, reading.parse_error, automatic)
 
-    def _message_values(
-        self, delivery: Delivery, key: str, parsed: ParsedMessage | None, automatic: str | None
-    ) -> dict[str, object]:
-        raw = delivery.raw
-        values: dict[str, object] = {
-            "direction": "in",
-            "channel": delivery.channel,
-            "dedupe_key": key,
-            "raw_sha256": hashlib.sha256(raw).hexdigest(),
-            "raw_size": len(raw),
-            "raw": raw,
-            # Kept as given, cut to the column's size (a longer one is no address).
-            "envelope_from": (None if delivery.envelope_from is None
-                              else delivery.envelope_from[:320]),
-            "recipients": [r.address for r in delivery.recipients],
-            "received_at": self.clock.now(),
-            "verified": False,
-        }
-        if parsed is not None:
-            values.update(_parsed_values(parsed))
-            values["automatic"] = automatic
-        return values
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """A delivery with what can be worked out before the transaction begins."""
-
-    delivery: Delivery
-    key: str
-    parsed: ParsedMessage | None
-    parse_error: str | None
-    automatic: str | None  # why it is automatic (RFC 3834), if it is
-
-
-@dataclass(frozen=True, eq=False)
-class _Write:
-    """One routing decision waiting to be written (compared by identity)."""
-
-    decision: route.Route
-    parsed: ParsedMessage | None
-    envelope_from: str | None
-    message: dict[str, object] | int
-    automatic: str | None  # why it is automatic: then it causes no mail
-
 
 def _looks_up(item: Prepared) -> bool:
     """Does routing ``item`` read the store (reply addresses, threading headers)?"""
@@ -647,37 +310,3 @@ def _looks_up(item: Prepared) -> bool:
         return False
     return bool(item.parsed.thread_ids) or any(
         r.kind == "reply" for r in item.delivery.recipients)
-
-
-def _parsed_values(parsed: ParsedMessage) -> dict[str, object]:
-    return {
-        "message_id": parsed.message_id,
-        "in_reply_to": parsed.in_reply_to,
-        "references": " ".join(parsed.references) or None,
-        "from_address": parsed.from_address,
-        "subject": parsed.subject,
-        "sent_at": parsed.date,
-        "headers": [[name, value] for name, value in parsed.headers],
-        "text": parsed.text,
-        "html": parsed.html,
-        "defects": list(parsed.defects) or None,
-    }
-
-
-def _attachment_rows(parsed: ParsedMessage) -> list[dict[str, object]]:
-    return [
-        {"part": a.part, "filename": a.filename, "content_type": a.content_type,
-         "size": a.size, "sha256": a.sha256}
-        for a in parsed.attachments
-    ]
-
-
-def _reporter_address(entry: _Write, committee: Committee) -> str | None:
-    """Where a new report's acknowledgement goes: who wrote it, or, when its From
-    names no one mailbox, the envelope sender (where an answer would go)."""
-    assert entry.parsed is not None
-    return original_sender(entry.parsed, committee.list_id) or _address(entry.envelope_from)
-
-
-def _address(envelope_from: str | None) -> str | None:
-    return mailbox(envelope_from) if envelope_from else None

@@ -23,6 +23,7 @@ import aiosmtplib
 
 from cocmail.config import Delivery
 from cocmail.config.secrets import read_secret
+from cocmail.errors import describe
 
 
 class DeliveryError(Exception):
@@ -123,7 +124,7 @@ class SmtpTransport:
         except (aiosmtplib.SMTPException, OSError) as exc:
             client.close()
             raise DeliveryError(f"cannot reach relay {config.relay_host}:{config.relay_port}: "
-                                f"{_describe(exc)}", permanent=False) from None
+                                f"{describe(exc)}", permanent=False) from None
         return client
 
     async def send(self, name: str, sender: str, recipient: str, data: bytes) -> None:
@@ -153,7 +154,7 @@ class SmtpTransport:
                                 permanent=False) from None
         except (aiosmtplib.SMTPException, OSError) as exc:
             client.close()
-            raise DeliveryError(f"relay connection failed: {_describe(exc)}",
+            raise DeliveryError(f"relay connection failed: {describe(exc)}",
                                 permanent=False) from None
         self._idle.append(client)
 
@@ -174,11 +175,6 @@ async def _reset(client: aiosmtplib.SMTP, idle: list[aiosmtplib.SMTP]) -> None:
         client.close()
         return
     idle.append(client)
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def _password(config: Delivery) -> str | None:

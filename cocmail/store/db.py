@@ -24,7 +24,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from cocmail.config import Database
-from cocmail.errors import StoreUnavailable
+from cocmail.errors import StoreUnavailable, describe
 
 log = logging.getLogger(__name__)
 # Set by ``writes.scrub_after_commit`` (kept here too: the store knows no writes).
@@ -146,8 +146,7 @@ def _describe(exc: Exception) -> str:
     """One line about a database failure, without the SQL or its parameters (which may
     hold a report's text)."""
     orig = getattr(exc, "orig", None)
-    text = str(orig if orig is not None else exc).strip().splitlines()
-    return f"{type(orig or exc).__name__}: {text[0] if text else 'database error'}"
+    return describe(orig if orig is not None else exc)
 
 
 def make_engine(url: str, busy_timeout: dt.timedelta, pool_size: int = 8) -> Engine:

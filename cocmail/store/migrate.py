@@ -35,6 +35,17 @@ def current_revision(store: Store) -> str | None:
         raise StoreUnavailable(_describe(exc)) from exc
 
 
+def behind(store: Store) -> str | None:
+    """Why this cocmail cannot use the database as it is, or None when its schema
+    is the one this cocmail needs (the one check the daemon, the CLI and the pipe
+    make before they read or write)."""
+    current, head = current_revision(store), head_revision(store)
+    if current == head:
+        return None
+    return (f"the database is at revision {current or 'none (empty)'}, this cocmail needs "
+            f"{head}: run `cocmail db upgrade`")
+
+
 def is_empty(store: Store) -> bool:
     try:
         with store.engine.connect() as conn:

@@ -17,8 +17,9 @@ from imapclient import IMAPClient
 from sqlalchemy import select
 
 from cocmail.config import Imap
-from cocmail.errors import ConfigError
-from cocmail.ingest.imap import account, connect, describe, folders, hang_up
+from cocmail.errors import ConfigError, describe
+from cocmail.ingest.imap.position import account
+from cocmail.ingest.imap.session import connect, folders, hang_up
 from cocmail.store.db import Store
 from cocmail.store.models import ImapState
 
