@@ -6,7 +6,8 @@ import hashlib
 
 import pytest
 
-from cocmail.parse.message import ParseError, decode_header, parse
+from cocmail.parse.message import ParseError, parse
+from cocmail.parse.text import decode_header
 from tests.conftest import corpus_files, stdlib_email_messages
 
 
@@ -103,7 +104,8 @@ def test_fast_body_path_agrees_with_mail_parser(path) -> None:
     import email
     import email.policy
 
-    from cocmail.parse.message import _Bodies, _decode_bodies, _Looks
+    from cocmail.parse.message import _Bodies, _decode_bodies
+    from cocmail.parse.parts import Looks as _Looks
 
     msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.compat32)
     if any(part.defects for part in msg.walk()):

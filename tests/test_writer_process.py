@@ -22,7 +22,8 @@ import pytest
 from sqlalchemy import select
 
 from cocmail.config import Committee
-from cocmail.daemon.intake_process import ProcessWriter, _Received
+from cocmail.daemon.intake_helper import _Received
+from cocmail.daemon.intake_process import ProcessWriter
 from cocmail.errors import StoreUnavailable
 from cocmail.intake.batch import MAX_BATCH, BatchWriter, Chain, Writer
 from cocmail.intake.inbound import Accepted, Inbound

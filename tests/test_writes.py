@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
-from cocmail.store import writes
+from cocmail.store import bulk, writes
 from cocmail.store.db import Store
 from cocmail.store.models import Participant
 from cocmail.telemetry.masking import mask_addresses
@@ -51,7 +51,7 @@ def test_ids_given_back_are_the_rows_stored(store: Store) -> None:
     # Rows whose columns differ go in as runs of their own: the ids still match.
     with store.transaction() as db:
         rows = _rows(first, "mixed")
-        mixed = writes._insert_many(db, Participant.__table__, rows)
+        mixed = bulk.insert_many(db, Participant.__table__, rows)
     assert _stored_as(store, mixed) == [r["email"] for r in rows]
 
     # The newest rows gone (a purge, a restore): the next ids are taken again.

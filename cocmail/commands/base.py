@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 from cocmail.case import events
 from cocmail.case.access import CaseAccess, Seat, Standing
 from cocmail.case.events import EventKind
-from cocmail.config import Member
+from cocmail.config import Member, member_of
 
 _ENDINGS = ("thanks", "thank you", "thx", "--", "-- ")
 
@@ -63,7 +63,8 @@ class Request:
                                       message_id=self.message_id))
 
     def name_of(self, handle: str) -> str:
-        return next((m.name for m in self.members if m.handle == handle), handle)
+        member = member_of(self.members, handle)
+        return member.name if member is not None else handle
 
 
 @dataclass(frozen=True)

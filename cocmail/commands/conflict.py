@@ -1,6 +1,6 @@
 """``no-conflict``: the answer to a conflict check. The member is cleared to
 read the case: the case so far is mailed to them, and all its later mail
-(``commands/runner.py``). The other answer is ``recuse``.
+(``commands/replies.py``). The other answer is ``recuse``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``emergency <action> [reason]``: one member records an interim measure at once
 (a ban from a venue or a channel while the committee meets, say). Every member
-who can see the case is paged (``commands/runner.py``); the committee must answer
+who can see the case is paged (``commands/replies.py``); the committee must answer
 ``emergency confirm`` or ``emergency reverse [reason]`` within
 ``committee.emergency_within`` (24h by default), or the sweep escalates it to
 the whole committee (``schedule/emergencies.py``). The member who took the

@@ -14,6 +14,7 @@ import zoneinfo
 
 from cocmail.case.events import EventKind
 from cocmail.commands.base import Request, Result
+from cocmail.config import member_of
 from cocmail.config.units import parse_duration
 from cocmail.store import writes
 
@@ -67,7 +68,8 @@ def due_at(text: str, request: Request) -> dt.datetime | None:
     except ValueError:
         return None
     if moment.tzinfo is None:
-        zone = next((m.timezone for m in request.members if m.handle == request.handle), "UTC")
+        member = member_of(request.members, request.handle)
+        zone = member.timezone if member is not None else "UTC"
         if len(text) <= 10:  # a date alone: the morning of that day
             moment = moment.replace(hour=9)
         moment = moment.replace(tzinfo=zoneinfo.ZoneInfo(zone))

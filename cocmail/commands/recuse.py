@@ -4,7 +4,8 @@ Hard (the default): they get nothing more about the case and cannot act on it.
 Soft: they may still read it (a soft recusal answers a conflict check: the
 case so far comes to them), but not vote or decide. No reason is required;
 one given is kept in the case's history. A triager who recuses is replaced:
-the next member of the rotation who can act is paged (``intake``).
+the next member of the rotation who can act is paged
+(``schedule/stand_ins.py``, from ``commands/replies.py``).
 """
 
 from __future__ import annotations

@@ -24,3 +24,4 @@ from cocmail.config.model import Secrets as Secrets
 from cocmail.config.model import Sla as Sla
 from cocmail.config.model import Smtp as Smtp
 from cocmail.config.model import Templates as Templates
+from cocmail.config.model import member_of as member_of

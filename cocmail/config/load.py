@@ -12,11 +12,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 import tomllib
-import zoneinfo
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from cocmail.config import reader
 from cocmail.config.model import (
     MEDIATOR,
     NOTIFY_TARGETS,
@@ -37,154 +36,14 @@ from cocmail.config.model import (
     Smtp,
     Templates,
 )
-from cocmail.config.units import Endpoint, parse_duration, parse_endpoint, parse_size
+from cocmail.config.reader import Table
+from cocmail.config.units import parse_duration, parse_endpoint, parse_size
 from cocmail.errors import ConfigError
-from cocmail.syntax import ADDRESS, HANDLE
-
-T = TypeVar("T")
-
-_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+from cocmail.syntax import HANDLE
 
 
-_MISSING: Any = object()
-
-
-class _Table:
-    """One TOML table being read: typed getters that name the dotted key on error,
-    and a final check that no key was left unread."""
-
-    def __init__(self, data: object, key: str) -> None:
-        if not isinstance(data, dict):
-            raise ConfigError(key, "must be a table")
-        self.data: dict[str, Any] = data
-        self.key = key
-        self._read: set[str] = set()
-
-    def _path(self, name: str) -> str:
-        return f"{self.key}.{name}" if self.key else name
-
-    def get(self, name: str, kind: type[T], default: Any = _MISSING) -> T:
-        self._read.add(name)
-        if name not in self.data:
-            if default is _MISSING:
-                raise ConfigError(self._path(name), "missing")
-            return default  # type: ignore[no-any-return]
-        value = self.data[name]
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise ConfigError(self._path(name), f"must be a {kind.__name__}")
-        return value
-
-    def convert(self, name: str, parse: Callable[[Any], T], default: Any = _MISSING) -> T:
-        self._read.add(name)
-        if name not in self.data:
-            if default is _MISSING:
-                raise ConfigError(self._path(name), "missing")
-            return default  # type: ignore[no-any-return]
-        try:
-            return parse(self.data[name])
-        except ValueError as exc:
-            raise ConfigError(self._path(name), str(exc)) from None
-
-    def table(self, name: str, required: bool = True) -> _Table:
-        self._read.add(name)
-        if name not in self.data:
-            if required:
-                raise ConfigError(self._path(name), "missing section")
-            return _Table({}, self._path(name))
-        return _Table(self.data[name], self._path(name))
-
-    def tables(self, name: str) -> Iterator[_Table]:
-        self._read.add(name)
-        items = self.data.get(name, [])
-        if not isinstance(items, list):
-            raise ConfigError(self._path(name), "must be a list of tables")
-        for index, item in enumerate(items):
-            yield _Table(item, f"{self._path(name)}[{index}]")
-
-    def done(self) -> None:
-        for name in self.data:
-            if name not in self._read:
-                raise ConfigError(self._path(name), "unknown key")
-
-
-def _email(value: object) -> str:
-    if not isinstance(value, str) or not ADDRESS.fullmatch(value.strip()):
-        raise ValueError("not an email address")
-    return value.strip()
-
-
-def _timezone(value: object) -> str:
-    if not isinstance(value, str):
-        raise ValueError("must be a string")
-    try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {value!r}") from None
-    return value
-
-
-def _handoff(value: object) -> tuple[int, dt.time]:
-    if not isinstance(value, str):
-        raise ValueError('must be like "monday 09:00"')
-    match = re.fullmatch(r"\s*([a-z]+)\s+(\d{1,2}):(\d{2})\s*", value.lower())
-    if match is None or match.group(1) not in _WEEKDAYS:
-        raise ValueError('must be a weekday and a time, like "monday 09:00"')
-    hour, minute = int(match.group(2)), int(match.group(3))
-    if hour > 23 or minute > 59:
-        raise ValueError("time out of range")
-    return _WEEKDAYS.index(match.group(1)), dt.time(hour, minute)
-
-
-def _time_of_day(value: object) -> dt.time:
-    if not isinstance(value, str):
-        raise ValueError('must be a time like "08:00"')
-    match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*", value)
-    if match is None or int(match.group(1)) > 23 or int(match.group(2)) > 59:
-        raise ValueError('must be a time like "08:00"')
-    return dt.time(int(match.group(1)), int(match.group(2)))
-
-
-def _listen_list(value: object) -> tuple[Endpoint, ...]:
-    if not isinstance(value, list):
-        raise ValueError("must be a list of host:port strings")
-    return tuple(parse_endpoint(item) for item in value)
-
-
-def _path_under(base: Path) -> Callable[[object], Path]:
-    def parse(value: object) -> Path:
-        if not isinstance(value, str) or not value:
-            raise ValueError("must be a path")
-        path = Path(value)
-        return path if path.is_absolute() else base / path
-
-    return parse
-
-
-def _database_url(base: Path) -> Callable[[object], str]:
-    def parse(value: object) -> str:
-        if not isinstance(value, str):
-            raise ValueError("must be a string")
-        if value.startswith("sqlite:///") and not value.startswith("sqlite:////"):
-            relative = value[len("sqlite:///"):]
-            if relative and relative != ":memory:":
-                return f"sqlite:///{base / relative}"
-            return value
-        if value.startswith("sqlite:"):
-            return value
-        if value.startswith("postgresql://"):
-            # SQLAlchemy's bare postgresql:// means psycopg2; cocmail ships psycopg 3.
-            return "postgresql+psycopg://" + value[len("postgresql://"):]
-        if value.startswith("postgresql+psycopg://"):
-            return value
-        raise ValueError("must start with sqlite:/// or postgresql://")
-
-    return parse
-
-
-def _committee(t: _Table) -> Committee:
-    address = t.convert("address", _email)
+def _committee(t: Table) -> Committee:
+    address = t.convert("address", reader.email)
     separator = t.get("plus_separator", str, "+")
     if len(separator) != 1 or separator.isalnum() or separator in "@.\"\\ ":
         raise ConfigError("committee.plus_separator", "must be one punctuation character")
@@ -204,9 +63,9 @@ def _committee(t: _Table) -> Committee:
             Member(
                 handle=handle,
                 name=mt.get("name", str),
-                email=mt.convert("email", _email),
+                email=mt.convert("email", reader.email),
                 employer=mt.get("employer", str, ""),
-                timezone=mt.convert("timezone", _timezone, "UTC"),
+                timezone=mt.convert("timezone", reader.timezone, "UTC"),
                 roles=tuple(mt.get("roles", list, [])),
             )
         )
@@ -231,7 +90,7 @@ def _committee(t: _Table) -> Committee:
         short_name=short_name,
         address=address,
         plus_separator=separator,
-        mediator=t.convert("mediator", _email, None),
+        mediator=t.convert("mediator", reader.email, None),
         list_id=t.get("list_id", str, None),
         members=tuple(members),
         authserv_ids=tuple(str(v) for v in t.get("authserv_ids", list, [])),
@@ -251,15 +110,15 @@ def _relay_approval(roles: list[Any]) -> tuple[str, ...]:
     return tuple(roles)
 
 
-def _rotation(t: _Table, committee: Committee) -> Rotation:
-    weekday, time = t.convert("handoff", _handoff, (0, dt.time(9, 0)))
+def _rotation(t: Table, committee: Committee) -> Rotation:
+    weekday, time = t.convert("handoff", reader.handoff, (0, dt.time(9, 0)))
     order = tuple(t.get("order", list, [m.handle for m in committee.members]))
     known = {m.handle for m in committee.members}
     for handle in order:
         if handle not in known:
             raise ConfigError("rotation.order", f"{handle!r} is not a committee member")
     rotation = Rotation(
-        timezone=t.convert("timezone", _timezone, "UTC"),
+        timezone=t.convert("timezone", reader.timezone, "UTC"),
         handoff_weekday=weekday,
         handoff_time=time,
         order=order,
@@ -269,7 +128,7 @@ def _rotation(t: _Table, committee: Committee) -> Rotation:
     return rotation
 
 
-def _sla(t: _Table) -> Sla:
+def _sla(t: Table) -> Sla:
     steps = []
     for st in t.tables("escalation"):
         notify = st.get("notify", str)
@@ -291,14 +150,14 @@ def _sla(t: _Table) -> Sla:
     return sla
 
 
-def _smtp(t: _Table, base: Path) -> Smtp:
+def _smtp(t: Table, base: Path) -> Smtp:
     smtp = Smtp(
-        listen=t.convert("listen", _listen_list, ()),
-        lmtp_listen=t.convert("lmtp_listen", _listen_list, ()),
+        listen=t.convert("listen", reader.listen_list, ()),
+        lmtp_listen=t.convert("lmtp_listen", reader.listen_list, ()),
         max_message_size=t.convert("max_message_size", parse_size, 25 * 1024**2),
         hostname=t.get("hostname", str, "localhost"),
-        tls_cert=t.convert("tls_cert", _path_under(base), None),
-        tls_key=t.convert("tls_key", _path_under(base), None),
+        tls_cert=t.convert("tls_cert", reader.path_under(base), None),
+        tls_key=t.convert("tls_key", reader.path_under(base), None),
         timeout=t.convert("timeout", parse_duration, dt.timedelta(minutes=5)),
     )
     if (smtp.tls_cert is None) != (smtp.tls_key is None):
@@ -307,7 +166,7 @@ def _smtp(t: _Table, base: Path) -> Smtp:
     return smtp
 
 
-def _delivery(t: _Table, base: Path) -> Delivery:
+def _delivery(t: Table, base: Path) -> Delivery:
     method = t.get("method", str, "maildir")
     if method not in ("maildir", "smtp"):
         raise ConfigError("delivery.method", 'must be "maildir" or "smtp"')
@@ -316,14 +175,14 @@ def _delivery(t: _Table, base: Path) -> Delivery:
         raise ConfigError("delivery.security", 'must be "tls", "starttls" or "none"')
     delivery = Delivery(
         method=method,
-        maildir=t.convert("maildir", _path_under(base), base / "var" / "outbox"),
+        maildir=t.convert("maildir", reader.path_under(base), base / "var" / "outbox"),
         relay_host=t.get("relay_host", str, None),
         relay_port=t.get("relay_port", int, 587),
         security=security,
         username=t.get("username", str, None),
-        password_file=t.convert("password_file", _path_under(base), None),
+        password_file=t.convert("password_file", reader.path_under(base), None),
         password_env=t.get("password_env", str, None),
-        tls_ca_file=t.convert("tls_ca_file", _path_under(base), None),
+        tls_ca_file=t.convert("tls_ca_file", reader.path_under(base), None),
         helo_name=t.get("helo_name", str, None),
         timeout=t.convert("timeout", parse_duration, dt.timedelta(seconds=60)),
         retry_first=t.convert("retry_first", parse_duration, dt.timedelta(minutes=1)),
@@ -351,7 +210,7 @@ def _delivery(t: _Table, base: Path) -> Delivery:
     return delivery
 
 
-def _imap(t: _Table, base: Path) -> Imap:
+def _imap(t: Table, base: Path) -> Imap:
     security = t.get("security", str, "tls")
     if security not in ("tls", "starttls", "none"):
         raise ConfigError("imap.security", 'must be "tls", "starttls" or "none"')
@@ -367,11 +226,11 @@ def _imap(t: _Table, base: Path) -> Imap:
         security=security,
         username=t.get("username", str),
         auth=auth,
-        password_file=t.convert("password_file", _path_under(base), None),
+        password_file=t.convert("password_file", reader.path_under(base), None),
         password_env=t.get("password_env", str, None),
-        oauth2_token_file=t.convert("oauth2_token_file", _path_under(base), None),
+        oauth2_token_file=t.convert("oauth2_token_file", reader.path_under(base), None),
         oauth2_token_command=t.get("oauth2_token_command", str, None),
-        tls_ca_file=t.convert("tls_ca_file", _path_under(base), None),
+        tls_ca_file=t.convert("tls_ca_file", reader.path_under(base), None),
         folder=t.get("folder", str, "INBOX"),
         after=after,
         processed_folder=t.get("processed_folder", str, "cocmail-processed"),
@@ -420,14 +279,15 @@ def load(path: Path) -> Config:
 def from_dict(raw: dict[str, Any], path: Path) -> Config:
     """Validate an already-parsed TOML document; relative paths are taken from ``path``'s folder."""
     base = path.parent
-    top = _Table(raw, "")
+    top = Table(raw, "")
     committee = _committee(top.table("committee"))
     rotation = _rotation(top.table("rotation", required=False), committee)
     sla = _sla(top.table("sla", required=False))
 
     dbt = top.table("database", required=False)
     database = Database(
-        url=dbt.convert("url", _database_url(base), f"sqlite:///{base / 'var' / 'cocmail.db'}"),
+        url=dbt.convert("url", reader.database_url(base),
+                        f"sqlite:///{base / 'var' / 'cocmail.db'}"),
         busy_timeout=dbt.convert("busy_timeout", parse_duration, dt.timedelta(seconds=10)),
         pool_size=dbt.get("pool_size", int, 8),
     )
@@ -440,7 +300,8 @@ def from_dict(raw: dict[str, Any], path: Path) -> Config:
 
     st = top.table("secrets", required=False)
     secrets = Secrets(
-        token_key_file=st.convert("token_key_file", _path_under(base), base / "var" / "token.key"),
+        token_key_file=st.convert("token_key_file", reader.path_under(base),
+                                  base / "var" / "token.key"),
         token_key_env=st.get("token_key_env", str, "COCMAIL_TOKEN_KEY"),
     )
     st.done()
@@ -462,13 +323,13 @@ def from_dict(raw: dict[str, Any], path: Path) -> Config:
     dt_ = top.table("digest", required=False)
     digest = Digest(
         enabled=dt_.get("enabled", bool, True),
-        at=dt_.convert("at", _time_of_day, dt.time(8, 0)),
-        timezone=dt_.convert("timezone", _timezone, rotation.timezone),
+        at=dt_.convert("at", reader.time_of_day, dt.time(8, 0)),
+        timezone=dt_.convert("timezone", reader.timezone, rotation.timezone),
     )
     dt_.done()
 
     tt = top.table("templates", required=False)
-    templates = Templates(directory=tt.convert("directory", _path_under(base), None))
+    templates = Templates(directory=tt.convert("directory", reader.path_under(base), None))
     tt.done()
 
     imap = _imap(top.table("imap"), base) if "imap" in raw else None

@@ -4,8 +4,10 @@ TOML table. ``cocmail.config.load`` makes them from the file and checks every ke
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from cocmail.config.units import Endpoint
 
@@ -45,8 +47,8 @@ class Committee:
         return self.address.rsplit("@", 1)[0].lower()
 
     def member(self, handle: str) -> Member | None:
-        """The roster's member of ``handle`` (the one look-up by handle)."""
-        return next((m for m in self.members if m.handle == handle), None)
+        """The roster's member of ``handle``."""
+        return member_of(self.members, handle)
 
     def name_of(self, handle: str) -> str:
         """How mail names the member of ``handle``: their name, else the handle."""
@@ -58,6 +60,20 @@ class Committee:
     @property
     def domain(self) -> str:
         return self.address.rsplit("@", 1)[1].lower()
+
+
+class _Handled(Protocol):
+    @property
+    def handle(self) -> str: ...
+
+
+M = TypeVar("M", bound=_Handled)
+
+
+def member_of(members: Iterable[M], handle: str) -> M | None:
+    """The member of ``handle`` among ``members`` (the config's or the store's
+    roster): the one look-up by handle."""
+    return next((m for m in members if m.handle == handle), None)
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,26 @@
-"""Starting a helper process of the daemon (the intake writer, the outbox worker),
-and the end of any cocmail process's start-up (``finish_start_up``)."""
+"""Starting a helper process of the daemon (the intake writer, the outbox worker):
+``spawn`` in the daemon, ``helper_start`` first thing in the helper, ``ready``
+once it can work; and the end of any cocmail process's start-up
+(``finish_start_up``)."""
 
 from __future__ import annotations
 
 import gc
 import multiprocessing
+import signal
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import configure_mappers
+
+from cocmail import config as config_module
+from cocmail.config import Config
+from cocmail.route import tokens
+from cocmail.store.db import Store
+from cocmail.telemetry import logs
 
 READY = "ready"
 
@@ -25,6 +36,24 @@ def finish_start_up() -> None:
     never per request."""
     configure_mappers()
     gc.freeze()
+
+
+@dataclass(frozen=True)
+class Helper:
+    config: Config
+    store: Store
+    key: bytes
+
+
+def helper_start(config_path: str) -> Helper:
+    """What each helper process does first: the daemon's config, its log format,
+    the store and the token key (the daemon made it, if it was new). Ctrl-C
+    reaches the whole process group: the daemon says when a helper stops, after
+    the batch in hand."""
+    config = config_module.load(Path(config_path))
+    logs.setup(config.logging.level)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return Helper(config, Store.of(config.database), tokens.load_key(config))
 
 
 def ready(conn: Connection) -> None:

@@ -33,7 +33,6 @@ process, so that the failed one, taken again, does not land behind them.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import itertools
 import logging
@@ -44,125 +43,23 @@ from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import Any
 
-from cocmail import wiring
-from cocmail.daemon.child import ready, spawn
+from cocmail.daemon.child import spawn
+from cocmail.daemon.intake_helper import Entries, serve
 from cocmail.errors import StoreUnavailable
-from cocmail.intake.batch import MAX_BATCH, BatchWriter, Chain, settled
-from cocmail.intake.inbound import Accepted, Inbound, Prepared
-from cocmail.intake.service import Intake
+from cocmail.intake.batch import BatchWriter, Chain, settled
+from cocmail.intake.inbound import Accepted, Inbound
 from cocmail.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 PIPE_UP_TO = 256 * 1024
 
-# What goes down the pipe: a list of (request id, delivery, chain id or None).
-_Entry = tuple[int, Inbound, int | None]
-_Entries = list[_Entry]
 # What the sending thread is given: a list of entries to send, ``None`` (send the
 # process its end), ``_CLOSE`` (close the connection: it was replaced), or
 # ``_QUIT`` (the thread's end, with its connection ``None``).
 _CLOSE = object()
 _QUIT = object()
-_Outgoing = tuple[Connection | None, "_Entries | object | None"]
-
-
-def _serve(conn: Connection, config_path: str) -> None:
-    """The writer process: read deliveries, store them in batches, answer."""
-    from cocmail import config as config_module
-    from cocmail.clock import SystemClock
-    from cocmail.route import tokens
-    from cocmail.store.db import Store
-    from cocmail.telemetry import logs
-
-    config = config_module.load(Path(config_path))
-    logs.setup(config.logging.level)
-    store = Store.of(config.database)
-    key = tokens.load_key(config)
-    intake = wiring.intake(config, store, key, SystemClock())
-    ready(conn)
-    received = _Received()
-    threading.Thread(target=received.receive, args=(conn, intake), name="receive",
-                     daemon=True).start()
-    failed_chains: set[int] = set()  # one id for each IMAP drain that failed
-    while True:
-        batch = received.take()
-        if batch is None:
-            return
-        # A batch behind one of its chain that failed is not stored (see Chain).
-        answers: list[tuple[int, Accepted | StoreUnavailable]] = [
-            (rid, StoreUnavailable("not stored: an earlier batch of this drain failed"))
-            for (rid, _, chain), _ in batch if chain in failed_chains]
-        batch = [item for item in batch if item[0][2] not in failed_chains]
-        results = intake.store_prepared([prepared for _, prepared in batch]) if batch else []
-        for ((rid, _, chain), _), result in zip(batch, results, strict=True):
-            answers.append((rid, result))
-            if chain is not None and isinstance(result, StoreUnavailable):
-                failed_chains.add(chain)
-        try:
-            conn.send(answers)
-        except OSError:
-            return  # the daemon has gone: what was stored is found stored when it comes again
-
-
-class _Received:
-    """What the writer process's receiving thread has taken from the pipe and
-    prepared (``Intake.prepare``: unpickled, parsed where the poller had not),
-    waiting to be stored. The thread does it while the batch before is stored:
-    most of a commit is the wait for the disk (fsync, 8 ms a batch measured),
-    in which the thread has the GIL. It takes no more while ``MAX_BATCH`` are
-    waiting, and the writer takes all that waits, so that SMTP's messages still
-    share a commit (group commit) as they did when the writer read the pipe itself."""
-
-    def __init__(self) -> None:
-        self._lists: collections.deque[list[tuple[_Entry, Prepared]]] = collections.deque()
-        self._waiting = 0  # messages in _lists
-        self._ended = False  # the daemon said so (None), or its end of the pipe closed
-        self._failed: BaseException | None = None
-        self._changed = threading.Condition()
-
-    def receive(self, conn: Connection, intake: Intake) -> None:
-        """The receiving thread."""
-        try:
-            while True:
-                try:
-                    entries = conn.recv()
-                except EOFError:
-                    entries = None
-                if entries is None:
-                    with self._changed:
-                        self._ended = True
-                        self._changed.notify()
-                    return
-                prepared = [(entry, intake.prepare(entry[1])) for entry in entries]
-                with self._changed:
-                    while self._waiting >= MAX_BATCH:
-                        self._changed.wait()
-                    self._lists.append(prepared)
-                    self._waiting += len(prepared)
-                    self._changed.notify()
-        except BaseException as exc:  # the writer raises it: the process ends, and is replaced
-            with self._changed:
-                self._failed = exc
-                self._changed.notify()
-
-    def take(self) -> list[tuple[_Entry, Prepared]] | None:
-        """The next batch: the first list waiting (whole: an IMAP batch is stored in
-        one transaction), and those behind it while under ``MAX_BATCH`` messages;
-        None at the end, once all that came before it was taken."""
-        with self._changed:
-            while not self._lists and not self._ended and self._failed is None:
-                self._changed.wait()
-            if not self._lists:
-                if self._failed is not None:
-                    raise self._failed
-                return None
-            batch = self._lists.popleft()
-            while self._lists and len(batch) < MAX_BATCH:
-                batch += self._lists.popleft()
-            self._waiting -= len(batch)
-            self._changed.notify()
-            return batch
+_Outgoing = tuple[Connection | None, "Entries | object | None"]
 
 
 def _failed(exc: Exception) -> asyncio.Future[Accepted]:
@@ -200,7 +97,7 @@ class ProcessWriter:
             self._sender = threading.Thread(target=self._send_in_turn, name="intake-pipe",
                                             daemon=True)
             self._sender.start()
-        self._process, parent = spawn(_serve, str(self.config_path), "cocmail-intake-writer")
+        self._process, parent = spawn(serve, str(self.config_path), "cocmail-intake-writer")
         self._conn = parent
         loop.add_reader(parent.fileno(), self._on_results)
         log.info("intake writer process %d started", self._process.pid)

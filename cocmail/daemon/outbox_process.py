@@ -25,7 +25,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from cocmail.daemon.child import ready, spawn
+from cocmail.daemon.child import helper_start, ready, spawn
 from cocmail.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -49,21 +49,15 @@ class _ForwardingMetrics(Metrics):
 
 
 def _serve(conn: Connection, config_path: str) -> None:
-    from cocmail import config as config_module
     from cocmail.clock import SystemClock
     from cocmail.notify import transport
     from cocmail.notify.templates import Templates
     from cocmail.notify.worker import OutboxWorker
-    from cocmail.route import tokens
-    from cocmail.store.db import Store
-    from cocmail.telemetry import logs
 
-    config = config_module.load(Path(config_path))
-    logs.setup(config.logging.level)
+    helper = helper_start(config_path)
+    config, store = helper.config, helper.store
     os.nice(NICENESS)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon says when to stop
-    store = Store.of(config.database)
-    worker = OutboxWorker(store, config, tokens.load_key(config), SystemClock(),
+    worker = OutboxWorker(store, config, helper.key, SystemClock(),
                           transport.for_config(config.delivery),
                           Templates(config.templates.directory), _ForwardingMetrics(conn))
 

@@ -8,12 +8,10 @@ import datetime as dt
 import logging
 import signal
 import ssl
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy import func, select, text
-from sqlalchemy.orm import Session
 
 from cocmail import wiring
 from cocmail.case import members
@@ -34,12 +32,7 @@ from cocmail.notify import transport
 from cocmail.notify.enqueue import Enqueue
 from cocmail.notify.templates import Templates
 from cocmail.route import tokens
-from cocmail.schedule.digest import queue_digests
-from cocmail.schedule.emergencies import escalate_emergencies
-from cocmail.schedule.escalation import escalate
-from cocmail.schedule.handoff import queue_handoffs
-from cocmail.schedule.late_members import seat_late_members
-from cocmail.schedule.reminders import queue_reminders
+from cocmail.schedule.sweep import sweep
 from cocmail.store import migrate
 from cocmail.store.db import Store
 from cocmail.store.models import Outbox
@@ -166,8 +159,7 @@ class Daemon:
             self.imap.start()
 
     def _start_scheduler(self) -> None:
-        """APScheduler decides only when to look; what is due is read from the store,
-        so a restart, a missed tick or a second daemon changes nothing."""
+        """APScheduler decides only when to look (``schedule/sweep.py`` what is due)."""
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
         self.scheduler = AsyncIOScheduler(timezone="UTC")
@@ -186,40 +178,8 @@ class Daemon:
             self.outbox.wake()
 
     def _queue_due(self) -> int:
-        """Queue what is due now: escalation steps, hand-offs, reminders, unanswered
-        emergency measures, conflict checks for members who joined since a case
-        opened, the daily digest. Each
-        in a transaction of its own, so one that fails does not hold up the others
-        (the next tick tries it again); how many mails were queued."""
         assert self.enqueue is not None
-        enqueue = self.enqueue
-        queued = 0
-        tasks: list[tuple[str, Callable[[Session, dt.datetime], int]]] = [
-            ("escalation", lambda s, now: escalate(s.connection(), self.config, enqueue, now)),
-            ("hand-off", lambda s, now: queue_handoffs(s, self.config, enqueue, now)),
-            ("reminder", lambda s, now: queue_reminders(s.connection(), enqueue, now)),
-            ("emergency", lambda s, now: escalate_emergencies(s.connection(), enqueue, now)),
-            ("late-member", lambda s, now: seat_late_members(
-                s.connection(), self.config.committee, enqueue, now)),
-            ("digest", lambda s, now: queue_digests(s, self.config, enqueue, now)),
-        ]
-        for name, work in tasks:
-            try:
-                with self.store.unit_of_work() as session:
-                    count = work(session, self.clock.now())
-            except StoreUnavailable as exc:
-                log.error("sweep: %s: store unavailable: %s", name, exc)
-                self.metrics.inc("cocmail_sweep_total", task=name, outcome="failed")
-                continue
-            except Exception:
-                log.exception("sweep: %s failed", name)
-                self.metrics.inc("cocmail_sweep_total", task=name, outcome="failed")
-                continue
-            self.metrics.inc("cocmail_sweep_total", task=name, outcome="ok")
-            if count:
-                log.info("sweep: queued %d %s mail(s)", count, name)
-            queued += count
-        return queued
+        return sweep(self.store, self.config, self.enqueue, self.clock, self.metrics)
 
     async def health(self) -> tuple[bool, str]:
         loop = asyncio.get_running_loop()

@@ -15,14 +15,16 @@ from cocmail.case import access, members
 from cocmail.case import events as case_events
 from cocmail.case.events import EventKind
 from cocmail.clock import Clock
-from cocmail.commands.runner import MemberReplies
-from cocmail.config import Committee
+from cocmail.commands.replies import MemberReplies
+from cocmail.config import Committee, member_of
 from cocmail.intake.inbound import Accepted, attachment_rows
 from cocmail.notify.enqueue import Enqueue, Mail, message_mails, opened_mails
 from cocmail.parse.auth_results import failure
 from cocmail.parse.automatic import original_sender
-from cocmail.parse.message import ParsedMessage, clean, mailbox
+from cocmail.parse.mailbox import mailbox
+from cocmail.parse.message import ParsedMessage
 from cocmail.parse.reply_text import new_text
+from cocmail.parse.text import clean
 from cocmail.route import routing as route
 from cocmail.route.behalf import OnBehalf
 from cocmail.route.behalf import read as read_filing
@@ -304,7 +306,7 @@ class Recorder:
         if entry.parsed is None or entry.automatic:
             return None
         handle = self._member_of(entry, roster)
-        member = next((m for m in roster if m.handle == handle), None)
+        member = member_of(roster, handle) if handle else None
         if member is None or failure(entry.parsed.headers, self.committee.authserv_ids,
                                      member.email) is not None:
             return None

@@ -38,7 +38,8 @@ from cocmail.intake.inbound import (
 from cocmail.intake.record import Decided, Recorder
 from cocmail.notify.enqueue import Enqueue, Mail
 from cocmail.parse.automatic import original_sender, why_automatic
-from cocmail.parse.message import ParsedMessage, clean, read
+from cocmail.parse.message import ParsedMessage, read
+from cocmail.parse.text import clean
 from cocmail.route import routing as route
 from cocmail.route.addresses import Recipient, UnknownKeepOut, split_recipient
 from cocmail.store import writes

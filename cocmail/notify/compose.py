@@ -25,7 +25,8 @@ from cocmail.notify.kinds import KINDS
 from cocmail.notify.template_context import Context
 from cocmail.notify.templates import Rendered
 from cocmail.parse.automatic import LOOP_HEADER
-from cocmail.parse.message import attachment_parts, decode_header
+from cocmail.parse.parts import attachment_parts
+from cocmail.parse.text import decode_header
 from cocmail.store.models import Outbox
 
 

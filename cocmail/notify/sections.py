@@ -18,7 +18,7 @@ from cocmail.case import access, members
 from cocmail.case.access import CaseAccess
 from cocmail.case.parties import named_parties
 from cocmail.case.sla import age, sla_status
-from cocmail.config import Config
+from cocmail.config import Config, member_of
 from cocmail.notify import payloads
 from cocmail.notify.digest import member_digest
 from cocmail.notify.kinds import KINDS
@@ -123,7 +123,8 @@ def digest(session: Session, row: Outbox, config: Config, payload: payloads.Dige
     """A member's digest: the context's ``recipient``, ``day``, ``since``, ``cases``
     and ``failed_mail``."""
     handle = names.handle(payload.handle)
-    member = next(m for m in roster if m.handle == handle)
+    member = member_of(roster, handle)
+    assert member is not None
     timezone = member_timezone(config, handle, "UTC")
     content = member_digest(session, member.id, payload.since)
     failed_mail = []
@@ -156,7 +157,8 @@ def handoff(session: Session, row: Outbox, config: Config, payload: payloads.Han
     handle = name.handle(payload.handle)
     incoming = [name.handle(h) for h in payload.incoming]
     outgoing = [name.handle(h) for h in payload.outgoing]
-    member = next(m for m in roster if m.handle == handle)
+    member = member_of(roster, handle)
+    assert member is not None
     timezone = member_timezone(config, handle, config.rotation.timezone)
     # Listed by number to an incoming triager even before they answered a
     # conflict check: a notice, no content (``case/access.py``).

@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from cocmail.parse.message import ParsedMessage, address_of
+from cocmail.parse.mailbox import address_of
+from cocmail.parse.message import ParsedMessage
 
 LOOP_HEADER = "X-Cocmail-Loop"
 _AUTO_SENDERS = re.compile(r"(mailer-daemon|postmaster)@", re.I)

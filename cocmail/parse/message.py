@@ -14,7 +14,6 @@ Every string leaving this module is safe to store: no NUL, no lone surrogate.
 
 from __future__ import annotations
 
-import binascii
 import datetime as dt
 import email
 import email.errors
@@ -23,23 +22,21 @@ import email.headerregistry
 import email.parser
 import email.policy
 import email.utils
-import hashlib
 import logging
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import Message
-from email.utils import parseaddr
-from typing import Any
 
 import mailparser
 
 from cocmail.parse.html import html_to_text
+from cocmail.parse.mailbox import ADDRESS_HEADERS, mailbox_of
+from cocmail.parse.parts import AttachmentInfo, Looks, attachments
+from cocmail.parse.text import clean, decode_header
 
 log = logging.getLogger(__name__)
 
 _MSGID = re.compile(r"<([^<>\s]{1,900})>")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class _Bodies(mailparser.MailParser):  # type: ignore[misc]
@@ -53,15 +50,6 @@ class _Bodies(mailparser.MailParser):  # type: ignore[misc]
 
 class ParseError(Exception):
     """The bytes are not a mail message we can read at all."""
-
-
-@dataclass(frozen=True)
-class AttachmentInfo:
-    part: str
-    filename: str | None
-    content_type: str
-    size: int
-    sha256: str
 
 
 @dataclass(frozen=True)
@@ -106,35 +94,6 @@ class ParsedMessage:
         return tuple(ids)
 
 
-def clean(text: str) -> str:
-    """Make ``text`` storable on every backend: NUL and lone surrogates (from
-    undecodable bytes) become U+FFFD."""
-    if "\x00" in text:
-        text = text.replace("\x00", "\ufffd")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        text = text.encode("utf-8", "replace").decode("utf-8")
-    return text
-
-
-def decode_header(value: str | email.header.Header | None) -> str:
-    """An RFC 2047 header value as one clean line of text."""
-    if value is None:
-        return ""
-    raw = str(value)
-    if "=?" not in raw:  # nothing encoded: skip the (slow) RFC 2047 machinery
-        unfolded = re.sub(r"\r?\n[ \t]*", " ", raw)
-        return clean(_CONTROL.sub("", unfolded)).strip()
-    try:
-        decoded = str(email.header.make_header(email.header.decode_header(raw)))
-    except (LookupError, UnicodeError, ValueError, email.errors.HeaderParseError):
-        decoded = raw
-    decoded = re.sub(r"\r?\n[ \t]*", " ", decoded)
-    return clean(_CONTROL.sub("", decoded)).strip()
-
-
 def message_ids(value: str | None) -> list[str]:
     """The Message-IDs in a header value, without angle brackets.
 
@@ -163,7 +122,7 @@ def parse(raw: bytes) -> ParsedMessage:
     defects = [
         f"{type(d).__name__}" for part in msg.walk() for d in getattr(part, "defects", [])
     ]
-    looks = _Looks()
+    looks = Looks()
     bodies = None if defects else _decode_bodies(msg, looks)
     if bodies is None:
         try:
@@ -213,7 +172,7 @@ def parse(raw: bytes) -> ParsedMessage:
         date=_date(first.get("date")),
         text=text,
         html=html,
-        attachments=tuple(_attachments(msg, looks)),
+        attachments=tuple(attachments(msg, looks)),
         defects=tuple(dict.fromkeys(defects)),
         first_values=first,
         mailboxes=mailboxes,
@@ -269,69 +228,9 @@ def _parse_whole(raw: bytes) -> Message:
 
 _FEED_CHUNK = 1 << 16
 _BLANK_LINE = re.compile(rb"\n\r?\n")  # the end of the header block, as LF or CRLF
-_NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/=]+")
 
 
-def _measure(part: Message) -> tuple[int, str]:
-    """Size and sha256 of a leaf part's decoded content. Base64 (how nearly every large
-    attachment travels) is decoded piece by piece, never held whole."""
-    payload = part.get_payload()
-    cte = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
-    if cte == "base64" and isinstance(payload, str):
-        digest, size, carry, pos = hashlib.sha256(), 0, "", 0
-        try:
-            while pos < len(payload):
-                stop = payload.find("\n", pos + (1 << 20))
-                stop = len(payload) if stop < 0 else stop + 1
-                chunk = carry + _NOT_BASE64.sub("", payload[pos:stop])
-                usable = len(chunk) - len(chunk) % 4
-                data = binascii.a2b_base64(chunk[:usable])
-                carry = chunk[usable:]
-                digest.update(data)
-                size += len(data)
-                pos = stop
-            if not carry.strip("="):
-                return size, digest.hexdigest()
-        except binascii.Error:
-            pass  # malformed base64: let the email package decide what it says
-    content = part.get_payload(decode=True)
-    content = content if isinstance(content, bytes) else b""
-    return len(content), hashlib.sha256(content).hexdigest()
-
-
-class _Looks:
-    """Each MIME part's content type, disposition and whether it is named, read
-    once for a whole parse. The email package reads them off the header fields
-    again on every call: a one-part report asked 17 times (reading them once
-    took its parse from 0.168 to 0.158 ms)."""
-
-    def __init__(self) -> None:
-        self._types: dict[int, str] = {}
-        self._dispositions: dict[int, str] = {}
-        self._named: dict[int, bool] = {}
-
-    def content_type(self, part: Message) -> str:
-        found = self._types.get(id(part))
-        if found is None:
-            found = self._types[id(part)] = part.get_content_type()
-        return found
-
-    def disposition(self, part: Message) -> str:
-        """Lower case; '' when there is none."""
-        found = self._dispositions.get(id(part))
-        if found is None:
-            found = (part.get_content_disposition() or "").lower()
-            self._dispositions[id(part)] = found
-        return found
-
-    def named(self, part: Message) -> bool:
-        found = self._named.get(id(part))
-        if found is None:
-            found = self._named[id(part)] = bool(part.get_filename())
-        return found
-
-
-def _decode_bodies(msg: Message, looks: _Looks) -> tuple[list[str], list[str]] | None:
+def _decode_bodies(msg: Message, looks: Looks) -> tuple[list[str], list[str]] | None:
     """The text/plain and text/html bodies, decoded with their declared charsets; None
     when one of them does not decode (then mail-parser's recovery takes over)."""
     plain: list[str] = []
@@ -357,71 +256,6 @@ def _decode_bodies(msg: Message, looks: _Looks) -> tuple[list[str], list[str]] |
     return plain, html
 
 
-MAX_ADDRESS = 254  # RFC 5321 4.5.3.1.3: a path holds at most 256 octets with its <>
-
-# The address headers whose one mailbox says who wrote a message: From, and where
-# a group that rewrites From (for DMARC) keeps the original sender.
-ADDRESS_HEADERS = frozenset({"from", "reply-to", "x-original-from", "x-original-sender"})
-_ADDR = r"[^\s<>()\[\]@,;:\"\\]+@[^\s<>()\[\]@,;:\"\\]+"
-# The forms nearly every client writes, read without the header parser (which
-# costs about 60 us): a bare address, "Name <address>", "\"Name\" <address>".
-_SIMPLE = re.compile(rf"\s*(?:(?P<bare>{_ADDR})|(?P<name>[^<>\"@,;:()\\=]*?)\s*<(?P<a1>{_ADDR})>"
-                     rf"|\"(?P<quoted>(?:[^\"\\\r\n]|\\.)*)\"\s*<(?P<a2>{_ADDR})>)\s*")
-_REGISTRY = email.headerregistry.HeaderRegistry()
-# Defects that leave a mailbox unambiguous: a non-ASCII local part (SMTPUTF8).
-_HARMLESS = (email.errors.NonASCIILocalPartDefect,)
-
-
-def mailbox_of(values: list[str]) -> tuple[str, str | None] | None:
-    """The one mailbox (address, display name) of an address header, from its raw
-    value, before any display name is decoded; None when the header appears more
-    than once or does not name exactly one mailbox unambiguously. An encoded word
-    that decodes to an address is a display name, never the address.
-
-    >>> mailbox_of(["Rita R <Rita@Example.net>"])
-    ('rita@example.net', 'Rita R')
-    >>> mailbox_of(['"alice@members.example" <evil@x.example>'])
-    ('evil@x.example', 'alice@members.example')
-    >>> mailbox_of(["=?utf-8?q?alice=40members.example?= <evil@x.example>"])
-    ('evil@x.example', 'alice@members.example')
-    >>> [mailbox_of(v) for v in (["=?utf-8?q?alice=40members.example?="],
-    ...  ["alice@members.example, evil@x.example"], ["a@x.example", "b@x.example"], [])]
-    [None, None, None, None]
-    """
-    if len(values) != 1:
-        return None
-    value = values[0]
-    if any("\udc80" <= ch <= "\udcff" for ch in value):
-        # Raw 8-bit bytes (SMTPUTF8): kept by the parser as surrogates.
-        value = value.encode("ascii", "surrogateescape").decode("utf-8", "replace")
-    value = re.sub(r"\r?\n[ \t]*", " ", value)
-    simple = None if "=?" in value else _SIMPLE.fullmatch(value)
-    if simple is not None:
-        address = simple.group("bare") or simple.group("a1") or simple.group("a2")
-        name = simple.group("name") or (
-            re.sub(r"\\(.)", r"\1", simple.group("quoted")) if simple.group("quoted") else None)
-        found = mailbox(address)
-        return (found, clean(name.strip()) or None if name else None) if found else None
-    try:
-        header: Any = _REGISTRY("From", value)
-    except Exception:  # the header parser's own failures: no mailbox to trust
-        return None
-    if len(header.addresses) != 1 or any(
-            not isinstance(d, _HARMLESS) for d in header.defects):
-        return None
-    [one] = header.addresses
-    if not one.username or not one.domain:
-        return None
-    found = mailbox(one.addr_spec)
-    return (found, clean(one.display_name) or None) if found else None
-
-
-def mailbox(address: str) -> str | None:
-    """A usable, lower-cased address, or None (no @, or longer than any real one)."""
-    address = clean(address.strip().lower())
-    return address if "@" in address and len(address) <= MAX_ADDRESS else None
-
-
 def _text(value: str) -> str:
     return clean(value.replace("\r\n", "\n").replace("\r", "\n"))
 
@@ -441,78 +275,3 @@ def _date(value: str | None) -> dt.datetime | None:
         return None
 
 
-def _is_attachment(part: Message, looks: _Looks) -> bool:
-    if looks.disposition(part) == "attachment" or looks.named(part):
-        return True
-    return looks.content_type(part) not in ("text/plain", "text/html")
-
-
-def attachment_parts(msg: Message,
-                     looks: _Looks | None = None) -> Iterator[tuple[str, Message]]:
-    """Each attachment of ``msg`` with its MIME part number ("1", "2.1", …): the
-    numbers the attachments table keeps. A forwarded message is one attachment."""
-    looks = looks or _Looks()
-
-    def walk(part: Message, number: str) -> Iterator[tuple[str, Message]]:
-        if looks.content_type(part) == "message/rfc822" and number != "":
-            yield number, part
-        elif part.is_multipart():
-            children = part.get_payload()
-            assert isinstance(children, list)
-            for index, child in enumerate(children, 1):
-                yield from walk(child, f"{number}.{index}" if number else str(index))
-        elif _is_attachment(part, looks):
-            yield number or "1", part
-
-    return walk(msg, "")
-
-
-def _attachments(msg: Message, looks: _Looks) -> list[AttachmentInfo]:
-    found: list[AttachmentInfo] = []
-    for number, part in attachment_parts(msg, looks):
-        content_type = looks.content_type(part)
-        if content_type == "message/rfc822":
-            payload = part.get_payload()
-            inner = payload[0] if isinstance(payload, list) and payload else None
-            inner_bytes = inner.as_bytes() if isinstance(inner, Message) else b""
-            found.append(_info(part, content_type, number, len(inner_bytes),
-                               hashlib.sha256(inner_bytes).hexdigest()))
-        else:
-            found.append(_info(part, content_type, number, *_measure(part)))
-            # The content stays in the raw bytes; the parsed copy is not needed
-            # again, and for a large attachment it is most of the memory held.
-            part.set_payload("")
-    return found
-
-
-def _info(part: Message, content_type: str, number: str, size: int,
-          sha256: str) -> AttachmentInfo:
-    try:
-        filename = part.get_filename()
-    except (LookupError, UnicodeError, ValueError):
-        filename = None
-    name = decode_header(filename) if filename else None
-    if name:
-        # A name is shown and later attached again: keep only its last path
-        # component, without control characters.
-        name = re.split(r"[/\\]", name)[-1][:255] or None
-    return AttachmentInfo(
-        part=number,
-        filename=name,
-        content_type=clean(content_type)[:200],
-        size=size,
-        sha256=sha256,
-    )
-
-
-def address_of(header_value: str | None) -> str | None:
-    """The lower-cased address in a From-like header value, or None.
-
-    >>> address_of('"Rita R." <Rita@Example.NET>')
-    'rita@example.net'
-    """
-    if not header_value:
-        return None
-    _, addr = parseaddr(header_value)
-    addr = addr.strip().lower()
-    return addr if "@" in addr else None

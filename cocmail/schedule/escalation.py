@@ -35,7 +35,7 @@ from cocmail.case import access, members
 from cocmail.case import events as case_events
 from cocmail.case.access import Seat, Standing
 from cocmail.case.events import EventKind
-from cocmail.config import Config, Member
+from cocmail.config import Config, Member, member_of
 from cocmail.notify import payloads
 from cocmail.notify.enqueue import Enqueue, Mail, conflict_notices
 from cocmail.notify.kinds import ESCALATION
@@ -211,4 +211,5 @@ def paged_members(db: Connection, case_id: int) -> set[str]:
 
 
 def _roles(members: Sequence[Member], handle: str) -> tuple[str, ...]:
-    return next((m.roles for m in members if m.handle == handle), ())
+    member = member_of(members, handle)
+    return member.roles if member is not None else ()

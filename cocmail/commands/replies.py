@@ -24,8 +24,8 @@ from cocmail.case.parties import parties
 from cocmail.clock import Clock
 from cocmail.commands.base import Request
 from cocmail.commands.deciding import ACTIONS
+from cocmail.commands.dispatch import carry_out
 from cocmail.commands.plan import plan_of
-from cocmail.commands.reply import carry_out
 from cocmail.config import Committee
 from cocmail.notify import payloads
 from cocmail.notify.enqueue import Enqueue, Mail, conflict_notices, message_mails

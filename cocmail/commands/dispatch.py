@@ -1,5 +1,7 @@
-"""A member's reply to their token address: its commands carried out in the
-intake's transaction, its note passed on, one confirmation back."""
+"""The command lines at the top of a member's reply, each run by its command
+(``commands.TABLE``) if the member's standing allows it (``case/access.py``),
+else answered with why not: the transcript the confirmation shows, and the
+note (the rest of the text)."""
 
 from __future__ import annotations
 
