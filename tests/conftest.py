@@ -62,6 +62,10 @@ def missing(what: str) -> None:
     pytest.skip(f"{what} is missing")
 
 
+def utc(*args: int) -> dt.datetime:
+    return dt.datetime(*args, tzinfo=dt.UTC)
+
+
 def free_port() -> int:
     """A port free a moment ago. Another test may take it before it is bound: only
     for servers that cannot bind port 0 themselves, and that retry (tests/postfix.py,

@@ -54,3 +54,10 @@ def read_reply(f: BinaryIO) -> bytes:
         out += line
         if line[3:4] != b"-":
             return out
+
+
+def reports(tag: str, count: int, start: int = 0) -> list[bytes]:
+    """``count`` reports from as many reporters, each with a Message-ID of ``tag``."""
+    return [message(sender=f"reporter{n}@reporter.example", subject=f"report {n}",
+                    message_id=f"{tag}-{n}@reporter.example")
+            for n in range(start, start + count)]

@@ -1,1 +1,3 @@
-"""The protocol edges: SMTP and LMTP listeners, and the MTA pipe command."""
+"""The protocol edges: SMTP and LMTP listeners (``smtp``), the MTA pipe command
+(``pipe``) and the hosted mailbox (``imap/``). Each hands raw bytes to the
+intake and turns its answer into the protocol's reply."""

@@ -1,2 +1,3 @@
-"""The unit of work for inbound mail: storing messages in one transaction each batch
-(the service) and the writers that gather batches (group commit)."""
+"""The unit of work for inbound mail: what comes in (``inbound``), one
+transaction for each batch (``service``), writing what routing decided
+(``record``), and the writers that gather batches (``batch``: group commit)."""

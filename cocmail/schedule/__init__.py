@@ -1,2 +1,2 @@
-"""Time in the committee's process: the triage rotation (and, with it, the SLA
+"""Time in the committee's work on a case: the triage rotation (and, with it, the SLA
 and escalation)."""

@@ -1,5 +1,6 @@
-"""The committee's daily digest: due once a day, once per member, with what each
-member may see; end to end through a real SMTP sink."""
+"""The daily digest in process: due once a day, once per member, with what each
+member may see; its settings checked, its time zone the rotation's by default."""
+
 
 from __future__ import annotations
 
@@ -22,12 +23,15 @@ from cocmail.route.addresses import split_recipient
 from cocmail.schedule.digest import queue_digests
 from cocmail.store.db import Store
 from cocmail.store.models import Outbox, Participant
-from tests.conftest import DOMAIN, MEMBERS, Server, relay_to, write_config
-from tests.mail import message, send
-from tests.sink import Sink
+from tests.conftest import DOMAIN, MEMBERS, write_config
+from tests.mail import message
 
 KEY = b"k" * 32
+
+
 MORNING = dt.datetime(2026, 11, 25, 7, 59, tzinfo=dt.UTC)
+
+
 DIGEST_AT_8 = {"digest": {"enabled": True, "at": "08:00"}}
 
 
@@ -88,34 +92,6 @@ def test_no_digest_when_there_is_nothing_in_it(store: Store, tmp_path: Path,
     with store.unit_of_work() as session:
         assert queue_digests(session, config, Enqueue.for_config(config, KEY),
                              MORNING + dt.timedelta(hours=1)) == 0
-
-
-def test_a_failed_acknowledgement_reaches_the_members_digest(
-        serve, sink: Sink, db_url: str) -> None:
-    sink.refuse = lambda address: ("550 5.1.1 no such user"
-                                   if address == "rita@reporter.example" else None)
-    server: Server = serve(db_url, delivery=relay_to(sink))
-    send(server.smtp_port, message())
-    # To the two on duty: the others have not answered the conflict check, so they
-    # see nothing of the case, its failed mail included.
-    paged = server.look("case", "show", "1")["events"][1]["data"]["members"]
-    readers = sorted(m[2] for m in MEMBERS if m[0] in paged)
-    sink.wait_for(len(readers), where=lambda m: m.kind == "failure")
-    # The digest is switched on (due from midnight) once the failure is recorded.
-    text = server.config.read_text().replace("[digest]\nenabled = false",
-                                             '[digest]\nenabled = true\nat = "00:00"')
-    server.config.write_text(text)
-    server = serve.restart(server)
-    digests = sink.wait_for(len(readers), where=lambda m: m.kind == "digest", timeout=40)
-    assert sorted(d.recipient for d in digests) == readers
-    for digest in digests:
-        assert digest.header("Subject") == "Daily digest: 1 open case, 1 failed mail"
-        assert "conduct #1" in digest.text and "550 5.1.1" in digest.text
-        assert digest.header("Auto-Submitted") == "auto-generated"
-        assert digest.header("X-Cocmail-Case") is None
-    # Pages and conflict checks, failure notices, digests: the refused
-    # acknowledgement is not in the sink.
-    assert len(server.quiet(sink)) == len(MEMBERS) + 2 * len(readers)
 
 
 @pytest.mark.parametrize("digest, reason", [

@@ -1,6 +1,7 @@
 """IMAP intake against a real Dovecot: `cocmail serve` drains the mailbox into the
 store, in order, moves what it stored, and survives the server going away."""
 
+
 from __future__ import annotations
 
 import asyncio
@@ -15,10 +16,6 @@ from sqlalchemy import func, select
 
 from cocmail import config as config_module
 from cocmail.daemon.serve import Daemon
-from cocmail.ingest.imap.drain import READ_UP_TO, _read_while, _Taken, _Wakes
-from cocmail.ingest.imap.groups import UNFETCHABLE_AFTER
-from cocmail.ingest.imap.groups import Trouble as _Trouble
-from cocmail.intake.inbound import Inbound
 from cocmail.store.db import Store
 from cocmail.store.models import Message
 from tests.conftest import (
@@ -32,10 +29,12 @@ from tests.conftest import (
     writer_pid,
 )
 from tests.dovecot import Dovecot
-from tests.mail import message, send
+from tests.mail import message, reports, send
 from tests.sink import Sink
 
 PROCESSED = "cocmail-processed"
+
+
 QUARANTINE = "cocmail-quarantine"
 
 
@@ -47,10 +46,6 @@ def _wait(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
         time.sleep(0.3)
 
 
-def _reports(tag: str, count: int, start: int = 0) -> list[bytes]:
-    return [message(sender=f"reporter{n}@reporter.example", subject=f"report {n}",
-                    message_id=f"{tag}-{n}@reporter.example")
-            for n in range(start, start + count)]
 
 
 def _first_message_ids(server: Server) -> list[str]:
@@ -70,12 +65,12 @@ def _first_message_ids(server: Server) -> list[str]:
 
 def test_messages_before_and_during_idle_are_stored_in_order_and_moved(
         serve, dovecot: Dovecot, db_url: str, tmp_path: Path) -> None:
-    dovecot.append("INBOX", _reports("early", 3))
+    dovecot.append("INBOX", reports("early", 3))
     server: Server = serve(db_url, imap=imap_from(dovecot, tmp_path))
     _wait("the first three are moved", lambda: len(dovecot.uids(PROCESSED)) == 3)
     assert dovecot.uids("INBOX") == []
     # Now the poller waits in IDLE: two more arrive.
-    dovecot.append("INBOX", _reports("idle", 2, start=3))
+    dovecot.append("INBOX", reports("idle", 2, start=3))
     _wait("all five are moved", lambda: len(dovecot.uids(PROCESSED)) == 5)
     assert _first_message_ids(server) == (
         [f"early-{n}@reporter.example" for n in range(3)]
@@ -95,12 +90,12 @@ def test_groups_are_stored_in_uid_order_with_large_messages_among_them(
     """The poller keeps a group queued behind the one being stored; a large message
     (stored apart from the small ones on SQLite, by another thread on PostgreSQL)
     does not let the group behind it overtake."""
-    reports = _reports("order", 40)
+    raws = reports("order", 40)
     large = "Paragraph after paragraph of what happened.\n" * 9000  # about 400 KB
     for n in (3, 17, 18):
-        reports[n] = message(sender=f"reporter{n}@reporter.example", subject=f"report {n}",
+        raws[n] = message(sender=f"reporter{n}@reporter.example", subject=f"report {n}",
                              message_id=f"order-{n}@reporter.example", body=large)
-    dovecot.append("INBOX", reports)
+    dovecot.append("INBOX", raws)
     server: Server = serve(db_url, imap=imap_from(dovecot, tmp_path, batch=5))
     _wait("all are moved", lambda: len(dovecot.uids(PROCESSED)) == 40)
     assert _first_message_ids(server) == [f"order-{n}@reporter.example" for n in range(40)]
@@ -138,56 +133,17 @@ def test_the_outbox_is_told_when_a_drain_ends_not_at_its_next_tick(
     server: Server = serve(db_url, imap=imap_from(dovecot, tmp_path, batch=5),
                            delivery=relay_to(sink), scheduler={"tick": "1h"})
     _wait("the poller is connected", lambda: "cocmail_imap_connected 1" in _metrics(server))
-    dovecot.append("INBOX", _reports("told", 12))  # three groups, one drain
+    dovecot.append("INBOX", reports("told", 12))  # three groups, one drain
     _wait("all are moved", lambda: len(dovecot.uids(PROCESSED)) == 12)
     acks = sink.wait_for(12, timeout=20, where=lambda m: m.kind == "ack")
     assert sorted(m.recipient for m in acks) == sorted(
         f"reporter{n}@reporter.example" for n in range(12))
 
 
-def test_the_poller_reads_ahead_only_while_the_writer_is_busy() -> None:
-    """It reads (parses) a fetched group's messages while the writer stores the one
-    before, and hands the rest over unread the moment the writer is free; a message
-    over READ_UP_TO is always left to the writer."""
-    raws = _reports("ahead", 5)
-    raws[1] = raws[1] + b"x" * READ_UP_TO
-    taken = _Taken([1, 2, 3, 4, 5], [], [Inbound(r, None, (), "imap") for r in raws])
-    busy_for = iter([True, True, True, False])  # free after three looks
-    _read_while(taken, lambda: next(busy_for))
-    read = [d.reading is not None for d in taken.deliveries]
-    assert read == [True, False, True, False, False]
-    first = taken.deliveries[0].reading
-    assert first is not None and first.parsed is not None
-    assert first.parsed.subject == "report 0"
-    assert [d.raw for d in taken.deliveries] == raws
-    idle = _Taken([6], [], [Inbound(raws[0], None, (), "imap")])
-    _read_while(idle, lambda: False)
-    assert idle.deliveries[0].reading is None
-
-
-def test_a_long_drain_tells_the_outbox_now_and_then_and_a_short_one_at_its_end() -> None:
-    now = [0.0]
-    told: list[float] = []
-    wakes = _Wakes(lambda: told.append(now[0]), every=2.0, clock=lambda: now[0])
-    for _ in range(3):  # a drain of three groups, in less than two seconds
-        now[0] += 0.5
-        wakes.stored()
-    assert told == []
-    wakes.drained()
-    assert told == [1.5]
-    wakes.drained()  # a drain that stored nothing tells nothing
-    assert told == [1.5]
-    for _ in range(10):  # a long one: told every two seconds, and at its end
-        now[0] += 0.5
-        wakes.stored()
-    wakes.drained()
-    assert told == [1.5, 3.5, 5.5, 6.5]
-
-
 def test_a_connection_killed_mid_batch_loses_and_duplicates_nothing(
         serve, dovecot: Dovecot, db_url: str, tmp_path: Path) -> None:
     total = 600  # enough that the stop comes while they are being taken
-    dovecot.append("INBOX", _reports("kill", total))
+    dovecot.append("INBOX", reports("kill", total))
     server: Server = serve(db_url, imap=imap_from(dovecot, tmp_path, batch=5))
     _wait("some are moved", lambda: len(dovecot.uids(PROCESSED)) >= 10, timeout=60)
     dovecot.stop()  # every connection drops, mid-batch
@@ -214,7 +170,7 @@ def test_the_writer_process_killed_mid_drain_loses_and_duplicates_nothing(
     import signal
 
     total = 1000  # with batches of 5, seconds of work: the kill comes mid-drain
-    dovecot.append("INBOX", _reports("writer", total))
+    dovecot.append("INBOX", reports("writer", total))
     server: Server = serve(_sqlite(tmp_path), imap=imap_from(dovecot, tmp_path, batch=5))
     writer = writer_pid(server)
     _wait("some are moved", lambda: len(dovecot.uids(PROCESSED)) >= 20)
@@ -230,7 +186,7 @@ def test_the_writer_process_killed_mid_drain_loses_and_duplicates_nothing(
 def test_a_new_uidvalidity_loses_and_duplicates_nothing(
         serve, dovecot: Dovecot, db_url: str, tmp_path: Path) -> None:
     folder = "conduct-in"
-    first = _reports("uv", 3)
+    first = reports("uv", 3)
     dovecot.append(folder, first)
     # IDLE renewed every 2 s: the renewal is when a recreated folder is noticed.
     server: Server = serve(db_url, imap=imap_from(dovecot, tmp_path, folder=folder,
@@ -241,7 +197,7 @@ def test_a_new_uidvalidity_loses_and_duplicates_nothing(
     # The folder is recreated (a restore, a migration): UIDs start over.
     with dovecot.client() as client:
         client.delete_folder(folder)
-    dovecot.append(folder, [*first, *_reports("uv", 2, start=3)])
+    dovecot.append(folder, [*first, *reports("uv", 2, start=3)])
     _wait("five cases", lambda: len(server.look("cases", "list")) == 5, timeout=90)
     # A message is flagged only after its commit: once all five are, whatever the
     # new UIDVALIDITY made the poller store again would be in the store by now.
@@ -255,7 +211,7 @@ def test_a_new_uidvalidity_loses_and_duplicates_nothing(
 def test_a_malformed_message_is_quarantined_and_the_next_one_still_taken(
         serve, dovecot: Dovecot, db_url: str, tmp_path: Path) -> None:
     dovecot.append("INBOX", [b"this is not a mail message\r\nat all\r\n",
-                             *_reports("after", 1)])
+                             *reports("after", 1)])
     server: Server = serve(db_url, imap=imap_from(dovecot, tmp_path))
     _wait("one quarantined, one moved", lambda: len(dovecot.uids(QUARANTINE)) == 1
           and len(dovecot.uids(PROCESSED)) == 1)
@@ -270,9 +226,9 @@ def test_a_malformed_message_is_quarantined_and_the_next_one_still_taken(
                          ids=["move", "flag", "not-even-its-size"])
 def test_a_message_the_server_cannot_hand_over_is_set_aside_and_the_rest_taken(
         serve, dovecot: Dovecot, tmp_path: Path, after: str, sizeless: bool) -> None:
-    dovecot.append("INBOX", _reports("around", 2))
+    dovecot.append("INBOX", reports("around", 2))
     dovecot.append_unreadable(message(message_id="broken@reporter.example"), sizeless)
-    dovecot.append("INBOX", _reports("around", 2, start=2))
+    dovecot.append("INBOX", reports("around", 2, start=2))
     server: Server = serve(_sqlite(tmp_path), imap=imap_from(dovecot, tmp_path, after=after))
     # Its batch fails, then it alone, three times, each on a new connection; then
     # it is moved unstored, and the four around it are taken, in order.
@@ -293,30 +249,11 @@ def test_a_message_the_server_cannot_hand_over_is_set_aside_and_the_rest_taken(
     assert 'cocmail_imap_messages_total{outcome="unfetchable"} 1' in _metrics(server)
 
 
-def test_what_the_poller_keeps_of_messages_the_server_failed_to_hand_over() -> None:
-    trouble = _Trouble()
-    trouble.under(1)
-    trouble.failed([1, 2, 3], alone=False)  # a batch: each is a suspect, none counted
-    assert all(trouble.suspect(uid) for uid in (1, 2, 3)) and not trouble.given_up(2)
-    trouble.fetched([1])  # alone, it came: no longer a suspect
-    for _ in range(UNFETCHABLE_AFTER - 1):
-        trouble.failed([2], alone=True)
-    # Left out of an answer for several: a suspect, not a failure alone.
-    trouble.failed([2], alone=False)
-    assert not trouble.given_up(2)
-    trouble.failed([2], alone=True)
-    assert trouble.given_up(2) and not trouble.suspect(1)
-    trouble.keep([2, 4])  # 3 left the folder (expunged meanwhile): forgotten
-    assert not trouble.suspect(3) and trouble.given_up(2)
-    trouble.under(2)  # a new UIDVALIDITY: the same UIDs are other messages
-    assert not trouble.suspect(2)
-
-
 def test_a_wrong_password_is_retried_with_a_clear_line_and_health_says_so(
         serve, dovecot: Dovecot, db_url: str, tmp_path: Path) -> None:
     section = imap_from(dovecot, tmp_path)
     Path(section["password_file"]).write_text("wrong\n")
-    dovecot.append("INBOX", _reports("late", 1))
+    dovecot.append("INBOX", reports("late", 1))
     server: Server = serve(db_url, imap=section)
     _wait("the failure is logged", lambda: "imap: cannot connect to" in server.log())
     assert "LoginError" in server.log() and "trying again in" in server.log()
@@ -363,7 +300,7 @@ def test_without_move_messages_are_copied_flagged_deleted_and_expunged(
     section = imap_from(dovecot, tmp_path)
     assert cli_json(config_for(_sqlite(tmp_path), imap=section),
                     "imap", "check")["stored_messages_leave_by"] == leaves_by
-    dovecot.append("INBOX", _reports("copied", 3))
+    dovecot.append("INBOX", reports("copied", 3))
     server: Server = serve(_sqlite(tmp_path), imap=section)
     _wait("all three are copied", lambda: len(dovecot.uids(PROCESSED)) == 3)
     _wait("and expunged", lambda: dovecot.uids("INBOX") == [])
@@ -372,7 +309,7 @@ def test_without_move_messages_are_copied_flagged_deleted_and_expunged(
     assert _first_message_ids(server) == [e.strip("<>") for e in expected]
     assert not any(b"\\Deleted" in f for f in dovecot.flags(PROCESSED).values())
     # Another arrives during IDLE: taken the same way.
-    dovecot.append("INBOX", _reports("copied", 1, start=3))
+    dovecot.append("INBOX", reports("copied", 1, start=3))
     _wait("the fourth is copied", lambda: len(dovecot.uids(PROCESSED)) == 4)
     _wait("and expunged", lambda: dovecot.uids("INBOX") == [])
 
@@ -382,7 +319,7 @@ def test_without_idle_the_folder_is_polled(
     server: Server = serve(db_url, imap=imap_from(dovecot, tmp_path, idle=False,
                                                   poll_interval="1s"))
     _wait("connected", lambda: "imap: connected" in _health(server))
-    dovecot.append("INBOX", _reports("polled", 2))
+    dovecot.append("INBOX", reports("polled", 2))
     _wait("both are moved", lambda: len(dovecot.uids(PROCESSED)) == 2, timeout=30)
     assert "IDLE is off" in server.log()
     assert _first_message_ids(server) == [f"polled-{n}@reporter.example" for n in range(2)]
@@ -396,7 +333,7 @@ def test_a_start_that_cannot_listen_takes_nothing_from_the_mailbox(
         dovecot: Dovecot, tmp_path: Path) -> None:
     """The poller starts once the listeners are up: a daemon whose SMTP port is
     taken stops before it logs in to the mailbox, and the report stays there."""
-    dovecot.append("INBOX", _reports("untaken", 1))
+    dovecot.append("INBOX", reports("untaken", 1))
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -419,7 +356,7 @@ def test_a_start_that_cannot_listen_takes_nothing_from_the_mailbox(
 
 def test_implicit_tls_with_the_servers_certificate(
         serve, dovecot: Dovecot, tmp_path: Path) -> None:
-    dovecot.append("INBOX", _reports("tls", 1))
+    dovecot.append("INBOX", reports("tls", 1))
     server: Server = serve(_sqlite(tmp_path), imap=imap_from(
         dovecot, tmp_path, port=dovecot.tls_port, security="tls",
         tls_ca_file=str(dovecot.cert)))
@@ -430,7 +367,7 @@ def test_implicit_tls_with_the_servers_certificate(
 
 def test_starttls_with_the_servers_certificate(
         serve, dovecot: Dovecot, tmp_path: Path) -> None:
-    dovecot.append("INBOX", _reports("starttls", 1))
+    dovecot.append("INBOX", reports("starttls", 1))
     server: Server = serve(_sqlite(tmp_path), imap=imap_from(
         dovecot, tmp_path, security="starttls", tls_ca_file=str(dovecot.cert)))
     _wait("the report is moved", lambda: len(dovecot.uids(PROCESSED)) == 1)
@@ -441,7 +378,7 @@ def test_a_certificate_not_trusted_is_refused(
         serve, dovecot: Dovecot, tmp_path: Path) -> None:
     """No imap.tls_ca_file: the self-signed certificate fails the system's trust
     store; cocmail does not log in, says why, and keeps trying."""
-    dovecot.append("INBOX", _reports("untrusted", 1))
+    dovecot.append("INBOX", reports("untrusted", 1))
     server: Server = serve(_sqlite(tmp_path), imap=imap_from(
         dovecot, tmp_path, port=dovecot.tls_port, security="tls"))
     _wait("the failure is logged", lambda: "imap: cannot connect to" in server.log())
@@ -455,7 +392,7 @@ def test_a_password_from_an_environment_variable(
         serve, dovecot: Dovecot, tmp_path: Path) -> None:
     section = imap_from(dovecot, tmp_path, password_env="COCMAIL_TEST_IMAP_PASSWORD")
     del section["password_file"]
-    dovecot.append("INBOX", _reports("env", 1))
+    dovecot.append("INBOX", reports("env", 1))
     serve(_sqlite(tmp_path), env={"COCMAIL_TEST_IMAP_PASSWORD": _password()}, imap=section)
     _wait("the report is moved", lambda: len(dovecot.uids(PROCESSED)) == 1)
 
@@ -467,7 +404,7 @@ def test_xoauth2_with_a_token_from_a_file(serve, dovecot: Dovecot, tmp_path: Pat
     token.write_text(TOKEN + "\n")
     section = imap_from(dovecot, tmp_path, auth="xoauth2", oauth2_token_file=str(token))
     del section["password_file"]
-    dovecot.append("INBOX", _reports("oauth-file", 1))
+    dovecot.append("INBOX", reports("oauth-file", 1))
     serve(_sqlite(tmp_path), imap=section)
     _wait("the report is moved", lambda: len(dovecot.uids(PROCESSED)) == 1)
 
@@ -482,7 +419,7 @@ def test_xoauth2_with_a_token_from_a_command_read_again_at_each_login(
     token = tmp_path / "token"
     token.write_text(TOKEN + "\n")
     dovecot.tokens_accepted.clear()  # the provider refuses it for now
-    dovecot.append("INBOX", _reports("oauth", 1))
+    dovecot.append("INBOX", reports("oauth", 1))
     section = imap_from(dovecot, tmp_path, auth="xoauth2",
                         oauth2_token_command=f"cat {token}")
     del section["password_file"]
@@ -501,7 +438,7 @@ class TestImapCheck:
 
     def test_what_is_there_before_and_after_a_drain(
             self, serve, dovecot: Dovecot, tmp_path: Path, config_for) -> None:
-        dovecot.append("INBOX", _reports("checked", 2))
+        dovecot.append("INBOX", reports("checked", 2))
         section = imap_from(dovecot, tmp_path)
         config = config_for(_sqlite(tmp_path), imap=section)
         assert run_cli(config, "db", "upgrade").returncode == 0

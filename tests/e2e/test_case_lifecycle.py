@@ -1,4 +1,4 @@
-"""The committee's process by mail, end to end: `cocmail serve` over SMTP on
+"""A case from report to decision by mail, end to end: `cocmail serve` over SMTP on
 loopback, every mail read back from a real SMTP sink. One whole case from
 report to decision, and what must not happen: content reaching a member with a
 conflict, a member who joined later, a member the reporter kept out; forged or
