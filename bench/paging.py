@@ -31,6 +31,7 @@ import datetime as dt
 import email
 import json
 import logging
+import secrets
 import sqlite3
 import statistics
 import tempfile
@@ -168,11 +169,14 @@ def populated_store(directory: Path, closed: int, open_: int, now: dt.datetime,
     with a reporter and five member seats; the open ones past every step already.
     The members are the roster's (``committee``), as a start records them."""
     from cocmail.case import members
+    from cocmail.keys import master
     from cocmail.store import migrate
     from cocmail.store.db import Store
 
     store = Store(f"sqlite:///{directory / 'sweep.db'}")
     migrate.upgrade(store)
+    # Its keys (the history's chain, the content hashes), as a start opens them.
+    store.use_keys(master.parse(secrets.token_hex(32), "the bench's key"), now)
     members.start(store, committee, now)  # type: ignore[arg-type]
     connection = sqlite3.connect(directory / "sweep.db")
     stamp = (now - dt.timedelta(days=30)).strftime("%Y-%m-%d %H:%M:%S.%f")

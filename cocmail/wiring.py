@@ -14,6 +14,7 @@ from cocmail.intake.service import Intake
 from cocmail.notify.enqueue import Enqueue
 from cocmail.route import tokens
 from cocmail.store.db import Store
+from cocmail.store.unlock import unlock
 
 
 def intake(config: Config, store: Store, key: bytes, clock: Clock) -> Intake:
@@ -30,6 +31,7 @@ class MailTaker:
 def start_taking_mail(config: Config, store: Store, clock: Clock) -> MailTaker:
     """What a process does before it takes its first message: the roster synced
     with the store, the token key read (made, on an empty store), the intake."""
+    unlock(config, store, clock.now())
     started = members.start(store, config.committee, clock.now())
     key = tokens.load_key(config, may_create=started.empty)
     return MailTaker(intake(config, store, key, clock), started)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import os
 import re
@@ -29,9 +30,11 @@ import pytest
 from sqlalchemy import func, select
 
 from cocmail.clock import MOVED_ENV, SystemClock, move_clock
+from cocmail.keys import master
 from cocmail.store import migrate
 from cocmail.store.db import Store
 from cocmail.store.models import Outbox
+from cocmail.store.unlock import unlock
 from tests.dovecot import PASSWORD as DOVECOT_PASSWORD
 from tests.dovecot import USER as DOVECOT_USER
 from tests.dovecot import Dovecot
@@ -46,6 +49,9 @@ CONDUCT = f"conduct@{DOMAIN}"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 TOKEN_KEY = "test-token-key-0123456789abcdef"
+# The master key of the stores tests open themselves (a daemon makes its own).
+MASTER_KEY = "5e" * 32
+MASTER_KEYS = master.parse(MASTER_KEY, "the tests' master key")
 
 MEMBERS = [
     ("alice", "Alice A", "alice@members.example", "Acme", ["chair"]),
@@ -164,11 +170,18 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return pg.new_database()
 
 
+def keyed(store: Store) -> Store:
+    """``store`` opened with the tests' master key: a test writes events to it."""
+    store.use_keys(MASTER_KEYS, utc(2026, 1, 1))
+    return store
+
+
 @pytest.fixture
 def store(db_url: str) -> Iterator[Store]:
-    """A migrated, empty store on each backend."""
+    """A migrated, empty store on each backend, its keys open."""
     s = Store(db_url)
     migrate.upgrade(s)
+    keyed(s)
     yield s
     s.dispose()
 
@@ -204,7 +217,8 @@ def write_config(directory: Path, db_url: str, sections: dict[str, dict[str, Any
         "database": {"url": db_url, "busy_timeout": "2s", "pool_size": 4},
         "smtp": {"listen": [], "lmtp_listen": [], "max_message_size": "1MB"},
         "delivery": {"method": "maildir", "maildir": str(directory / "outbox")},
-        "secrets": {"token_key_file": str(directory / "token.key")},
+        "secrets": {"token_key_file": str(directory / "token.key"),
+                    "master_key_file": str(directory / "master.key")},
         "http": {},
         "logging": {"level": "info"},
         # Off unless a test asks: it would add mail to every count after 08:00.
@@ -297,7 +311,15 @@ class Server:
         """The daemon's store, opened in this process (once): to read state without
         a CLI process where the CLI is not what the test is about."""
         if self._store is None:
-            self._store = Store(self.db_url)
+            from cocmail import config as config_module
+
+            with environment({"COCMAIL_TOKEN_KEY": TOKEN_KEY, **self.env}):
+                if self._config is None:
+                    self._config = config_module.load(self.config)
+                store = Store(self.db_url)
+                # The daemon's keys, from its config (a test may write an event).
+                unlock(self._config, store, SystemClock().now())
+            self._store = store
         return self._store
 
     def now(self) -> dt.datetime:
@@ -387,6 +409,9 @@ class Servers:
             "smtp": {"listen": ["127.0.0.1:0"], "lmtp_listen": ["127.0.0.1:0"]},
             "http": {"listen": "127.0.0.1:0"},
             "scheduler": {"tick": "1s"},
+            # The daemons of one database share its master key, as replicas must.
+            "secrets": {"master_key_file": str(self.tmp_path / (
+                "master-" + hashlib.sha256(db_url.encode()).hexdigest()[:12] + ".key"))},
         }
         for name, values in sections.items():
             merged.setdefault(name, {}).update(values)

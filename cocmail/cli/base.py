@@ -13,9 +13,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from cocmail.clock import SystemClock
 from cocmail.config import Config
 from cocmail.store import migrate
 from cocmail.store.db import Store
+from cocmail.store.unlock import unlock
 
 Run = Callable[[Config, argparse.Namespace], int]
 Collect = Callable[[Config, Store, argparse.Namespace], Any]
@@ -56,6 +58,7 @@ def open_store(config: Config) -> Store:
     if why is not None:
         store.dispose()
         raise NotMigrated(why)
+    unlock(config, store, SystemClock().now())
     return store
 
 

@@ -9,9 +9,11 @@ import sys
 from typing import Any
 
 from cocmail.cli.base import Commands
+from cocmail.clock import SystemClock
 from cocmail.config import Config
 from cocmail.store import migrate
 from cocmail.store.db import Store
+from cocmail.store.unlock import unlock
 from cocmail.telemetry import logs
 
 
@@ -31,7 +33,7 @@ def register(commands: Commands, sub: Any) -> None:
 def cmd_serve(config: Config, args: argparse.Namespace) -> int:
     from cocmail.daemon.serve import Daemon, OutdatedDatabase
 
-    logs.setup(config.logging.level)
+    logs.setup(config.logging.level, config.logging.format)
     try:
         asyncio.run(Daemon(config).run())
     except OutdatedDatabase as exc:
@@ -49,6 +51,8 @@ def cmd_db_upgrade(config: Config, args: argparse.Namespace) -> int:
         before = migrate.current_revision(store)
         migrate.upgrade(store)
         after = migrate.current_revision(store)
+        # The history written before it was a chain is chained now.
+        unlock(config, store, SystemClock().now())
     finally:
         store.dispose()
     if before == after:

@@ -35,7 +35,7 @@ from cocmail.parse.message import ParsedMessage
 from cocmail.parse.reply_text import new_text
 from cocmail.schedule import stand_ins
 from cocmail.schedule.escalation import CRITICAL, critical, paged_members
-from cocmail.store import writes
+from cocmail.store import keyring, writes
 from cocmail.store.models import Event, FollowUp, Message
 
 log = logging.getLogger(__name__)
@@ -243,7 +243,7 @@ def _same_text(db: Connection, case_id: int, participant_id: int, message_id: in
     """When the same member's reply with the same new text was carried out in this
     case, if it was."""
     return db.execute(select(func.min(Message.received_at)).where(
-        Message.case_id == case_id, Message.command_key == key,
+        Message.case_id == case_id, Message.command_key == keyring.keyed(db, key),
         Message.participant_id == participant_id, Message.id != message_id)).scalar()
 
 

@@ -18,6 +18,7 @@ from cocmail.config.model import Http as Http
 from cocmail.config.model import Imap as Imap
 from cocmail.config.model import Logging as Logging
 from cocmail.config.model import Member as Member
+from cocmail.config.model import Retention as Retention
 from cocmail.config.model import Rotation as Rotation
 from cocmail.config.model import Scheduler as Scheduler
 from cocmail.config.model import Secrets as Secrets

@@ -29,6 +29,7 @@ from cocmail.config.model import (
     Imap,
     Logging,
     Member,
+    Retention,
     Rotation,
     Scheduler,
     Secrets,
@@ -40,6 +41,19 @@ from cocmail.config.reader import Table
 from cocmail.config.units import parse_duration, parse_endpoint, parse_size
 from cocmail.errors import ConfigError
 from cocmail.syntax import HANDLE
+
+
+def _retention(t: Table) -> Retention:
+    """How long content is kept; unset, until a member purges it. Less than a day
+    is a mistake (a case would lose its content as it closes)."""
+    kept = {}
+    for name in ("closed_after", "quarantine_after"):
+        value = t.convert(name, parse_duration, None)
+        if value is not None and value < dt.timedelta(days=1):
+            raise ConfigError(f"retention.{name}", "must be at least 1d")
+        kept[name] = value
+    t.done()
+    return Retention(**kept)
 
 
 def _committee(t: Table) -> Committee:
@@ -303,6 +317,10 @@ def from_dict(raw: dict[str, Any], path: Path) -> Config:
         token_key_file=st.convert("token_key_file", reader.path_under(base),
                                   base / "var" / "token.key"),
         token_key_env=st.get("token_key_env", str, "COCMAIL_TOKEN_KEY"),
+        master_key_file=st.convert("master_key_file", reader.path_under(base),
+                                   base / "var" / "master.key"),
+        master_key_env=st.get("master_key_env", str, "COCMAIL_MASTER_KEY"),
+        master_key_command=st.get("master_key_command", str, None),
     )
     st.done()
 
@@ -318,6 +336,9 @@ def from_dict(raw: dict[str, Any], path: Path) -> Config:
     level = lt.get("level", str, "info").lower()
     if level not in ("debug", "info", "warning", "error"):
         raise ConfigError("logging.level", "must be debug, info, warning or error")
+    log_format = lt.get("format", str, "text").lower()
+    if log_format not in ("text", "json"):
+        raise ConfigError("logging.format", "must be text or json")
     lt.done()
 
     dt_ = top.table("digest", required=False)
@@ -333,6 +354,7 @@ def from_dict(raw: dict[str, Any], path: Path) -> Config:
     tt.done()
 
     imap = _imap(top.table("imap"), base) if "imap" in raw else None
+    retention = _retention(top.table("retention", required=False))
 
     top.done()
     return Config(
@@ -346,8 +368,9 @@ def from_dict(raw: dict[str, Any], path: Path) -> Config:
         secrets=secrets,
         http=http,
         scheduler=scheduler,
-        logging=Logging(level),
+        logging=Logging(level, log_format),
         templates=templates,
         digest=digest,
         imap=imap,
+        retention=retention,
     )

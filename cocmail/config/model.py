@@ -177,6 +177,10 @@ class Templates:
 class Secrets:
     token_key_file: Path | None
     token_key_env: str
+    # The master keys (keys/master.py): the variable, else the command, else the file.
+    master_key_file: Path | None = None
+    master_key_env: str = "COCMAIL_MASTER_KEY"
+    master_key_command: str | None = None
 
 
 @dataclass(frozen=True)
@@ -190,8 +194,17 @@ class Scheduler:
 
 
 @dataclass(frozen=True)
+class Retention:
+    """How long content is kept (None: until a member purges it)."""
+
+    closed_after: dt.timedelta | None = None  # a case's, counted from its closing
+    quarantine_after: dt.timedelta | None = None  # a quarantined message's, from arrival
+
+
+@dataclass(frozen=True)
 class Logging:
     level: str
+    format: str = "text"  # or "json", one object a line
 
 
 @dataclass(frozen=True)
@@ -210,3 +223,4 @@ class Config:
     templates: Templates = field(default_factory=lambda: Templates(None))
     digest: Digest = field(default_factory=lambda: Digest(True, dt.time(8, 0), "UTC"))
     imap: Imap | None = None
+    retention: Retention = field(default_factory=Retention)

@@ -6,18 +6,22 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-_DURATION = re.compile(r"(\d+)\s*([smhdw])")
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"(\d+)\s*([smhdwy])")
+# A year is 365 days: retention periods ("2y") are not calendar arithmetic.
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
 _SIZE = re.compile(r"(\d+)\s*(b|kb|kib|mb|mib|gb|gib)?", re.IGNORECASE)
 _SIZE_UNITS = {"b": 1, "kb": 1024, "kib": 1024, "mb": 1024**2, "mib": 1024**2,
                "gb": 1024**3, "gib": 1024**3}
 
 
 def parse_duration(value: object) -> dt.timedelta:
-    """Read ``"30s"``, ``"15m"``, ``"4h"``, ``"3d"``, ``"1d12h"`` or a number of seconds.
+    """Read ``"30s"``, ``"15m"``, ``"4h"``, ``"3d"``, ``"2w"``, ``"2y"``, ``"1d12h"`` or a
+    number of seconds.
 
     >>> parse_duration("1d12h")
     datetime.timedelta(days=1, seconds=43200)
+    >>> parse_duration("2y").days
+    730
     >>> parse_duration(90)
     datetime.timedelta(seconds=90)
     """

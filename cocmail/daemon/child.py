@@ -17,9 +17,11 @@ from typing import Any
 from sqlalchemy.orm import configure_mappers
 
 from cocmail import config as config_module
+from cocmail.clock import SystemClock
 from cocmail.config import Config
 from cocmail.route import tokens
 from cocmail.store.db import Store
+from cocmail.store.unlock import unlock
 from cocmail.telemetry import logs
 
 READY = "ready"
@@ -51,9 +53,11 @@ def helper_start(config_path: str) -> Helper:
     reaches the whole process group: the daemon says when a helper stops, after
     the batch in hand."""
     config = config_module.load(Path(config_path))
-    logs.setup(config.logging.level)
+    logs.setup(config.logging.level, config.logging.format)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    return Helper(config, Store.of(config.database), tokens.load_key(config))
+    store = Store.of(config.database)
+    unlock(config, store, SystemClock().now())
+    return Helper(config, store, tokens.load_key(config))
 
 
 def ready(conn: Connection) -> None:

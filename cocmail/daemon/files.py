@@ -49,8 +49,9 @@ def _state(config: Config) -> Iterator[Path]:
             yield path
             yield path.with_name(path.name + "-wal")
             yield path.with_name(path.name + "-shm")
-    if config.secrets.token_key_file is not None:
-        yield config.secrets.token_key_file
+    for key_file in (config.secrets.token_key_file, config.secrets.master_key_file):
+        if key_file is not None:
+            yield key_file
     if config.delivery.method == "maildir" and config.delivery.maildir is not None:
         yield config.delivery.maildir
         for sub in ("tmp", "new", "cur"):

@@ -36,6 +36,7 @@ from cocmail.schedule.sweep import sweep
 from cocmail.store import migrate
 from cocmail.store.db import Store
 from cocmail.store.models import Outbox
+from cocmail.store.unlock import unlock
 from cocmail.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,7 @@ class Daemon:
         Templates(self.config.templates.directory).check()
         transport.for_config(self.config.delivery)  # the relay's password is readable
         prepare_database(self.store)
+        unlock(self.config, self.store, self.clock.now())
         started = members.start(self.store, self.config.committee, self.clock.now())
         key = tokens.load_key(self.config, may_create=started.empty)
         self.outbox = OutboxProcess(self.config.path, self.metrics)

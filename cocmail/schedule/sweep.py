@@ -26,6 +26,7 @@ from cocmail.schedule.escalation import escalate
 from cocmail.schedule.handoff import queue_handoffs
 from cocmail.schedule.late_members import seat_late_members
 from cocmail.schedule.reminders import queue_reminders
+from cocmail.schedule.retention import run_retention
 from cocmail.store.db import Store
 from cocmail.telemetry.metrics import Metrics
 
@@ -50,11 +51,12 @@ TASKS: tuple[Task, ...] = (
         s.connection(), enqueue, now)),
     Task("late-member", lambda s, config, enqueue, now: seat_late_members(
         s.connection(), config.committee, enqueue, now)),
+    Task("retention", run_retention),
     Task("digest", queue_digests),
 )
 """Escalation steps, hand-offs, follow-up reminders, unanswered emergency
-measures, conflict checks for members who joined since a case opened, the
-daily digest."""
+measures, conflict checks for members who joined since a case opened,
+retention (once a day), the daily digest."""
 
 
 def sweep(store: Store, config: Config, enqueue: Enqueue, clock: Clock,

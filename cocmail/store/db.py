@@ -25,6 +25,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cocmail.config import Database
 from cocmail.errors import StoreUnavailable, describe
+from cocmail.keys.master import MasterKeys
+from cocmail.store.keyring import KEYS, Keyring
 
 log = logging.getLogger(__name__)
 # Set by ``writes.scrub_after_commit`` (kept here too: the store knows no writes).
@@ -43,6 +45,22 @@ class Store:
         self.url = url
         self.engine = make_engine(url, busy_timeout, pool_size)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.keyring: Keyring | None = None
+
+        @event.listens_for(self.engine, "checkout")
+        def _keys(_dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+            # What a writer needs a key for (the history's chain) finds it here.
+            record.info[KEYS] = self.keyring
+
+    def use_keys(self, master: MasterKeys, now: dt.datetime) -> None:
+        """Open the store's keys with the master keys (made, in a store that has
+        none yet), for every connection from now on."""
+        keyring = Keyring(master)
+        try:
+            keyring.prepare(self.engine, now)
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(_describe(exc)) from exc
+        self.keyring = keyring
 
     @classmethod
     def of(cls, database: Database) -> Store:

@@ -95,6 +95,10 @@ class Case(Base):
     # steps taken, the first-response deadline included. The sweep advances it
     # with a compare-and-set, so a step is taken once however many daemons look.
     escalated_through: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The head of the case's history (``store/chain.py``): how many events it has
+    # and the hash of the latest, so an event removed from the end is noticed.
+    head_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    head_hash: Mapped[str | None] = mapped_column(Bounded(64))
 
     participants: Mapped[list[Participant]] = relationship(
         back_populates="case", order_by="Participant.id"
@@ -271,7 +275,10 @@ class Recusal(Base):
 
 class Event(Base):
     """One line of a case's history. Rows are only ever inserted: the migration
-    installs triggers that refuse UPDATE and DELETE on this table."""
+    installs triggers that refuse UPDATE and DELETE on this table (a purge may
+    clear the free text in ``data``, nothing else). Each row is a link of the
+    case's hash chain (``store/chain.py``): its place, the hash of the one before
+    it, a keyed digest of each value in ``data``, and its own hash."""
 
     __tablename__ = "events"
 
@@ -282,8 +289,24 @@ class Event(Base):
     actor: Mapped[str] = mapped_column(Bounded(320))
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    seq: Mapped[int | None] = mapped_column(Integer)  # 1, 2, … within the case
+    prev_hash: Mapped[str | None] = mapped_column(Bounded(64))
+    digests: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    hash: Mapped[str | None] = mapped_column(Bounded(64))
 
     message: Mapped[Message | None] = relationship()
+
+
+class KeyringEntry(Base):
+    """One of the store's own keys (``store/keyring.py``), wrapped by the master
+    key with id ``key_id``."""
+
+    __tablename__ = "keyring"
+
+    name: Mapped[str] = mapped_column(Bounded(20), primary_key=True)
+    key_id: Mapped[str] = mapped_column(Bounded(12))
+    wrapped: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
 class Outbox(Base):
@@ -359,6 +382,18 @@ class Handoff(Base):
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime, unique=True)
     outgoing: Mapped[list[str]] = mapped_column(JSON)
     incoming: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class RetentionRun(Base):
+    """Retention ran on ``day`` (UTC, ``YYYY-MM-DD``): the record that it ran once
+    that day, whichever daemon's sweep came first, and what it purged."""
+
+    __tablename__ = "retention_runs"
+
+    day: Mapped[str] = mapped_column(Bounded(10), primary_key=True)
+    cases: Mapped[int] = mapped_column(Integer, default=0)
+    messages: Mapped[int] = mapped_column(Integer, default=0)  # quarantined ones
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
-from cocmail.store import bulk
+from cocmail.store import bulk, chain, keyring
 from cocmail.store.db import SCRUB
 from cocmail.store.models import (
     Attachment,
@@ -36,12 +36,13 @@ def find_messages(
 ) -> dict[str, tuple[int, int | None, str | None]]:
     """For the keys already stored: (message id, case id, quarantine reason)."""
     connection = db
+    stored = {keyring.keyed(db, key): key for key in dedupe_keys}
     marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
     sql = ("SELECT m.dedupe_key, m.id, m.case_id, q.reason FROM messages m "
            "LEFT OUTER JOIN quarantine q ON q.message_id = m.id "
-           f"WHERE m.dedupe_key IN ({', '.join([marker] * len(dedupe_keys))})")
-    rows = bulk.run(connection, sql, tuple(dedupe_keys), fetch=True)
-    return {str(row[0]): (int(row[1]), row[2], row[3]) for row in rows}
+           f"WHERE m.dedupe_key IN ({', '.join([marker] * len(stored))})")
+    rows = bulk.run(connection, sql, tuple(stored), fetch=True)
+    return {stored[str(row[0])]: (int(row[1]), row[2], row[3]) for row in rows}
 
 
 def recent_mail(
@@ -64,7 +65,7 @@ def insert_cases(db: Connection, channels: list[str], opened_at: dt.datetime) ->
     """One new case for each entry of ``channels`` (how its report reached us)."""
     return bulk.insert_many(db, Case.__table__,
                         [{"state": "new", "channel": channel, "opened_at": opened_at,
-                          "escalated_through": 0} for channel in channels])
+                          "escalated_through": 0, "head_seq": 0} for channel in channels])
 
 
 def insert_participants(db: Connection, rows: list[dict[str, Any]]) -> list[int]:
@@ -83,6 +84,11 @@ def clear(db: Connection, participant_ids: list[int], at: dt.datetime) -> None:
 
 
 def insert_messages(db: Connection, rows: list[dict[str, Any]]) -> list[int]:
+    """New messages; their content hashes are stored keyed (``keyring.keyed``)."""
+    for row in rows:
+        for column in ("dedupe_key", "raw_sha256"):
+            if row.get(column) is not None:
+                row[column] = keyring.keyed(db, row[column])
     return bulk.insert_many(db, _MESSAGES, rows)
 
 
@@ -95,10 +101,14 @@ def set_message_case(db: Connection, message_id: int, case_id: int,
 
 
 def insert_attachments(db: Connection, rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        row["sha256"] = keyring.keyed(db, row["sha256"])
     bulk.execute_many(db, _ATTACHMENTS, rows)
 
 
 def insert_events(db: Connection, rows: list[dict[str, Any]]) -> None:
+    """The one way an event is written: as the next links of its case's chain."""
+    chain.extend(db, rows)
     bulk.execute_many(db, Event.__table__, rows)
 
 
@@ -122,7 +132,8 @@ def insert_once(db: Connection, table: Any, row: dict[str, Any]) -> bool:
     first to commit and then inserts nothing (how a sweep takes a hand-off once)."""
     make = postgresql_insert if db.dialect.name == "postgresql" else sqlite_insert
     # RETURNING, not rowcount: psycopg reports -1 for an INSERT SQLAlchemy executes.
-    statement = make(table).values(**row).on_conflict_do_nothing().returning(table.c.id)
+    statement = make(table).values(**row).on_conflict_do_nothing().returning(
+        *table.primary_key.columns)
     return db.execute(statement).first() is not None
 
 
@@ -205,7 +216,8 @@ def add_recipients(db: Connection, message_id: int, recipients: list[str]) -> No
 
 def set_command_key(db: Connection, message_id: int, key: str) -> None:
     """The key of a member reply's new text, once the reply was carried out."""
-    db.execute(update(Message).where(Message.id == message_id).values(command_key=key))
+    db.execute(update(Message).where(Message.id == message_id).values(
+        command_key=keyring.keyed(db, key)))
 
 
 def scrub_after_commit(db: Connection) -> None:

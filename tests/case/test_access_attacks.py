@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from cocmail import config as config_module
 from cocmail.case import access, members
-from cocmail.commands.purge import purge
+from cocmail.case.purge import purge
 from cocmail.errors import ConfigError
 from cocmail.intake.inbound import Inbound
 from cocmail.intake.service import Intake

@@ -57,6 +57,7 @@ from cocmail.schedule.late_members import seat_late_members
 from cocmail.store import migrate
 from cocmail.store.db import Store
 from cocmail.store.models import Case, Event, Outbox, Participant, Recusal
+from tests.conftest import keyed
 from tests.mail import message
 
 KEY = b"model-key-0123456789abcdefghijkl"
@@ -106,6 +107,7 @@ def _template_db() -> Path:
     template = folder / f"cocmail-model-{uuid.uuid4().hex[:8]}.db"
     store = Store(f"sqlite:///{template}")
     migrate.upgrade(store)
+    keyed(store)  # the keyring's row is in every copy
     store.dispose()
     return template
 
@@ -119,7 +121,7 @@ class Committee(RuleBasedStateMachine):
         database = self.folder / "cocmail.db"
         shutil.copy(self.template, database)
         self.db_url = f"sqlite:///{database}"
-        self.store = Store(self.db_url)
+        self.store = keyed(Store(self.db_url))
         self.clock = FixedClock(START)
         self.people = [Person(i, name, f"{name}@members.example")
                        for i, name in enumerate(NAMES[:4])]

@@ -23,6 +23,18 @@ def test_example_config_loads() -> None:
     assert [s.notify for s in config.sla.escalation] == ["on-duty", "committee", "chair"]
     assert config.delivery.method == "maildir"
     assert config.secrets.token_key_file == ROOT / "var" / "token.key"
+    assert config.secrets.master_key_file == ROOT / "var" / "master.key"
+    assert (config.logging.level, config.logging.format) == ("info", "text")
+
+
+@pytest.mark.parametrize("section, values, error", [
+    ("logging", {"format": "xml"}, "logging.format: must be text or json"),
+    ("secrets", {"master_key_command": 7}, "secrets.master_key_command: must be a str"),
+])
+def test_a_wrong_value_is_named(tmp_path: Path, section: str, values: dict[str, object],
+                                error: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{error}$"):
+        config_module.load(write_config(tmp_path, "sqlite:///x.db", {section: values}))
 
 
 def test_member_email_is_checked(tmp_path: Path) -> None:

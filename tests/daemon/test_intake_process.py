@@ -29,6 +29,7 @@ from cocmail.intake.inbound import Accepted, Inbound
 from cocmail.intake.service import Intake
 from cocmail.store.db import Store
 from cocmail.store.models import Message
+from cocmail.store.unlock import unlock
 from cocmail.telemetry.metrics import Metrics
 from tests.conftest import CONDUCT, TOKEN_KEY, write_config
 from tests.mail import message
@@ -47,6 +48,7 @@ def _chained_writers(tmp_path: Path) -> tuple[Path, Intake, Metrics, Store]:
     config = config_module.load(config_path)
     store = Store(db_url, config.database.busy_timeout)
     migrate.upgrade(store)
+    unlock(config, store, SystemClock().now())
     key = tokens.load_key(config, may_create=True)
     intake = Intake(store, config.committee, key, SystemClock(), Enqueue.for_config(config, key))
     return config_path, intake, Metrics(), store

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from cocmail.store.db import Store
@@ -439,12 +440,16 @@ def test_a_purge_leaves_no_byte_of_the_case_in_the_store(
 def test_what_cocmail_writes_is_private_and_a_shared_file_is_named(
         serve, db_url: str, tmp_path: Path) -> None:
     """The database, the maildir of outgoing mail and its mails are the daemon's
-    user's alone (0600, folders 0700); a key file others can read is named in
-    one WARNING line at start."""
+    user's alone (0600, folders 0700); the key files others can read are named
+    in one WARNING line at start."""
     key = tmp_path / "shared.key"
     key.write_text("a-key-of-at-least-sixteen-bytes\n")
     key.chmod(0o644)
-    server: Server = serve(db_url, secrets={"token_key_file": str(key)})
+    master = tmp_path / "shared-master.key"
+    master.write_text("ab" * 32 + "\n")
+    master.chmod(0o640)
+    server: Server = serve(db_url, secrets={"token_key_file": str(key),
+                                            "master_key_file": str(master)})
     assert send(server.smtp_port, message())[0] == 250
     maildir = server.config.parent / "outbox"  # tests.conftest.write_config's
     deadline = time.monotonic() + 30
@@ -459,32 +464,35 @@ def test_what_cocmail_writes_is_private_and_a_shared_file_is_named(
         for path in _sqlite_files(db_url):
             assert path.stat().st_mode & 0o777 == 0o600, path
     warnings = [line for line in server.log().splitlines() if "readable by others" in line]
-    assert len(warnings) == 1 and str(key) in warnings[0] and " WARNING " in warnings[0]
+    assert len(warnings) == 1 and " WARNING " in warnings[0]
+    assert str(key) in warnings[0] and str(master) in warnings[0]
 
 
 # --- 11. a missing key is not silently replaced --------------------------------------
 
-def test_a_missing_token_key_stops_serve_once_the_database_holds_cases(
-        serve, sink: Sink, db_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("which", ["token_key_file", "master_key_file"])
+def test_a_missing_key_stops_serve_once_the_database_holds_cases(
+        serve, sink: Sink, db_url: str, tmp_path: Path, which: str) -> None:
     """The first start makes the key; once there are cases, a key file that is
     not where the config says stops serve with one line naming the key, exit 2,
-    instead of a new key that would make every reply address fail."""
-    key = tmp_path / "keys" / "token.key"
+    instead of a new key that would make every reply address fail (the token
+    key) or leave what the store holds unreadable (the master key)."""
+    key = tmp_path / "keys" / which.replace("_file", "").replace("_", ".")
     server: Server = serve(db_url, env={"COCMAIL_TOKEN_KEY": ""}, delivery=relay_to(sink),
-                           secrets={"token_key_file": str(key)})
+                           secrets={which: str(key)})
     assert key.exists() and key.stat().st_mode & 0o777 == 0o600
     assert send(server.smtp_port, message())[0] == 250
     server.quiet(sink)
     server.stop()
-    elsewhere = tmp_path / "mistyped" / "token.key"
+    elsewhere = tmp_path / "mistyped" / key.name
     config = server.config
     config.write_text(config.read_text().replace(str(key), str(elsewhere)))
     result = run_cli(config, "serve", env={"COCMAIL_TOKEN_KEY": ""})
     assert result.returncode == 2
     lines = result.stderr.decode().strip().splitlines()
     assert "Traceback" not in result.stderr.decode()
-    assert lines[-1].startswith("cocmail: config: secrets.token_key_file:")
-    assert [line for line in lines if "token_key_file" in line] == lines[-1:]
+    assert lines[-1].startswith(f"cocmail: config: secrets.{which}:")
+    assert [line for line in lines if which in line] == lines[-1:]
     assert not elsewhere.exists()
 
 

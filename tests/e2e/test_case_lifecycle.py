@@ -166,6 +166,14 @@ def test_a_whole_case_from_report_to_decision(serve, sink: Sink, db_url: str) ->
     assert _to(mails, "sam@elsewhere.example") == []
     # Nothing of the report ever reached the member with a conflict.
     assert not [m for m in mails if m.recipient == EMAIL[o1] and REPORT_TEXT in _flat(m.text)]
+    # The log of the whole case holds no text and no address anyone used in it:
+    # ids, counts, kinds and handles only (masked addresses show the domain).
+    log = server.log()
+    used = [REPORT_TEXT, "Something happened at the meetup", "Rita Reporter", REPORTER,
+            "on which day it happened", "on the 12th", "Sam Smith", "sam@elsewhere.example",
+            "two sessions", "check in with the respondent", *(NAME[h] for h in NAME),
+            *(EMAIL[h] for h in EMAIL), *(seat["reply_address"] for seat in seats.values())]
+    assert [text for text in used if text.lower() in log.lower()] == []
 
 
 def test_a_member_who_joins_later_sees_no_past_case(

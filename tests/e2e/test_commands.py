@@ -3,7 +3,6 @@ sink reading back every mail they cause."""
 
 from __future__ import annotations
 
-from cocmail.store.db import Store
 from tests.committee import recuse
 from tests.conftest import MEMBERS, Server, answer_conflict_checks, relay_to
 from tests.mail import message, send
@@ -129,12 +128,8 @@ def test_a_recused_member_s_reply_is_kept_but_not_acted_on(
         serve, sink: Sink, db_url: str) -> None:
     server: Server = serve(db_url, delivery=relay_to(sink))
     seats = _open_case(server, sink, cleared=False)
-    store = Store(db_url)
-    try:
-        with store.unit_of_work() as session:
-            recuse(session, 1, "bob", "hard")
-    finally:
-        store.dispose()
+    with server.store().unit_of_work() as session:
+        recuse(session, 1, "bob", "hard")
     before = len(server.quiet(sink))
     _reply(server, seats["bob"], "ack\nI know the person.")
     [confirmation] = sink.wait_for(1, where=lambda m: m.kind == "confirmation")

@@ -462,7 +462,9 @@ class TestImapCheck:
         with dovecot.client() as client:
             assert not client.folder_exists(PROCESSED)
 
-        server: Server = serve(_sqlite(tmp_path), imap=section)
+        # The store `db upgrade` made holds keys: the daemon needs the same master key.
+        server: Server = serve(_sqlite(tmp_path), imap=section,
+                               secrets={"master_key_file": str(tmp_path / "master.key")})
         _wait("both are moved", lambda: len(dovecot.uids(PROCESSED)) == 2)
         server.stop()
         found = cli_json(config, "imap", "check")

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from cocmail.route.tokens import case_of_message_id
-from cocmail.store.db import Store
 from tests.committee import recuse
 from tests.conftest import (
     CONDUCT,
@@ -217,12 +216,8 @@ class TestConfidentiality:
         server.quiet(sink)
         sink.forget()
         # A recusal as a row (test_process_commands has the command).
-        store = Store(db_url)
-        try:
-            with store.unit_of_work() as session:
-                recuse(session, 1, "bob", "hard")
-        finally:
-            store.dispose()
+        with server.store().unit_of_work() as session:
+            recuse(session, 1, "bob", "hard")
         reply_to = server.look("case", "show", "1")["participants"][0]["reply_address"]
         send(server.smtp_port, message(subject="Re: more", body="More.\n"), rcpts=[reply_to])
         sink.wait_for(len(MEMBERS) - 1, where=lambda m: m.kind == "message")

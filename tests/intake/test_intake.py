@@ -20,10 +20,10 @@ from cocmail.intake.service import Intake
 from cocmail.notify.enqueue import Enqueue
 from cocmail.route.addresses import reply_address, split_recipient
 from cocmail.route.tokens import make_token
-from cocmail.store import migrate
+from cocmail.store import keyring, migrate
 from cocmail.store.db import Store
 from cocmail.store.models import Case, Event, Message, Participant, Quarantine
-from tests.conftest import CONDUCT, MEMBERS
+from tests.conftest import CONDUCT, MEMBERS, keyed
 from tests.mail import message
 
 KEY = b"k" * 32
@@ -208,7 +208,7 @@ class TestReadAhead:
             stored = s.get(Message, result.message_id)
             assert stored is not None
             assert (stored.subject, stored.message_id, stored.dedupe_key, stored.text) == (
-                "read ahead", "ahead@reporter.example", reading.key,
+                "read ahead", "ahead@reporter.example", keyring.keyed(s.connection(), reading.key),
                 reading.parsed.text if reading.parsed else None)
 
 
@@ -248,6 +248,7 @@ class TestBatches:
         db = tmp_path / "locked.db"
         store = Store(f"sqlite:///{db}", dt.timedelta(seconds=0.5))
         migrate.upgrade(store)
+        keyed(store)
         intake = intake_for(store)
         blocker = sqlite3.connect(db, isolation_level=None)
         blocker.execute("BEGIN EXCLUSIVE")

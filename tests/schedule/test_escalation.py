@@ -15,7 +15,7 @@ from cocmail.schedule.escalation import escalate
 from cocmail.store.db import Store
 from cocmail.store.models import Case, Event, Outbox, RotationOverride
 from tests.committee import EMAIL, HOUR, OPENED, Committee, recuse
-from tests.conftest import CONDUCT, MEMBERS
+from tests.conftest import CONDUCT, MEMBERS, keyed
 
 
 @pytest.fixture
@@ -116,7 +116,7 @@ def test_critical_pages_everyone_once(committee: Committee) -> None:
 def test_two_sweeps_at_once_take_each_step_once(committee: Committee, db_url: str) -> None:
     for _ in range(20):
         committee.report()
-    stores = [Store(db_url), Store(db_url)]
+    stores = [keyed(Store(db_url)), keyed(Store(db_url))]
     start = threading.Barrier(2)
     errors: list[BaseException] = []
 
