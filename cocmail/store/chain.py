@@ -98,6 +98,11 @@ def extend(db: Connection, rows: list[dict[str, Any]]) -> None:
                 for case_id in case_ids])
 
 
+def has_unchained(db: Connection) -> bool:
+    """Whether an event was written before the history was a chain."""
+    return db.execute(select(Event.id).where(Event.hash.is_(None)).limit(1)).first() is not None
+
+
 def seal_unchained(db: Connection) -> int:
     """Chain the events written before the history was a chain (a store upgraded
     from an earlier cocmail), case by case; how many cases were chained."""

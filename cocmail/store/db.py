@@ -57,7 +57,7 @@ class Store:
         none yet), for every connection from now on."""
         keyring = Keyring(master)
         try:
-            keyring.prepare(self.engine, now)
+            keyring.prepare(self.engine, now, {READ_ONLY: True})
         except UNAVAILABLE as exc:
             raise StoreUnavailable(_describe(exc)) from exc
         self.keyring = keyring

@@ -15,6 +15,7 @@ inside a caller's transaction, which might roll back after the key was used.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -71,11 +72,10 @@ def _key_stored_hashes(db: Connection, key: bytes) -> None:
             sha256=keyed_now(digest)))
 
 
-def holds_keys(engine: Engine) -> bool:
+def holds_keys(db: Connection) -> bool:
     """Whether the store holds a key already (then its master key must be found,
     never made anew)."""
-    with engine.connect() as db:
-        return db.execute(select(KeyringEntry.name).limit(1)).first() is not None
+    return db.execute(select(KeyringEntry.name).limit(1)).first() is not None
 
 
 def _aad(name: str) -> bytes:
@@ -87,9 +87,22 @@ class Keyring:
         self.master = master
         self._keys: dict[str, bytes] = {}
 
-    def prepare(self, engine: Engine, now: dt.datetime) -> None:
+    def prepare(self, engine: Engine, now: dt.datetime, reading: dict[str, Any]) -> None:
         """Every key of ``NAMES`` made (if the store has none yet) and opened.
-        Two processes starting at once make one: the second finds the first's."""
+        Two processes starting at once make one: the second finds the first's.
+        The keys are read in a transaction that only reads (``reading``: on
+        SQLite it takes no write lock, so a start does not wait on a busy
+        writer); one that writes is begun only to make a missing key."""
+        with engine.connect().execution_options(**reading) as db:
+            stored = {row.name: row for row in db.execute(select(KeyringEntry))}
+        if any(name not in stored for name in NAMES):
+            self._make(engine, now)
+            with engine.connect().execution_options(**reading) as db:
+                stored = {row.name: row for row in db.execute(select(KeyringEntry))}
+        for row in stored.values():
+            self._keys[row.name] = self._open(row.name, row.key_id, row.wrapped)
+
+    def _make(self, engine: Engine, now: dt.datetime) -> None:
         with engine.begin() as db:
             stored = {row.name: row for row in db.execute(select(KeyringEntry))}
             for name in NAMES:
@@ -103,9 +116,6 @@ class Keyring:
                         .returning(KeyringEntry.name)).first()
                     if made is not None and name == INDEX:
                         _key_stored_hashes(db, key)
-        with engine.connect() as db:
-            for row in db.execute(select(KeyringEntry)):
-                self._keys[row.name] = self._open(row.name, row.key_id, row.wrapped)
 
     def key(self, name: str) -> bytes:
         try:

@@ -20,12 +20,20 @@ def unlock(config: Config, store: Store, now: dt.datetime) -> None:
     """The store opened with the config's master keys. Their key file is made only
     for a store that holds no key yet; a key that does not open what the store
     holds is a config error naming where the keys came from."""
-    masters = master.load(config, may_create=not keyring.holds_keys(store.engine))
+    with store.reading() as session:
+        held = keyring.holds_keys(session.connection())
+    masters = master.load(config, may_create=not held)
     try:
         store.use_keys(masters, now)
     except keyring.KeysMissing as exc:
         raise ConfigError(masters.source, str(exc)) from None
-    with store.transaction() as db:
-        chained = chain.seal_unchained(db)
+    # Looked for in a transaction that only reads: a start takes no write lock
+    # (on SQLite, a busy writer's) unless there is something to chain.
+    with store.reading() as session:
+        unchained = chain.has_unchained(session.connection())
+    chained = 0
+    if unchained:
+        with store.transaction() as db:
+            chained = chain.seal_unchained(db)
     if chained:
         log.info("store: the history of %d cases is a hash chain now", chained)
