@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from functools import cached_property
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -21,16 +22,22 @@ class Received:
     recipient: str
     data: bytes
     at: float  # time.monotonic() when the DATA was accepted
+    _headers: dict[str, str | None] = field(default_factory=dict, repr=False, compare=False)
 
-    @property
+    @cached_property
     def message(self) -> EmailMessage:
+        # Parsed once: ``Sink.wait_for`` asks every mail again as each one arrives,
+        # holding the lock the sink's DATA waits on.
         parsed = email.message_from_bytes(self.data, policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)
         return parsed
 
     def header(self, name: str) -> str | None:
-        value = self.message[name]
-        return None if value is None else str(value)
+        key = name.lower()
+        if key not in self._headers:
+            value = self.message[name]
+            self._headers[key] = None if value is None else str(value)
+        return self._headers[key]
 
     @property
     def kind(self) -> str | None:
