@@ -47,8 +47,15 @@ test:
 	  echo "make test: $$([ $$status = 0 ] && echo passed || echo FAILED), wall time $$((took / 60)) min $$((took % 60)) s"; \
 	  exit $$status
 
-test-steps: $(STAMP) system-deps lint typecheck
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
+# Lint and type check run beside the suite (a core's worth of work the suite
+# leaves while its first daemons start); their output follows the suite's, and
+# either failing fails the run.
+test-steps: $(STAMP) system-deps
+	@$(MAKE) --no-print-directory lint typecheck > .checks.log 2>&1 & checks=$$!; \
+	  $(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS); suite=$$?; \
+	  wait $$checks; checked=$$?; cat .checks.log; rm -f .checks.log; \
+	  [ $$checked = 0 ] || echo "make test: lint or type check failed (above)"; \
+	  [ $$suite = 0 ] && [ $$checked = 0 ]
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
