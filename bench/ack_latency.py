@@ -64,7 +64,8 @@ def _offer(args: tuple[int, int, int, float, float]) -> dict[str, float]:
     return done
 
 
-def ack_latency(directory: Path, rate: float, seconds: float) -> tuple[list[float], int]:
+def ack_latency(directory: Path, rate: float, seconds: float,
+                extra: str = "") -> tuple[list[float], int]:
     """Latencies (s) of the acknowledgements that arrived, and how many never did."""
     sink = _AckSink()
     port = free_port()
@@ -72,7 +73,7 @@ def ack_latency(directory: Path, rate: float, seconds: float) -> tuple[list[floa
     controller.start()
     delivery = (f'[delivery]\nmethod = "smtp"\nrelay_host = "127.0.0.1"\n'
                 f'relay_port = {port}\nsecurity = "none"\n')
-    server = start_cocmail(directory, delivery=delivery)
+    server = start_cocmail(directory, delivery=delivery, secrets=extra)
     try:
         total = int(rate * seconds)
         start = time.monotonic() + 1.0

@@ -62,7 +62,8 @@ def send_batch(args: tuple[int, int, int]) -> list[float]:
 
 
 def write_cocmail_config(directory: Path, smtp_port: int, http_port: int,
-                         max_size: str = "30MB", extra: str = "", delivery: str = "") -> Path:
+                         max_size: str = "30MB", extra: str = "", delivery: str = "",
+                         secrets: str = "") -> Path:
     path = directory / "config.toml"
     path.write_text(f"""
 [committee]
@@ -93,6 +94,7 @@ maildir = "{directory / 'outbox'}"'''}
 
 [secrets]
 token_key_file = "{directory / 'token.key'}"
+{secrets}
 
 [http]
 listen = "127.0.0.1:{http_port}"

@@ -13,7 +13,10 @@ base64 attachment, which is what a report of that size is) (target: at most 4 x 
 message size). Last, at a fixed offered load of 20 reports/s for 30 s, the time
 from the end of a report's DATA to its acknowledgement being accepted by an
 SMTP sink standing in for the relay (p50, p99; target p99 under 1 s; see
-ack_latency.py). All traffic is on 127.0.0.1.
+ack_latency.py). Intake and acknowledgement latency are measured with encryption
+at rest on (the default) and off (``secrets.encrypt_content = false``) in the
+same run: what encryption costs (target: at most 10 % of either).
+All traffic is on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from common import (
 )
 
 CONNECTIONS = 4
+CLEAR = "encrypt_content = false"  # [secrets]: encryption at rest off
 
 
 def throughput(server: Process, messages: int) -> float:
@@ -102,31 +106,40 @@ def main() -> None:
 
     print(f"intake: {args.messages} reports of 4 KB over {CONNECTIONS} SMTP connections, "
           f"{args.rounds} rounds")
-    ratios = []
-    with tempfile.TemporaryDirectory(prefix="cocmail-bench-") as tmp:
+    ratios, costs = [], []
+    with tempfile.TemporaryDirectory(prefix="cocmail-bench-") as tmp, \
+            tempfile.TemporaryDirectory(prefix="cocmail-bench-") as clear_tmp:
         bare, server = start_bare(), start_cocmail(Path(tmp))
+        clear = start_cocmail(Path(clear_tmp), secrets=CLEAR)
         try:
             for round_ in range(1, args.rounds + 1):
                 bare_rate = throughput(bare, args.messages)
                 cocmail_rate = throughput(server, args.messages)
+                clear_rate = throughput(clear, args.messages)
                 ratios.append(cocmail_rate / bare_rate)
+                costs.append(1 - cocmail_rate / clear_rate)
                 print(f"  round {round_}: bare aiosmtpd listener {bare_rate:6.0f} msg/s, "
-                      f"cocmail (SQLite) {cocmail_rate:6.0f} msg/s, ratio {ratios[-1]:.2f}")
+                      f"cocmail (SQLite) {cocmail_rate:6.0f} msg/s, ratio {ratios[-1]:.2f}; "
+                      f"encryption off {clear_rate:6.0f} msg/s")
         finally:
             bare.stop()
             server.stop()
+            clear.stop()
     print(f"  median ratio: {statistics.median(ratios):.2f}  (target >= 0.50)")
+    print(f"  encryption at rest costs {statistics.median(costs):+.1%} of the intake rate "
+          "(median; target <= 10%)")
 
     with tempfile.TemporaryDirectory(prefix="cocmail-bench-") as tmp:
         growth, size = big_message_rss(Path(tmp), 20 * 1024 * 1024)
     print(f"one {size:.1f} MiB message: peak RSS growth {growth:.1f} MiB = "
           f"{growth / size:.2f} x the message  (target <= 4.00)")
 
-    with tempfile.TemporaryDirectory(prefix="cocmail-bench-") as tmp:
-        latencies, missing = ack_latency(Path(tmp), args.rate, args.seconds)
-    print(f"acknowledgement latency at {args.rate:g} reports/s for {args.seconds:g} s "
-          f"({len(latencies)} reports): {summary(latencies)}  (target p99 < 1000 ms)"
-          + (f"; {missing} never acknowledged" if missing else ""))
+    for label, extra in (("", ""), (" (encryption off)", CLEAR)):
+        with tempfile.TemporaryDirectory(prefix="cocmail-bench-") as tmp:
+            latencies, missing = ack_latency(Path(tmp), args.rate, args.seconds, extra)
+        print(f"acknowledgement latency{label} at {args.rate:g} reports/s for "
+              f"{args.seconds:g} s ({len(latencies)} reports): {summary(latencies)}  "
+              "(target p99 < 1000 ms)" + (f"; {missing} never acknowledged" if missing else ""))
 
 
 if __name__ == "__main__":

@@ -96,6 +96,11 @@ class Committee:
             return [(row.step, handle[row.recipient]) for row in session.scalars(
                 select(Outbox).where(Outbox.kind == kind).order_by(Outbox.id))]
 
+    def to(self, address: str) -> Any:
+        """Outbox rows to ``address`` (matched by its keyed hash, as the store does)."""
+        assert self.store.keyring is not None
+        return Outbox.recipient_index == self.store.keyring.index_of(address)
+
     def rendered(self, *where: Any) -> list[tuple[Context, Rendered]]:
         """Each outbox row matching ``where``, in order: what its template sees, and
         the mail as it would be sent."""

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,34 +200,38 @@ def able(seats: Iterable[Seat]) -> list[Seat]:
     return [s for s in seats if s.standing in (Standing.READS, Standing.PENDING)]
 
 
-def relay_needs_approval(role: str, address: str, reporters: Collection[str],
+def relay_needs_approval(role: str, address_key: str, reporter_keys: Collection[str],
                          approval_roles: Collection[str]) -> bool:
     """Does a relay to this party wait for a second member's ``approve``? Approval
     follows the person: anyone who reported in the case, or for whom a filing was
-    made, counts as the reporter whatever role a member added them under.
+    made, counts as the reporter whatever role a member added them under. People
+    are compared by the keyed hashes of their addresses (``CaseAccess.reporter_keys``),
+    which a purge leaves.
 
-    >>> relay_needs_approval("observer", "rita@x.example", {"rita@x.example"}, ["reporter"])
+    >>> relay_needs_approval("observer", "k-rita", {"k-rita"}, ["reporter"])
     True
-    >>> relay_needs_approval("witness", "sam@x.example", {"rita@x.example"}, ["reporter"])
+    >>> relay_needs_approval("witness", "k-sam", {"k-rita"}, ["reporter"])
     False
-    >>> relay_needs_approval("witness", "sam@x.example", set(), ["witness"])
+    >>> relay_needs_approval("witness", "k-sam", set(), ["witness"])
     True
     """
     if role in approval_roles:
         return True
-    return "reporter" in approval_roles and address.lower() in reporters
+    return "reporter" in approval_roles and address_key in reporter_keys
 
 
 def conflict_parties(parties: Iterable[tuple[str, str, str | None]],
-                     reporters: Collection[str]) -> list[tuple[str, str, str | None]]:
+                     reporter_keys: Collection[str],
+                     key_of: Callable[[str], str]) -> list[tuple[str, str, str | None]]:
     """The (role, email, name) a conflict check may show: who reported is never
-    told to a member before they have answered it, under whatever role.
+    told to a member before they have answered it, under whatever role (people
+    compared by ``key_of`` their address, as ``relay_needs_approval`` does).
 
-    >>> conflict_parties([("respondent", "sam@x", "Sam"), ("observer", "rita@x", None)],
-    ...                  {"rita@x"})
+    >>> conflict_parties([("respondent", "sam@x", "Sam"), ("observer", "Rita@x", None)],
+    ...                  {"k-rita@x"}, lambda a: "k-" + a.lower())
     [('respondent', 'sam@x', 'Sam')]
     """
-    return [p for p in parties if p[1].lower() not in reporters]
+    return [p for p in parties if key_of(p[1]) not in reporter_keys]
 
 
 @dataclass(frozen=True)
@@ -240,12 +244,9 @@ class CaseAccess:
     others: dict[int, tuple[str, str]] = field(default_factory=dict)
     # The members the reporter kept out of it (seated or not): id -> handle now.
     kept_out: dict[int, str] = field(default_factory=dict)
-
-    @property
-    def reporters(self) -> frozenset[str]:
-        """The addresses of those who reported in the case (or were filed for)."""
-        return frozenset(email.lower() for role, email in self.others.values()
-                         if role in REPORTER_ROLES)
+    # The keyed hashes of the reporters' addresses (``participants.email_index``):
+    # who reported, still known in a purged case, whose addresses are gone.
+    reporter_keys: frozenset[str] = frozenset()
 
     def seat(self, participant_id: int | None) -> Seat | None:
         return next((s for s in self.seats if s.participant_id == participant_id), None)
@@ -324,8 +325,10 @@ def load(db: Connection, case_ids: Iterable[int]) -> dict[int, CaseAccess]:
             kept_out[case_id][member_id] = handle
     seats: dict[int, list[Seat]] = {case_id: [] for case_id in wanted}
     others: dict[int, dict[int, tuple[str, str]]] = {case_id: {} for case_id in wanted}
+    reporter_keys: dict[int, set[str]] = {case_id: set() for case_id in wanted}
     for row in db.execute(
             select(Participant.case_id, Participant.id, Participant.role, Participant.email,
+                   Participant.email_index,
                    Participant.handle, Participant.member_id, Participant.cleared_at,
                    Participant.left_at, Member.email.label("current"), Member.handle.label(
                        "now_handle"), Member.active)
@@ -333,6 +336,8 @@ def load(db: Connection, case_ids: Iterable[int]) -> dict[int, CaseAccess]:
             .where(Participant.case_id.in_(wanted)).order_by(Participant.id)):
         if row.role != MEMBER_ROLE:
             others[row.case_id][row.id] = (row.role, row.email)
+            if row.role in REPORTER_ROLES and row.email_index:
+                reporter_keys[row.case_id].add(row.email_index)
             continue
         # A member with no address (known only from a keep-out written before
         # members were rows, and not on the roster since) is nobody to send to.
@@ -342,7 +347,7 @@ def load(db: Connection, case_ids: Iterable[int]) -> dict[int, CaseAccess]:
         seats[row.case_id].append(Seat(row.id, row.member_id, row.now_handle or row.handle or "",
                                        row.current or "", state, row.cleared_at))
     return {case_id: CaseAccess(case_id, tuple(seats[case_id]), others[case_id],
-                                kept_out[case_id])
+                                kept_out[case_id], frozenset(reporter_keys[case_id]))
             for case_id in wanted}
 
 

@@ -59,9 +59,25 @@ class EventKind(StrEnum):
 
 SYSTEM = "cocmail"  # the actor of what cocmail did itself
 
+# The values of an event that are the case's content: what members wrote in
+# their own words (a reason, vote details, a follow-up, a plan item; an
+# emergency measure's action is a word of the member's own, too), and whom
+# they name (a party's address, the reporter a member filed for). They are
+# sealed under the case's key, and a purge clears them.
+PRIVATE = ("reason", "details", "what", "item", "email", "on_behalf_of")
+EMERGENCY_EVENTS = (EventKind.EMERGENCY, EventKind.EMERGENCY_CONFIRMED,
+                    EventKind.EMERGENCY_REVERSED, EventKind.ESCALATED)
+
+
+def private(kind: str) -> tuple[str, ...]:
+    """The values of an event of ``kind`` that are content (``PRIVATE``)."""
+    return (*PRIVATE, *(("action",) if kind in EMERGENCY_EVENTS else ()))
+
 
 def row(case_id: int, at: dt.datetime, kind: EventKind, data: dict[str, Any] | None = None,
         *, actor: str = SYSTEM, message_id: int | None = None) -> dict[str, Any]:
-    """One row for ``store.writes.insert_events``."""
-    return {"case_id": case_id, "at": at, "kind": EventKind(kind).value, "actor": actor,
-            "message_id": message_id, "data": data if data is not None else {}}
+    """One row for ``store.writes.insert_events`` (``private``: which values it seals)."""
+    kind = EventKind(kind)
+    return {"case_id": case_id, "at": at, "kind": kind.value, "actor": actor,
+            "message_id": message_id, "data": data if data is not None else {},
+            "private": private(kind)}

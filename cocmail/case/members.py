@@ -18,6 +18,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.engine import Connection
@@ -244,7 +245,7 @@ def _update(db: Connection, member: Known, want: Wanted, now: dt.datetime) -> li
         changes.append(f"{member.handle} is now called {want.handle}")
     if not _eq(member.email, want.email):
         # What is still to go goes to the new address only (a seat keeps no address).
-        _readdress(db, member.id, member.email, want.email)
+        _readdress(db, member.id, member.email, want.email, now)
         _events(db, member.id, now, EventKind.MEMBER_EMAIL_CHANGED, {"member": want.handle},
                 open_only=True)
         changes.append(f"{want.handle} has a new address")
@@ -268,24 +269,34 @@ def _rename(db: Connection, member_id: int, before: str, after: str) -> None:
     # are read through ``current_handles`` (every handle a member had).
 
 
-def _readdress(db: Connection, member_id: int, before: str | None, after: str) -> None:
+def _readdress(db: Connection, member_id: int, before: str | None, after: str,
+               now: dt.datetime) -> None:
     seats = select(Participant.id).where(Participant.member_id == member_id)
     waiting = Outbox.status.in_(("queued", "held"))
-    rows = db.execute(select(Outbox.id, Outbox.key, Outbox.recipient).where(
+    rows = db.execute(select(Outbox.id, Outbox.key, Outbox.case_id).where(
         waiting, Outbox.participant_id.in_(seats) | (
-            Outbox.participant_id.is_(None) & (Outbox.recipient == (before or "").lower()))
+            Outbox.participant_id.is_(None) & _to(db, before))
     )).all()
-    for row_id, key, recipient in rows:
-        new_key = key[: len(key) - len(recipient)] + after.lower() if key.endswith(
-            recipient) else key
+    index = writes.participant_index(db, after)
+    for row_id, key, case_id in rows:
+        # The key ends with the recipient's keyed hash (``writes.insert_outbox``).
+        new_key = f"{key.rsplit(':', 1)[0]}:{index}"
         clash = db.execute(select(Outbox.id).where(Outbox.key == new_key,
                                                    Outbox.id != row_id)).first()
         if clash is not None:
             db.execute(update(Outbox).where(Outbox.id == row_id).values(
-                status="cancelled", last_error="the member's address changed"))
+                **writes.outbox_values(db, case_id, {
+                    "status": "cancelled", "last_error": "the member's address changed"},
+                    now)))
             continue
         db.execute(update(Outbox).where(Outbox.id == row_id).values(
-            recipient=after.lower(), key=new_key))
+            **writes.outbox_values(db, case_id, {"recipient": after.lower()}, now),
+            key=new_key))
+
+
+def _to(db: Connection, address: str | None) -> Any:
+    """Outbox rows to ``address`` (matched by its keyed hash)."""
+    return Outbox.recipient_index == writes.participant_index(db, address or "")
 
 
 def _remove(db: Connection, member: Known, now: dt.datetime) -> list[str]:
@@ -296,9 +307,12 @@ def _remove(db: Connection, member: Known, now: dt.datetime) -> list[str]:
     db.execute(update(Participant).where(Participant.member_id == member.id,
                                          Participant.left_at.is_(None)).values(left_at=now))
     waiting = Outbox.status.in_(("queued", "held"))
-    db.execute(update(Outbox).where(waiting, Outbox.participant_id.in_(seats) | (
-        Outbox.participant_id.is_(None) & (Outbox.recipient == (member.email or "").lower())))
-        .values(status="cancelled", last_error="no longer a member of the committee"))
+    for row_id, case_id in db.execute(select(Outbox.id, Outbox.case_id).where(
+            waiting, Outbox.participant_id.in_(seats) | (
+                Outbox.participant_id.is_(None) & _to(db, member.email)))).all():
+        db.execute(update(Outbox).where(Outbox.id == row_id).values(**writes.outbox_values(
+            db, case_id, {"status": "cancelled",
+                          "last_error": "no longer a member of the committee"}, now)))
     return [f"{member.handle} left the roster"]
 
 

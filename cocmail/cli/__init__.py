@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from cocmail import config as config_module
-from cocmail.cli import audit, cases, imap, outbox, quarantine, retention, rotation, serve
+from cocmail.cli import audit, cases, imap, keys, outbox, quarantine, retention, rotation, serve
 from cocmail.cli.base import Commands, NotMigrated, UsageError
 from cocmail.daemon import files
 from cocmail.errors import ConfigError, NotFound, StoreUnavailable
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     commands = Commands(common)
-    for group in (serve, cases, quarantine, rotation, imap, outbox, retention, audit):
+    for group in (serve, cases, quarantine, rotation, imap, outbox, retention, audit, keys):
         group.register(commands, sub)
     return parser
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 
 from cocmail.case.events import EventKind
 from cocmail.commands.base import Request, Result
+from cocmail.store import writes
 from cocmail.store.models import Emergency
 
 
@@ -43,9 +44,10 @@ class EmergencyCommand:
                                  "it first.")
         action, reason = args[0].lower()[:64], " ".join(args[1:])[:500] or None
         due = request.now + request.emergency_within
-        request.db.execute(insert(Emergency).values(
-            case_id=request.case_id, action=action, reason=reason, by=request.handle,
-            at=request.now, due_at=due, message_id=request.message_id))
+        writes.insert_emergency(request.db, {
+            "case_id": request.case_id, "action": action, "reason": reason,
+            "by": request.handle, "at": request.now, "due_at": due,
+            "message_id": request.message_id})
         request.event(EventKind.EMERGENCY, action=action, reason=reason, due_at=due.isoformat())
         return Result(True, f"Emergency measure recorded: {action}. The committee is paged and "
                             f"must confirm or reverse it by {due:%Y-%m-%d %H:%M} UTC.")

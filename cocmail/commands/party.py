@@ -38,7 +38,7 @@ class Party:
         name = " ".join(args[3:])[:200] or None
         known = request.db.execute(select(Participant.id).where(
             Participant.case_id == request.case_id, Participant.role == kind,
-            Participant.email == email)).first()
+            Participant.email_index == writes.participant_index(request.db, email))).first()
         if known is not None:
             return Result(True, f"{email} is already a {kind} in case #{request.case_id}.")
         writes.insert_participants(request.db, [{

@@ -24,6 +24,7 @@ from cocmail.commands.base import Request, Result
 from cocmail.notify import payloads
 from cocmail.notify.enqueue import Mail
 from cocmail.notify.kinds import RELAY
+from cocmail.store import writes
 from cocmail.store.models import Outbox
 
 
@@ -57,15 +58,15 @@ class Relay:
                                  f"relay to one address ({listed}).")
         party_id, party_role, email = found[0]
         role = "reporter" if party_role in REPORTER_ROLES else party_role
-        held = access.relay_needs_approval(role, email, case.reporters,
-                                           request.relay_approval)
+        key = writes.participant_index(request.db, email)
+        held = access.relay_needs_approval(role, key, case.reporter_keys, request.relay_approval)
         request.mails.append(Mail(RELAY, email, request.case_id,
                                   step=f"{request.message_id}:{party_id}",
                                   participant_id=party_id, held=held,
                                   payload=payloads.Relay(request.note, request.handle)))
         request.event(EventKind.RELAYED, role=role, participant=party_id, held=held)
         if held:
-            who = role if role == "reporter" or email.lower() not in case.reporters \
+            who = role if role == "reporter" or key not in case.reporter_keys \
                 else f"{role} (who reported in this case)"
             return Result(True, f"Your text to the {who} waits for a second member's "
                                 "\"approve\" before it is sent; the other members have it.")

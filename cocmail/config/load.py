@@ -321,6 +321,7 @@ def from_dict(raw: dict[str, Any], path: Path) -> Config:
                                    base / "var" / "master.key"),
         master_key_env=st.get("master_key_env", str, "COCMAIL_MASTER_KEY"),
         master_key_command=st.get("master_key_command", str, None),
+        encrypt_content=st.get("encrypt_content", bool, True),
     )
     st.done()
 

@@ -181,6 +181,9 @@ class Secrets:
     master_key_file: Path | None = None
     master_key_env: str = "COCMAIL_MASTER_KEY"
     master_key_command: str | None = None
+    # Case content sealed under per-case keys (store/content.py). Off only to
+    # measure what it costs: what is written then is in the clear.
+    encrypt_content: bool = True
 
 
 @dataclass(frozen=True)

@@ -222,7 +222,8 @@ class Intake:
         parsed, parse_error = read(message.raw)
         if parsed is not None and message.headers is None:
             # It failed to parse before and parses now: keep what it says.
-            for name, value in parsed_values(parsed).items():
+            for name, value in writes.seal_for_message(db, message.id, Message.__table__,
+                                                       parsed_values(parsed)).items():
                 setattr(message, name, value)
             writes.insert_attachments(
                 db, [{**row, "message_id": message.id} for row in attachment_rows(parsed)])
@@ -244,7 +245,8 @@ class Intake:
                                     message.envelope_from, recipients, message.raw)
         if decision.action == "quarantine":
             entry.reason = decision.reason or entry.reason
-            entry.detail = clean(decision.detail or "")
+            entry.detail = writes.seal_for_message(db, message.id, Quarantine.__table__, {
+                "detail": clean(decision.detail or "")})["detail"]
             entry.claimed_case_id = decision.claimed_case_id
             return Accepted(message.id, None, False, entry.reason, False)
         entry.released_at = self.clock.now()

@@ -131,3 +131,29 @@ def _read_or_create(path: Path) -> str:
         with os.fdopen(fd, "w") as fh:
             fh.write(cipher.new_key().hex() + "\n")
         return path.read_text()
+
+
+def add_key(config: Config) -> str:
+    """A new master key, first in the key file (the earlier ones kept after it,
+    to open what they wrapped until it is re-wrapped); its id. Only the file can
+    be written: a key from the environment or a command is changed there."""
+    secrets = config.secrets
+    if os.environ.get(secrets.master_key_env) or secrets.master_key_command:
+        source = (f"${secrets.master_key_env}" if os.environ.get(secrets.master_key_env)
+                  else "secrets.master_key_command")
+        raise ConfigError(source, "cocmail cannot write a new master key there: put a new "
+                          "key (64 hex digits, e.g. from `openssl rand -hex 32`) first, "
+                          "keep the old one after it, and run `cocmail keys rotate` again")
+    path = secrets.master_key_file
+    if path is None:
+        raise ConfigError("secrets.master_key_file", "missing")
+    before = path.read_text()
+    key = cipher.new_key()
+    staged = path.with_name(path.name + ".new")
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key.hex() + "\n" + before)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(staged, path)  # whole or not at all: the old keys are never lost
+    return key_id(key)

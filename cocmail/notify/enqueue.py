@@ -59,8 +59,8 @@ class Mail:
 
     @property
     def key(self) -> str:
-        case = "-" if self.case_id is None else str(self.case_id)
-        return f"{case}:{self.kind}:{self.step}:{self.recipient}"
+        """(case, kind, step): ``writes.insert_outbox`` adds the recipient's keyed hash."""
+        return writes.outbox_key(self.case_id, self.kind, self.step)
 
 
 class Enqueue:
@@ -82,7 +82,7 @@ class Enqueue:
         replaced by one notice that says so."""
         mails = self._limit_answers(db, list(mails), now)
         domain = self.committee.domain
-        writes.insert_ignoring_duplicates(db, Outbox.__table__, [
+        writes.insert_outbox(db, [
             {"key": mail.key, "case_id": mail.case_id, "kind": mail.kind, "step": mail.step,
              "recipient": mail.recipient, "participant_id": mail.participant_id,
              "source_message_id": mail.source_message_id,

@@ -38,6 +38,7 @@ from cocmail.notify.template_context import (
     RelayView,
     ReminderView,
 )
+from cocmail.store import writes
 from cocmail.store.models import Attachment, Case, Event, Message, Outbox
 from cocmail.telemetry.masking import mask_addresses, masked
 
@@ -86,8 +87,9 @@ def reminder(name: Names, case: Case, payload: payloads.Reminder,
 
 def conflict(session: Session, case: Case, rule: CaseAccess,
              payload: payloads.Conflict) -> ConflictView:
-    parties = access.conflict_parties(named_parties(session.connection(), case.id),
-                                      rule.reporters)
+    db = session.connection()
+    parties = access.conflict_parties(named_parties(db, case.id), rule.reporter_keys,
+                                      lambda address: writes.participant_index(db, address))
     return ConflictView(
         parties=[PartyView(role, email, name) for role, email, name in parties],
         waited=(age(dt.timedelta(seconds=payload.waited))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import ssl
 from pathlib import Path
@@ -25,11 +26,21 @@ from cocmail.config import Delivery
 from cocmail.config.secrets import read_secret
 from cocmail.errors import describe
 
+_STATUS = re.compile(r"\s*(\d\.\d{1,3}\.\d{1,3})\b")
+
 
 class DeliveryError(Exception):
-    def __init__(self, message: str, *, permanent: bool) -> None:
-        super().__init__(message)
+    """Why a mail did not go. ``str()`` is all of it, the relay's own words
+    included (kept, sealed, with the outbox row); ``for_log`` has the relay's
+    words cut down to their status code, since a relay's answer may quote the
+    address, or the name, it refused."""
+
+    def __init__(self, message: str, *, permanent: bool, relay_said: str | None = None) -> None:
+        super().__init__(message if relay_said is None else f"{message} {relay_said}")
         self.permanent = permanent
+        status = _STATUS.match(relay_said or "")
+        self.for_log = message if relay_said is None else (
+            f"{message} {status.group(1)}" if status else message)
 
 
 class Transport(Protocol):
@@ -119,7 +130,7 @@ class SmtpTransport:
                 await client.login(config.username, self.password or "")
         except aiosmtplib.SMTPAuthenticationError as exc:
             client.close()
-            raise DeliveryError(f"relay refused our login: {exc.code} {exc.message}",
+            raise DeliveryError(f"relay refused our login: {exc.code}", relay_said=exc.message,
                                 permanent=False) from None
         except (aiosmtplib.SMTPException, OSError) as exc:
             client.close()
@@ -142,15 +153,16 @@ class SmtpTransport:
         except aiosmtplib.SMTPRecipientsRefused as exc:
             refused = exc.recipients[0]
             await _reset(client, self._idle)
-            raise DeliveryError(f"relay refused the recipient: {refused.code} {refused.message}",
+            raise DeliveryError(f"relay refused the recipient: {refused.code}",
+                                relay_said=refused.message,
                                 permanent=refused.code >= 500) from None
         except aiosmtplib.SMTPDataError as exc:
             await _reset(client, self._idle)
-            raise DeliveryError(f"relay refused the message: {exc.code} {exc.message}",
+            raise DeliveryError(f"relay refused the message: {exc.code}", relay_said=exc.message,
                                 permanent=exc.code >= 500) from None
         except aiosmtplib.SMTPResponseException as exc:
             client.close()
-            raise DeliveryError(f"relay answered {exc.code} {exc.message}",
+            raise DeliveryError(f"relay answered {exc.code}", relay_said=exc.message,
                                 permanent=False) from None
         except (aiosmtplib.SMTPException, OSError) as exc:
             client.close()

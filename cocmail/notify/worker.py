@@ -41,6 +41,7 @@ from cocmail.notify.enqueue import Enqueue, Mail
 from cocmail.notify.kinds import FAILURE, PAGE, REPORT
 from cocmail.notify.templates import Templates
 from cocmail.notify.transport import DeliveryError, Transport
+from cocmail.store import writes
 from cocmail.store.db import Store
 from cocmail.store.models import Message, Outbox
 from cocmail.telemetry.metrics import Metrics
@@ -65,6 +66,8 @@ class _Outcome:
     row_id: int
     status: str  # sent | temporary | permanent | cancelled
     error: str | None = None
+    # What the log may say of it (``DeliveryError.for_log``): not the relay's words.
+    for_log: str | None = None
 
 
 class OutboxWorker:
@@ -170,7 +173,7 @@ class OutboxWorker:
                                               item.recipient, item.data)
                 except DeliveryError as exc:
                     return _Outcome(item.row_id, "permanent" if exc.permanent else "temporary",
-                                    str(exc))
+                                    str(exc), exc.for_log)
                 except Exception as exc:  # a bug in a transport: retry, and say so
                     log.exception("outbox: sending row %d failed", item.row_id)
                     return _Outcome(item.row_id, "temporary", f"internal error: {exc!r}")
@@ -226,11 +229,18 @@ class OutboxWorker:
             rows = {row.id: row for row in session.scalars(
                 select(Outbox).where(Outbox.id.in_([o.row_id for o in outcomes])))}
             notices: list[Mail] = []
+            db = session.connection()
+
+            def sealed(row: Outbox, error: str | None) -> str | None:
+                # What the relay answered may quote the address it refused.
+                value = writes.outbox_values(db, row.case_id, {"last_error": error}, now)
+                return value["last_error"]  # type: ignore[no-any-return]
+
             for outcome in outcomes:
                 row = rows[outcome.row_id]
                 row.claimed_by, row.claimed_until = None, None
                 if outcome.status == "cancelled":
-                    row.status, row.last_error = "cancelled", outcome.error
+                    row.status, row.last_error = "cancelled", sealed(row, outcome.error)
                     # Why stays with the row (``cocmail outbox list``): it can say whom
                     # a reporter kept out, which is not for a log.
                     log.info("outbox %d (%s) cancelled: no longer for its recipient", row.id,
@@ -243,17 +253,18 @@ class OutboxWorker:
                     log.info("outbox %d (%s) sent, attempt %d", row.id, row.kind, row.attempts)
                     self.metrics.inc("cocmail_outbox_total", outcome="sent", kind=row.kind)
                     continue
-                row.last_error = outcome.error
+                row.last_error = sealed(row, outcome.error)
                 if outcome.status == "temporary" and row.attempts < delivery.max_attempts:
                     row.due_at = now + backoff(row.attempts, delivery.retry_first,
                                                delivery.retry_max)
                     log.warning("outbox %d (%s) attempt %d failed, next at %s: %s", row.id,
-                                row.kind, row.attempts, row.due_at.isoformat(), outcome.error)
+                                row.kind, row.attempts, row.due_at.isoformat(),
+                                outcome.for_log or outcome.error)
                     self.metrics.inc("cocmail_outbox_total", outcome="deferred", kind=row.kind)
                     continue
                 row.status, row.failed_at = "failed", now
                 log.error("outbox %d (%s) failed for good after %d attempts: %s", row.id,
-                          row.kind, row.attempts, outcome.error)
+                          row.kind, row.attempts, outcome.for_log or outcome.error)
                 self.metrics.inc("cocmail_outbox_total", outcome="failed", kind=row.kind)
                 notices += self._failure_notices(session, row)
             session.flush()

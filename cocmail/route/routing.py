@@ -12,13 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.engine import Connection
 
 from cocmail.case import access
 from cocmail.parse.message import ParsedMessage
 from cocmail.route.addresses import Recipient
 from cocmail.route.tokens import case_named_in, case_of_message_id, match_token
+from cocmail.store import writes
 from cocmail.store.models import Case, Member, Message, Participant
 
 # Quarantine reasons: stable codes (they appear in `quarantine list --json`).
@@ -47,10 +48,12 @@ class Route:
     without: tuple[str, ...] = ()
 
 
-def _address() -> Any:
-    """A participant's address: a member's is their identity's (``members.email``),
-    which may change; anyone else's is their seat's. (Joins ``Member``.)"""
-    return func.coalesce(Member.email, Participant.email)
+def _is_from(db: Connection, sender: str) -> Any:
+    """Is ``sender`` the participant's address? A member's is their identity's
+    (``members.email``), which may change; anyone else's is their seat's, matched
+    by its keyed hash (``participants.email_index``). (Joins ``Member``.)"""
+    return or_(Member.email == sender, and_(
+        Member.email.is_(None), Participant.email_index == writes.participant_index(db, sender)))
 
 
 def quarantine(reason: str, detail: str, claimed_case_id: int | None = None) -> Route:
@@ -141,7 +144,8 @@ def _by_token(db: Connection, recipient: Recipient, sender: str | None, key: byt
             UNKNOWN_CASE, f"reply address names case #{case_id}, which does not exist"
         )
     participants = db.execute(
-        select(Participant.id, _address().label("email"), Participant.role)
+        select(Participant.id, Member.email.label("identity"), Participant.email_index,
+               Participant.role)
         .outerjoin(Member, Member.id == Participant.member_id)
         .where(Participant.case_id == case_id)
     ).all()
@@ -153,7 +157,9 @@ def _by_token(db: Connection, recipient: Recipient, sender: str | None, key: byt
             claimed_case_id=case_id,
         )
     participant = next(p for p in participants if p.id == pid)
-    if sender is None or sender != (participant.email or "").lower():
+    # As ``_is_from`` says: a member's identity's address, anyone else's keyed hash.
+    if sender is None or (sender != (participant.identity or "").lower() if participant.identity
+                          else writes.participant_index(db, sender) != participant.email_index):
         return quarantine(
             SENDER_MISMATCH,
             f"sent to the reply address of the case's {participant.role}, "
@@ -192,7 +198,7 @@ def _by_headers(
         participant = db.execute(
             select(Participant.id, Participant.role)
             .outerjoin(Member, Member.id == Participant.member_id)
-            .where(Participant.case_id == case_id, _address() == sender)
+            .where(Participant.case_id == case_id, _is_from(db, sender))
             .order_by(Participant.left_at.is_not(None), Participant.id)
         ).first()
         if participant is None:

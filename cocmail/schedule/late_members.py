@@ -44,7 +44,7 @@ def seat_late_members(db: Connection, committee: Committee, enqueue: Enqueue,
             # Back on the roster: the seat again, and the conflict check again.
             pid: int | None = lost if writes.seat_again(db, lost) else None
         else:
-            added = writes.insert_once(db, Participant.__table__, writes.member_seat(
+            added = writes.insert_seat_once(db, writes.member_seat(
                 case_id, member_id, member.handle, member.name, now, cleared=False))
             pid = db.execute(select(Participant.id).where(
                 Participant.case_id == case_id, Participant.role == access.MEMBER_ROLE,

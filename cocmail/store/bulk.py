@@ -51,14 +51,18 @@ class _Compiled:
     processors: tuple[tuple[str, Callable[[Any], Any] | None], ...]
 
 
-_compiled_cache: dict[tuple[str, str, tuple[str, ...], bool, bool], _Compiled] = {}
+# Per dialect object, not per dialect name: a type's bind processor is made for
+# one engine's dialect, and a sealed column's asks it for its store's keyring.
+# (An engine's dialect lives as long as the process: a daemon has one.)
+_compiled_cache: dict[Dialect, dict[tuple[str, tuple[str, ...], bool, bool], _Compiled]] = {}
 
 
 def _compile(dialect: Dialect, table: Any, keys: tuple[str, ...],
              skip_duplicates: bool = False, ids: bool = False) -> _Compiled:
     """The INSERT of ``keys`` into ``table``; with ``ids``, one that gives the new id."""
-    cache_key = (dialect.name, table.name, keys, skip_duplicates, ids)
-    found = _compiled_cache.get(cache_key)
+    cache = _compiled_cache.setdefault(dialect, {})
+    cache_key = (table.name, keys, skip_duplicates, ids)
+    found = cache.get(cache_key)
     if found is not None:
         return found
     values: dict[str, Any] = {key: bindparam(key) for key in keys}
@@ -78,7 +82,7 @@ def _compile(dialect: Dialect, table: Any, keys: tuple[str, ...],
         positional=bool(compiled.positional),
         processors=tuple((key, _processor(table.c[key], dialect)) for key in order),
     )
-    _compiled_cache[cache_key] = result
+    cache[cache_key] = result
     return result
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from cocmail.config import Database
 from cocmail.errors import StoreUnavailable, describe
 from cocmail.keys.master import MasterKeys
+from cocmail.store import sealing
 from cocmail.store.keyring import KEYS, Keyring
 
 log = logging.getLogger(__name__)
@@ -52,15 +53,19 @@ class Store:
             # What a writer needs a key for (the history's chain) finds it here.
             record.info[KEYS] = self.keyring
 
-    def use_keys(self, master: MasterKeys, now: dt.datetime) -> None:
+    def use_keys(self, master: MasterKeys, now: dt.datetime,
+                 reload: Callable[[], MasterKeys] | None = None) -> None:
         """Open the store's keys with the master keys (made, in a store that has
-        none yet), for every connection from now on."""
-        keyring = Keyring(master)
+        none yet), for every connection from now on; ``reload`` reads the master
+        keys again (``Keyring.reload``)."""
+        keyring = Keyring(master, reload=reload)
         try:
             keyring.prepare(self.engine, now, {READ_ONLY: True})
         except UNAVAILABLE as exc:
             raise StoreUnavailable(_describe(exc)) from exc
         self.keyring = keyring
+        # What a sealed column's type is given when it opens a value (``store/sealing.py``).
+        setattr(self.engine.dialect, sealing.KEYRING, keyring)
 
     @classmethod
     def of(cls, database: Database) -> Store:

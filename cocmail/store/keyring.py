@@ -3,9 +3,15 @@ master key (``keys/master.py``) and never written anywhere in the clear.
 
 ``audit`` is the key of the history's hash chain (``store/chain.py``);
 ``index`` keys the content hashes the store matches on (a message's dedupe
-key and sha256, a reply's command key, an attachment's sha256: ``keyed``), so
-a dump cannot confirm that a given text was reported. A key here outlives a
-change of master key: re-wrapped, what it made stays valid.
+key and sha256, a reply's command key, an attachment's sha256: ``keyed``; an
+address: ``content.address_index``), so a dump cannot confirm that a given
+text was reported, or by whom; ``content`` seals the mail queued without a
+case (``store/content.py``). A key here outlives a change of master key:
+re-wrapped, what it made stays valid.
+
+The keyring also opens the data keys of case content (``content_keys``) as
+they are needed, and keeps them open for the process's life (a purge drops
+the one it deletes).
 
 A store opened with its master keys (``Store.use_keys``) makes the missing rows
 in a transaction of their own before anything needs them; a key is never made
@@ -15,6 +21,7 @@ inside a caller's transaction, which might roll back after the key was used.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select, update
@@ -22,13 +29,16 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
+from cocmail.clock import Clock, SystemClock
 from cocmail.keys import cipher
 from cocmail.keys.master import MasterKeys
-from cocmail.store.models import Attachment, KeyringEntry, Message
+from cocmail.store import sealing
+from cocmail.store.models import Attachment, ContentKey, KeyringEntry, Message
 
 AUDIT = "audit"
 INDEX = "index"
-NAMES = (AUDIT, INDEX)
+CONTENT = "content"
+NAMES = (AUDIT, INDEX, CONTENT)
 KEYS = "cocmail_keyring"  # where a connection carries its store's keyring (its info)
 
 
@@ -78,14 +88,29 @@ def holds_keys(db: Connection) -> bool:
     return db.execute(select(KeyringEntry.name).limit(1)).first() is not None
 
 
-def _aad(name: str) -> bytes:
+def keyring_aad(name: str) -> bytes:
     return b"cocmail keyring " + name.encode()
 
 
+def content_aad(ref: bytes) -> bytes:
+    """What a wrapped data key is bound to: its ref."""
+    return b"cocmail content key " + ref.hex().encode()
+
+
 class Keyring:
-    def __init__(self, master: MasterKeys) -> None:
+    def __init__(self, master: MasterKeys, clock: Clock | None = None,
+                 reload: Callable[[], MasterKeys] | None = None) -> None:
         self.master = master
+        # Reads the master keys again: a key wrapped under one this process was not
+        # given (``cocmail keys rotate`` ran while it did) is opened after a reload.
+        self.reload = reload
+        # False (``secrets.encrypt_content``): content is written in the clear.
+        self.sealing = True
+        self.clock: Clock = clock or SystemClock()  # when a data key is made unasked
         self._keys: dict[str, bytes] = {}
+        self._content: dict[bytes, bytes] = {}
+        self._engine: Engine | None = None
+        self._reading: dict[str, Any] = {}
 
     def prepare(self, engine: Engine, now: dt.datetime, reading: dict[str, Any]) -> None:
         """Every key of ``NAMES`` made (if the store has none yet) and opened.
@@ -93,6 +118,7 @@ class Keyring:
         The keys are read in a transaction that only reads (``reading``: on
         SQLite it takes no write lock, so a start does not wait on a busy
         writer); one that writes is begun only to make a missing key."""
+        self._engine, self._reading = engine, reading
         with engine.connect().execution_options(**reading) as db:
             stored = {row.name: row for row in db.execute(select(KeyringEntry))}
         if any(name not in stored for name in NAMES):
@@ -108,7 +134,7 @@ class Keyring:
             for name in NAMES:
                 if name not in stored:
                     key = cipher.new_key()
-                    wrapped = cipher.seal(self.master.key, key, _aad(name))
+                    wrapped = cipher.seal(self.master.key, key, keyring_aad(name))
                     make = postgresql_insert if db.dialect.name == "postgresql" else sqlite_insert
                     made = db.execute(make(KeyringEntry).values(
                         name=name, key_id=self.master.current, wrapped=wrapped,
@@ -125,6 +151,49 @@ class Keyring:
 
     def _open(self, name: str, key_id: str, wrapped: bytes) -> bytes:
         try:
-            return cipher.open_sealed(self.master.get(key_id), wrapped, _aad(name))
+            return cipher.open_sealed(self._master_key(key_id), wrapped, keyring_aad(name))
         except (KeyError, cipher.Unreadable) as exc:
             raise KeysMissing(f"the {name} key does not open: {exc.args[0]}") from None
+
+    def content_key(self, ref: bytes) -> bytes:
+        """The data key ``ref`` names, opened. One made by another process is read
+        from the store on a connection of its own: a key is committed before
+        anything it sealed can be seen, and one made in this process is known."""
+        if ref == sealing.GENERAL:
+            return self.key(CONTENT)
+        key = self._content.get(ref)
+        if key is not None:
+            return key
+        if self._engine is None:
+            raise KeysMissing("the keyring was not prepared (Store.use_keys)")
+        with self._engine.connect().execution_options(**self._reading) as db:
+            row = db.execute(select(ContentKey.key_id, ContentKey.wrapped)
+                             .where(ContentKey.ref == ref.hex())).first()
+        if row is None:
+            raise cipher.Unreadable(f"data key {ref.hex()} is gone (its case was purged)")
+        key = self.open_content_key(ref, row.key_id, row.wrapped)
+        self._content[ref] = key
+        return key
+
+    def open_content_key(self, ref: bytes, key_id: str, wrapped: bytes) -> bytes:
+        try:
+            return cipher.open_sealed(self._master_key(key_id), wrapped, content_aad(ref))
+        except (KeyError, cipher.Unreadable) as exc:
+            raise KeysMissing(f"data key {ref.hex()} does not open: {exc.args[0]}") from None
+
+    def index_of(self, address: str) -> str:
+        """The keyed hash an address is matched by (its case folded):
+        ``participants.email_index``, ``outbox.recipient_index``."""
+        return cipher.keyed_hash(self.key(INDEX),
+                                 b"address " + address.strip().lower().encode())
+
+    def _master_key(self, key_id: str) -> bytes:
+        if key_id not in self.master.keys and self.reload is not None:
+            self.master = self.reload()
+        return self.master.get(key_id)
+
+    def remember(self, ref: bytes, key: bytes) -> None:
+        self._content[ref] = key
+
+    def forget(self, ref: bytes) -> None:
+        self._content.pop(ref, None)

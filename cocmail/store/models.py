@@ -28,6 +28,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from cocmail.store.sealing import PartlySealedJSON, SealedBytes, SealedJSON, SealedText
+
 
 class Bounded(TypeDecorator[str]):
     """A ``String(length)`` that cuts what it is given to fit. PostgreSQL refuses a
@@ -99,6 +101,9 @@ class Case(Base):
     # and the hash of the latest, so an event removed from the end is noticed.
     head_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     head_hash: Mapped[str | None] = mapped_column(Bounded(64))
+    # The data key its content is sealed under (``store/content.py``); None once
+    # purged, or in a case from before encryption at rest.
+    key_ref: Mapped[str | None] = mapped_column(Bounded(16))
 
     participants: Mapped[list[Participant]] = relationship(
         back_populates="case", order_by="Participant.id"
@@ -151,8 +156,11 @@ class Participant(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
     role: Mapped[str] = mapped_column(Bounded(20))
-    email: Mapped[str] = mapped_column(Bounded(320))
-    name: Mapped[str | None] = mapped_column(Bounded(200))
+    # Sealed: who reported, and who else is named, is the case's most private fact.
+    email: Mapped[str] = mapped_column(SealedText("participants.email", 320))
+    name: Mapped[str | None] = mapped_column(SealedText("participants.name", 200))
+    # The keyed hash the address is matched by (``content.address_index``).
+    email_index: Mapped[str | None] = mapped_column(Bounded(64))
     handle: Mapped[str | None] = mapped_column(Bounded(32))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     # A member's seat: when they were cleared to read the case (they triage it, or
@@ -166,7 +174,8 @@ class Participant(Base):
 
     case: Mapped[Case] = relationship(back_populates="participants")
 
-    __table_args__ = (UniqueConstraint("case_id", "role", "email"),)
+    __table_args__ = (Index("ix_participants_case_id_role_email_index", "case_id", "role",
+                            "email_index", unique=True),)
 
 
 class Message(Base):
@@ -184,19 +193,21 @@ class Message(Base):
     dedupe_key: Mapped[str | None] = mapped_column(Bounded(64), unique=True)
     raw_sha256: Mapped[str] = mapped_column(Bounded(64))
     raw_size: Mapped[int] = mapped_column(Integer)
-    raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The data key of its content: its case's, or its own when it came with none.
+    key_ref: Mapped[str | None] = mapped_column(Bounded(16))
+    raw: Mapped[bytes | None] = mapped_column(SealedBytes("messages.raw"))
     message_id: Mapped[str | None] = mapped_column(Bounded(998), index=True)
     in_reply_to: Mapped[str | None] = mapped_column(Text)
     references: Mapped[str | None] = mapped_column(Text)
-    envelope_from: Mapped[str | None] = mapped_column(Bounded(320))
-    recipients: Mapped[list[str]] = mapped_column(JSON)
-    from_address: Mapped[str | None] = mapped_column(Bounded(320))
-    subject: Mapped[str | None] = mapped_column(Text)
+    envelope_from: Mapped[str | None] = mapped_column(SealedText("messages.envelope_from", 320))
+    recipients: Mapped[list[str]] = mapped_column(SealedJSON("messages.recipients"))
+    from_address: Mapped[str | None] = mapped_column(SealedText("messages.from_address", 320))
+    subject: Mapped[str | None] = mapped_column(SealedText("messages.subject"))
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    headers: Mapped[list[list[str]] | None] = mapped_column(JSON)
-    text: Mapped[str | None] = mapped_column(Text)
-    html: Mapped[str | None] = mapped_column(Text)
+    headers: Mapped[list[list[str]] | None] = mapped_column(SealedJSON("messages.headers"))
+    text: Mapped[str | None] = mapped_column(SealedText("messages.text"))
+    html: Mapped[str | None] = mapped_column(SealedText("messages.html"))
     verified: Mapped[bool] = mapped_column(Boolean, default=False)
     automatic: Mapped[str | None] = mapped_column(Bounded(200))
     defects: Mapped[list[str] | None] = mapped_column(JSON)
@@ -231,7 +242,7 @@ class Attachment(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
     part: Mapped[str] = mapped_column(Bounded(64))
-    filename: Mapped[str | None] = mapped_column(Bounded(500))
+    filename: Mapped[str | None] = mapped_column(SealedText("attachments.filename", 500))
     content_type: Mapped[str] = mapped_column(Bounded(200))
     size: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(Bounded(64))
@@ -245,7 +256,7 @@ class Quarantine(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), unique=True)
     reason: Mapped[str] = mapped_column(Bounded(40))
-    detail: Mapped[str] = mapped_column(Text)
+    detail: Mapped[str] = mapped_column(SealedText("quarantine.detail"))
     claimed_case_id: Mapped[int | None] = mapped_column(Integer)
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     released_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -288,13 +299,27 @@ class Event(Base):
     kind: Mapped[str] = mapped_column(Bounded(40))
     actor: Mapped[str] = mapped_column(Bounded(320))
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
-    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Its free text sealed value by value (``case.events.private``).
+    data: Mapped[dict[str, Any]] = mapped_column(PartlySealedJSON("events.data"), default=dict)
     seq: Mapped[int | None] = mapped_column(Integer)  # 1, 2, … within the case
     prev_hash: Mapped[str | None] = mapped_column(Bounded(64))
     digests: Mapped[dict[str, str] | None] = mapped_column(JSON)
     hash: Mapped[str | None] = mapped_column(Bounded(64))
 
     message: Mapped[Message | None] = relationship()
+
+
+class ContentKey(Base):
+    """The data key of one case's content (or of one message that came without a
+    case), wrapped by the master key with id ``key_id`` (``store/content.py``).
+    A purge deletes it."""
+
+    __tablename__ = "content_keys"
+
+    ref: Mapped[str] = mapped_column(Bounded(16), primary_key=True)
+    key_id: Mapped[str] = mapped_column(Bounded(12), index=True)
+    wrapped: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
 class KeyringEntry(Base):
@@ -326,14 +351,16 @@ class Outbox(Base):
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
     kind: Mapped[str] = mapped_column(Bounded(20))
     step: Mapped[str] = mapped_column(Bounded(64))
-    recipient: Mapped[str] = mapped_column(Bounded(320))
+    recipient: Mapped[str] = mapped_column(SealedText("outbox.recipient", 320))
+    recipient_index: Mapped[str | None] = mapped_column(Bounded(64))
     participant_id: Mapped[int | None] = mapped_column(ForeignKey("participants.id"))
     # The inbound message this mail is about (a report, a reply), if any.
     source_message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
     message_id: Mapped[str] = mapped_column(Bounded(255), unique=True)
     in_reply_to: Mapped[str | None] = mapped_column(Text)
     references: Mapped[str | None] = mapped_column(Text)
-    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Sealed under its case's key, or the store's own (``store/content.py``).
+    data: Mapped[dict[str, Any]] = mapped_column(PartlySealedJSON("outbox.data"), default=dict)
     # queued | sent | failed | cancelled
     status: Mapped[str] = mapped_column(Bounded(10), default="queued")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
@@ -342,7 +369,8 @@ class Outbox(Base):
     # 0 first (acknowledgements, pages), 1 escalations, 2 the rest: under a
     # backlog, the reporter and the triagers hear first.
     priority: Mapped[int] = mapped_column(Integer, default=2, server_default="2")
-    last_error: Mapped[str | None] = mapped_column(Text)
+    # Sealed: a relay's answer may quote the address it refused.
+    last_error: Mapped[str | None] = mapped_column(SealedText("outbox.last_error"))
     claimed_by: Mapped[str | None] = mapped_column(Bounded(64))
     claimed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -353,7 +381,7 @@ class Outbox(Base):
     __table_args__ = (
         # The worker's claim: queued rows, most urgent kind first, then oldest.
         Index("ix_outbox_claim", "status", "priority", "due_at"),
-        Index("ix_outbox_recipient_created_at", "recipient", "created_at"),
+        Index("ix_outbox_recipient_index_created_at", "recipient_index", "created_at"),
     )
 
 
@@ -418,7 +446,7 @@ class FollowUp(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
     due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    what: Mapped[str] = mapped_column(Text)
+    what: Mapped[str] = mapped_column(SealedText("follow_ups.what"))
     by: Mapped[str] = mapped_column(Bounded(32))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     reminded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -438,7 +466,7 @@ class Emergency(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
     action: Mapped[str] = mapped_column(Bounded(64))
-    reason: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(SealedText("emergencies.reason"))
     by: Mapped[str] = mapped_column(Bounded(32))
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

@@ -24,7 +24,9 @@ def unlock(config: Config, store: Store, now: dt.datetime) -> None:
         held = keyring.holds_keys(session.connection())
     masters = master.load(config, may_create=not held)
     try:
-        store.use_keys(masters, now)
+        store.use_keys(masters, now, reload=lambda: master.load(config))
+        assert store.keyring is not None
+        store.keyring.sealing = config.secrets.encrypt_content
     except keyring.KeysMissing as exc:
         raise ConfigError(masters.source, str(exc)) from None
     # Looked for in a transaction that only reads: a start takes no write lock

@@ -1,6 +1,7 @@
 """The writes of the intake, the commands and the sweep: cases, seats, messages,
 events, recusals, keep-outs. Plain values in and out (the store still knows no
-mail); the rows of the intake's hot path go in through ``store/bulk.py``."""
+mail); the rows of the intake's hot path go in through ``store/bulk.py``. What
+holds case content is sealed here, on its way in (``store/content.py``)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
-from cocmail.store import bulk, chain, keyring
+from cocmail.store import bulk, chain, content, keyring, sealing
 from cocmail.store.db import SCRUB
 from cocmail.store.models import (
     Attachment,
     Case,
+    Emergency,
     Event,
     FollowUp,
     Message,
@@ -51,28 +53,50 @@ def recent_mail(
     """(recipient, kind) of the outbox rows of ``kinds`` to ``recipients`` queued
     after ``since`` (the per-address limit of automatic answers)."""
     marker = "?" if db.dialect.paramstyle == "qmark" else "%s"
-    sql = ("SELECT recipient, kind FROM outbox WHERE "
-           f"recipient IN ({', '.join([marker] * len(recipients))}) "
+    indexes = {content.address_index(db, recipient): recipient for recipient in recipients}
+    sql = ("SELECT recipient_index, kind FROM outbox WHERE "
+           f"recipient_index IN ({', '.join([marker] * len(indexes))}) "
            f"AND kind IN ({', '.join([marker] * len(kinds))}) AND created_at > {marker}")
     processor = Outbox.__table__.c.created_at.type.dialect_impl(db.dialect).bind_processor(
         db.dialect)
     moment = processor(since) if processor else since
-    rows = bulk.run(db, sql, (*recipients, *kinds, moment), fetch=True)
-    return [(str(row[0]), str(row[1])) for row in rows]
+    rows = bulk.run(db, sql, (*indexes, *kinds, moment), fetch=True)
+    return [(indexes[str(row[0])], str(row[1])) for row in rows]
 
 
 def insert_cases(db: Connection, channels: list[str], opened_at: dt.datetime) -> list[int]:
-    """One new case for each entry of ``channels`` (how its report reached us)."""
+    """One new case for each entry of ``channels`` (how its report reached us),
+    each with a data key of its own."""
+    refs = content.new_refs(db, len(channels), opened_at)
     return bulk.insert_many(db, Case.__table__,
                         [{"state": "new", "channel": channel, "opened_at": opened_at,
-                          "escalated_through": 0, "head_seq": 0} for channel in channels])
+                          "escalated_through": 0, "head_seq": 0, "key_ref": ref.hex()}
+                         for channel, ref in zip(channels, refs, strict=True)])
 
 
 def insert_participants(db: Connection, rows: list[dict[str, Any]]) -> list[int]:
+    """Seats; the address and name sealed, the address matched by its keyed hash."""
+    if not rows:
+        return []
+    refs = content.case_refs(db, [r["case_id"] for r in rows], rows[0]["created_at"])
+    table = Participant.__table__
     # Every row with every column: one statement for a reporter and members alike.
-    return bulk.insert_many(db, Participant.__table__, [
-        {"name": None, "handle": None, "cleared_at": None, "member_id": None, "left_at": None,
-         **r} for r in rows])
+    return bulk.insert_many(db, table, [content.seal_row(db, table, refs[r["case_id"]], {
+        "name": None, "handle": None, "cleared_at": None, "member_id": None, "left_at": None,
+        **r, "email_index": content.address_index(db, r["email"])}) for r in rows])
+
+
+def insert_seat_once(db: Connection, row: dict[str, Any]) -> bool:
+    """A seat unless the case has one for the same role and address (``insert_once``)."""
+    [ref] = content.case_refs(db, [row["case_id"]], row["created_at"]).values()
+    table = Participant.__table__
+    return insert_once(db, table, content.seal_row(db, table, ref, {
+        **row, "email_index": content.address_index(db, row["email"])}))
+
+
+def participant_index(db: Connection, address: str) -> str:
+    """What ``participants.email_index`` holds for ``address``."""
+    return content.address_index(db, address)
 
 
 def clear(db: Connection, participant_ids: list[int], at: dt.datetime) -> None:
@@ -84,12 +108,23 @@ def clear(db: Connection, participant_ids: list[int], at: dt.datetime) -> None:
 
 
 def insert_messages(db: Connection, rows: list[dict[str, Any]]) -> list[int]:
-    """New messages; their content hashes are stored keyed (``keyring.keyed``)."""
+    """New messages, sealed under their case's key (one that comes without a case
+    under a key of its own); their content hashes are stored keyed
+    (``keyring.keyed``)."""
+    if not rows:
+        return []
+    now = rows[0]["received_at"]
+    refs = content.case_refs(db, [r["case_id"] for r in rows if r.get("case_id")], now)
+    own = iter(content.new_refs(db, sum(1 for r in rows if not r.get("case_id")), now))
+    stored = []
     for row in rows:
+        ref = refs[row["case_id"]] if row.get("case_id") else next(own)
+        row = content.seal_row(db, _MESSAGES, ref, {**row, "key_ref": ref.hex()})
         for column in ("dedupe_key", "raw_sha256"):
             if row.get(column) is not None:
                 row[column] = keyring.keyed(db, row[column])
-    return bulk.insert_many(db, _MESSAGES, rows)
+        stored.append(row)
+    return bulk.insert_many(db, _MESSAGES, stored)
 
 
 def set_message_case(db: Connection, message_id: int, case_id: int,
@@ -101,15 +136,47 @@ def set_message_case(db: Connection, message_id: int, case_id: int,
 
 
 def insert_attachments(db: Connection, rows: list[dict[str, Any]]) -> None:
-    for row in rows:
-        row["sha256"] = keyring.keyed(db, row["sha256"])
-    bulk.execute_many(db, _ATTACHMENTS, rows)
+    """Attachments' records, sealed under their message's key."""
+    if not rows:
+        return
+    refs = content.message_refs(db, [r["message_id"] for r in rows], _now(db))
+    bulk.execute_many(db, _ATTACHMENTS, [content.seal_row(db, _ATTACHMENTS, refs[r["message_id"]], {
+        **r, "sha256": keyring.keyed(db, r["sha256"])}) for r in rows])
 
 
 def insert_events(db: Connection, rows: list[dict[str, Any]]) -> None:
-    """The one way an event is written: as the next links of its case's chain."""
+    """The one way an event is written: as the next links of its case's chain,
+    the values ``private`` names (its free text) sealed under the case's key.
+    The chain's digests are of the values in the clear."""
+    if not rows:
+        return
+    private = [row.get("private", ()) for row in rows]
+    rows = [{k: v for k, v in row.items() if k != "private"} for row in rows]
     chain.extend(db, rows)
-    bulk.execute_many(db, Event.__table__, rows)
+    # Only a case with something to seal needs its key (a purged case has none,
+    # and its "purged" event makes it no new one).
+    refs = content.case_refs(db, [row["case_id"] for row, names in zip(rows, private, strict=True)
+                                  if any(row["data"].get(n) is not None for n in names)],
+                             rows[0]["at"])
+    column = Event.__table__.c.data.type
+    bulk.execute_many(db, Event.__table__, [
+        {**row, "data": content.seal_values(db, refs.get(row["case_id"]), column, row["data"],
+                                            names)}
+        for row, names in zip(rows, private, strict=True)])
+
+
+def seal_for_message(db: Connection, message_id: int, table: Any,
+                     values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` (columns of ``table``: the message's own, its quarantine
+    entry's) sealed under message ``message_id``'s key, for an update."""
+    [ref] = content.message_refs(db, [message_id], _now(db)).values()
+    return content.seal_row(db, table, ref, dict(values))
+
+
+def _now(db: Connection) -> dt.datetime:
+    """When a data key is made where the caller gave no time: the store's clock
+    is the keyring's (``Store.use_keys``)."""
+    return keyring.of(db).clock.now()
 
 
 def insert_recusals(db: Connection, rows: list[dict[str, Any]]) -> None:
@@ -117,13 +184,48 @@ def insert_recusals(db: Connection, rows: list[dict[str, Any]]) -> None:
 
 
 def insert_quarantines(db: Connection, rows: list[dict[str, Any]]) -> None:
-    bulk.execute_many(db, Quarantine.__table__, rows)
+    """Quarantine entries, their detail sealed under their message's key."""
+    if not rows:
+        return
+    refs = content.message_refs(db, [r["message_id"] for r in rows], rows[0]["received_at"])
+    table = Quarantine.__table__
+    bulk.execute_many(db, table, [content.seal_row(db, table, refs[r["message_id"]], r)
+                                  for r in rows])
 
 
-def insert_ignoring_duplicates(db: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
-    """Insert ``rows``, skipping any whose unique key is already stored (the outbox's
-    (case, kind, step, recipient): a mail queued twice is queued once)."""
-    bulk.execute_many(db, table, rows, skip_duplicates=True)
+def insert_outbox(db: Connection, rows: list[dict[str, Any]]) -> None:
+    """Mail to send, skipping any whose key is already stored (case, kind, step,
+    recipient: a mail queued twice is queued once). Its recipient and payload
+    are sealed under the case's key (mail of no case under the store's own);
+    the recipient is matched by its keyed hash, which the key holds too."""
+    if not rows:
+        return
+    now = rows[0]["created_at"]
+    refs = content.case_refs(db, [r["case_id"] for r in rows if r["case_id"] is not None], now)
+    table = Outbox.__table__
+    stored = []
+    for row in rows:
+        ref = refs[row["case_id"]] if row["case_id"] is not None else sealing.GENERAL
+        index = content.address_index(db, row["recipient"])
+        stored.append(content.seal_row(db, table, ref, {
+            **row, "recipient_index": index, "key": f"{row['key']}:{index}"}))
+    bulk.execute_many(db, table, stored, skip_duplicates=True)
+
+
+def outbox_values(db: Connection, case_id: int | None, values: dict[str, Any],
+                  now: dt.datetime) -> dict[str, Any]:
+    """``values`` of an outbox row of case ``case_id``, for an update: sealed as
+    ``insert_outbox`` seals them, a new recipient with its keyed hash."""
+    values = dict(values)
+    if "recipient" in values:
+        values["recipient_index"] = content.address_index(db, values["recipient"])
+    return content.seal_row(db, Outbox.__table__, content.ref_for(db, case_id, now), values)
+
+
+def outbox_key(case_id: int | None, kind: str, step: str) -> str:
+    """The start of an outbox row's key; ``insert_outbox`` ends it with the
+    recipient's keyed hash."""
+    return f"{'-' if case_id is None else case_id}:{kind}:{step}"
 
 
 def insert_once(db: Connection, table: Any, row: dict[str, Any]) -> bool:
@@ -138,7 +240,13 @@ def insert_once(db: Connection, table: Any, row: dict[str, Any]) -> bool:
 
 
 def insert_follow_up(db: Connection, row: dict[str, Any]) -> None:
-    db.execute(insert(FollowUp).values(**row))
+    ref = content.ref_for(db, row["case_id"], row["created_at"])
+    db.execute(insert(FollowUp).values(**content.seal_row(db, FollowUp.__table__, ref, row)))
+
+
+def insert_emergency(db: Connection, row: dict[str, Any]) -> None:
+    ref = content.ref_for(db, row["case_id"], row["at"])
+    db.execute(insert(Emergency).values(**content.seal_row(db, Emergency.__table__, ref, row)))
 
 
 def insert_returning_id(db: Connection, table: Any, row: dict[str, Any]) -> int:
@@ -211,7 +319,9 @@ def add_recipients(db: Connection, message_id: int, recipients: list[str]) -> No
     known = db.execute(select(Message.recipients).where(Message.id == message_id)).scalar()
     merged = list(dict.fromkeys([*(known or []), *recipients]))
     if merged != known:
-        db.execute(update(Message).where(Message.id == message_id).values(recipients=merged))
+        [ref] = content.message_refs(db, [message_id], _now(db)).values()
+        db.execute(update(Message).where(Message.id == message_id).values(
+            recipients=content.seal(db, ref, _MESSAGES.c.recipients.type, merged)))
 
 
 def set_command_key(db: Connection, message_id: int, key: str) -> None:

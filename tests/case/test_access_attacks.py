@@ -71,7 +71,8 @@ def _texts_to(committee: Committee, address: str) -> str:
     texts = []
     with committee.store.unit_of_work() as session:
         for row in session.scalars(select(Outbox).where(
-                Outbox.recipient == address, Outbox.status.in_(("queued", "held")))):
+                Outbox.recipient_index == committee.store.keyring.index_of(address),  # type: ignore[union-attr]
+                Outbox.status.in_(("queued", "held")))):
             values = context.build(session, row, committee.config, KEY)
             if not isinstance(values, context.Cancelled):
                 texts.append(Templates().render(row.kind, values).text)

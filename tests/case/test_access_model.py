@@ -180,7 +180,8 @@ class Committee(RuleBasedStateMachine):
         with self.store.unit_of_work() as session:
             row = session.scalars(select(Participant).where(
                 Participant.case_id == case, Participant.role == role,
-                Participant.email == email)).first()
+                Participant.email_index == self.store.keyring.index_of(email)  # type: ignore[union-attr]
+            )).first()
             if row is None:
                 return None
             return reply_address(self.config.committee, case, make_token(KEY, case, row.id))

@@ -427,12 +427,8 @@ def test_a_purge_leaves_no_byte_of_the_case_in_the_store(
     assert not [m for m in mails if m.recipient == "sam@elsewhere.example"]
     assert any("is purged" in t for t in texts_to(mails, EMAIL["bob"]))
     assert _left_in_files(db_url) == {}
-    store = Store(db_url)
-    try:
-        with store.unit_of_work() as session:
-            assert [f.what for f in session.scalars(select(FollowUp))] == [""]
-    finally:
-        store.dispose()
+    with server.store().reading() as session:
+        assert [f.what for f in session.scalars(select(FollowUp))] == [""]
 
 
 # --- 10. files are private -----------------------------------------------------------

@@ -147,6 +147,16 @@ def test_a_whole_case_from_report_to_decision(serve, sink: Sink, db_url: str) ->
     reminders = sink.wait_for(3, where=lambda m: m.kind == "reminder", timeout=30)
     assert sorted(m.recipient for m in reminders) == sorted(EMAIL[h] for h in (t1, t2, o2))
 
+    # Outreach to the respondent, refused by the relay: the members are told, and
+    # the log says so without the address the relay quoted.
+    sink.refuse = lambda address: ("550 5.1.1 <sam@elsewhere.example>: no such user "
+                                   "(Sam Smith)" if address == "sam@elsewhere.example" else None)
+    _reply(server, seats[t1], "relay respondent\n\nWe would like to hear your side.")
+    _reply(server, seats[t2], "approve")
+    failed = sink.wait_for(3, where=lambda m: m.kind == "failure")
+    assert sorted(m.recipient for m in failed) == sorted(EMAIL[h] for h in (t1, t2, o2))
+    sink.refuse = lambda address: None
+
     _reply(server, seats[t1], "close decided: coaching")
     sink.wait_for(2, where=lambda m: m.kind == "status"
                   and "Closed" in (m.header("Subject") or ""))
@@ -171,7 +181,8 @@ def test_a_whole_case_from_report_to_decision(serve, sink: Sink, db_url: str) ->
     log = server.log()
     used = [REPORT_TEXT, "Something happened at the meetup", "Rita Reporter", REPORTER,
             "on which day it happened", "on the 12th", "Sam Smith", "sam@elsewhere.example",
-            "two sessions", "check in with the respondent", *(NAME[h] for h in NAME),
+            "two sessions", "check in with the respondent", "hear your side",
+            *(NAME[h] for h in NAME),
             *(EMAIL[h] for h in EMAIL), *(seat["reply_address"] for seat in seats.values())]
     assert [text for text in used if text.lower() in log.lower()] == []
 

@@ -8,8 +8,9 @@ import hashlib
 import re
 import smtplib
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import select
 
+from cocmail.store.models import Message, Quarantine
 from tests.conftest import CONDUCT, Server, corpus_files, stdlib_email_messages
 
 
@@ -34,12 +35,10 @@ def test_every_corpus_message_is_stored_and_routed(serve, db_url: str) -> None:
             assert code == 250, (path.name, reply)
             sent[hashlib.sha256(data).hexdigest()] = path.name
 
-    engine = create_engine(db_url)
-    with engine.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT m.raw_sha256, m.raw, m.case_id, q.reason FROM messages m "
-            "LEFT JOIN quarantine q ON q.message_id = m.id")).all()
-    engine.dispose()
+    with server.store().reading() as session:  # opened with the daemon's keys
+        rows = session.execute(
+            select(Message.raw_sha256, Message.raw, Message.case_id, Quarantine.reason)
+            .outerjoin(Quarantine, Quarantine.message_id == Message.id)).all()
     stored = {hashlib.sha256(bytes(row.raw)).hexdigest(): row for row in rows}
     # Some stdlib samples are byte-identical; each distinct message is stored once.
     assert set(stored) == set(sent)

@@ -262,6 +262,12 @@ def test_a_wrong_password_is_retried_with_a_clear_line_and_health_says_so(
     Path(section["password_file"]).write_text(f"{_password()}\n")
     _wait("the report is moved", lambda: len(dovecot.uids(PROCESSED)) == 1, timeout=60)
     assert len(server.look("cases", "list")) == 1
+    # Neither the failed login nor the report that came after put anything of
+    # the report, or of whoever sent it, in the log.
+    log = server.log()
+    for secret in ("reporter0@reporter.example", "Rita Reporter", "Someone was rude",
+                   "report 0", _password()):
+        assert secret not in log, secret
 
 
 def _password() -> str:

@@ -254,15 +254,11 @@ class TestSwaks:
 
 
 def _stored_raw(server: Server, message_id: int) -> bytes:
-    """The raw bytes of a stored message, read back straight from the database."""
-    import tomllib
+    """The raw bytes of a stored message, read back from the database (and opened
+    with the daemon's keys: they are stored sealed)."""
+    from cocmail.store.models import Message
 
-    from sqlalchemy import create_engine, text
-
-    url = tomllib.loads(server.config.read_text())["database"]["url"]
-    engine = create_engine(url)
-    with engine.connect() as conn:
-        raw = conn.execute(text("SELECT raw FROM messages WHERE id = :id"),
-                           {"id": message_id}).scalar_one()
-    engine.dispose()
-    return bytes(raw)
+    with server.store().reading() as session:
+        message = session.get(Message, message_id)
+        assert message is not None and message.raw is not None
+        return message.raw

@@ -21,6 +21,7 @@ from cocmail.notify.template_context import Context
 from cocmail.notify.templates import Templates
 from cocmail.route.addresses import split_recipient
 from cocmail.schedule.digest import queue_digests
+from cocmail.store import writes
 from cocmail.store.db import Store
 from cocmail.store.models import Outbox, Participant
 from tests.conftest import DOMAIN, MEMBERS, write_config
@@ -51,9 +52,12 @@ def test_digests_are_due_once_a_day_with_what_each_member_may_see(
     with store.unit_of_work() as session:
         session.execute(update(Participant).where(Participant.role == "member").values(
             cleared_at=MORNING - dt.timedelta(hours=2)))
-        session.execute(update(Outbox).where(Outbox.kind == "ack").values(
-            status="failed", failed_at=MORNING - dt.timedelta(hours=1), attempts=1,
-            last_error="550 5.1.1 <rita@reporter.example>: no such user"))
+        for row in session.scalars(select(Outbox).where(Outbox.kind == "ack")).all():
+            session.execute(update(Outbox).where(Outbox.id == row.id).values(
+                **writes.outbox_values(session.connection(), row.case_id, {
+                    "status": "failed", "failed_at": MORNING - dt.timedelta(hours=1),
+                    "attempts": 1, "last_error": "550 5.1.1 <rita@reporter.example>: no such user"},
+                    MORNING)))
 
     with store.unit_of_work() as session:
         assert queue_digests(session, config, enqueue, MORNING) == 0  # not 08:00 yet

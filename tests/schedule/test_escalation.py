@@ -196,7 +196,7 @@ class TestHandoff:
         assert "handed-off" not in [k for k, _ in committee.events(acked)]
         incoming = next(h for h in after if h not in before)
         [(_, text)] = committee.rendered(Outbox.kind == "handoff",
-                                         Outbox.recipient == EMAIL[incoming])
+                                         committee.to(EMAIL[incoming]))
         assert text.subject == "Triage hand-off: 1 case waiting"
         flat = " ".join(text.text.split())
         assert f"conduct #{waiting}: new" in flat and f"#{acked}:" not in flat
@@ -208,8 +208,7 @@ class TestHandoff:
         after = committee.on_duty(self.MONDAY)
         committee.report(to=f"conduct+without-{after[0]}@{CONDUCT.split('@')[1]}")
         committee.handoffs(self.MONDAY)
-        [(values, _)] = committee.rendered(Outbox.kind == "handoff",
-                                           Outbox.recipient == EMAIL[after[0]])
+        [(values, _)] = committee.rendered(Outbox.kind == "handoff", committee.to(EMAIL[after[0]]))
         assert values.cases == []
 
     def test_an_override_is_a_handoff_too(self, committee: Committee) -> None:

@@ -8,9 +8,9 @@ import datetime as dt
 
 import pytest
 from sqlalchemy import select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, StatementError
 
-from cocmail.store import bulk, writes
+from cocmail.store import bulk, content, writes
 from cocmail.store.db import Store
 from cocmail.store.models import Participant
 from cocmail.telemetry.masking import mask_addresses
@@ -51,7 +51,9 @@ def test_ids_given_back_are_the_rows_stored(store: Store) -> None:
     # Rows whose columns differ go in as runs of their own: the ids still match.
     with store.transaction() as db:
         rows = _rows(first, "mixed")
-        mixed = bulk.insert_many(db, Participant.__table__, rows)
+        ref = content.case_refs(db, [first], NOW)[first]
+        mixed = bulk.insert_many(db, Participant.__table__, [
+            content.seal_row(db, Participant.__table__, ref, dict(r)) for r in rows])
     assert _stored_as(store, mixed) == [r["email"] for r in rows]
 
     # The newest rows gone (a purge, a restore): the next ids are taken again.
@@ -94,7 +96,15 @@ def test_a_failed_insert_shows_none_of_its_values(store: Store) -> None:
     with pytest.raises(IntegrityError) as hot_path, store.transaction() as db:
         writes.insert_participants(db, [seat])
     with pytest.raises(IntegrityError) as orm, store.unit_of_work() as s:
+        db = s.connection()
+        ref = content.case_refs(db, [seat["case_id"]], NOW)[seat["case_id"]]
+        s.add(Participant(**content.seal_row(db, Participant.__table__, ref, {
+            **seat, "email_index": writes.participant_index(db, seat["email"])})))
+    # An address in the clear never gets as far as the database: the column refuses it.
+    with pytest.raises(StatementError, match=r"participants\.email: given in the clear") as clear, \
+            store.unit_of_work() as s:
         s.add(Participant(**seat))
+    assert "rita.secret" not in str(clear.value)
     for error in (hot_path.value, orm.value):
         assert "INSERT INTO participants" in str(error)
         assert "Secretname" not in str(error)
