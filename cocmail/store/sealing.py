@@ -53,7 +53,7 @@ def _aad(column: str) -> bytes:
 
 
 def seal_bytes(key: bytes, ref: bytes, column: str, plaintext: bytes) -> bytes:
-    return MAGIC + ref + cipher.seal(key, plaintext, _aad(column))
+    return cipher.seal(key, plaintext, _aad(column), prefix=MAGIC + ref)
 
 
 def seal_text(key: bytes, ref: bytes, column: str, plaintext: str) -> str:
@@ -77,8 +77,8 @@ def ref_of(value: str | bytes) -> bytes:
 
 
 def open_bytes(keys: ContentKeys, column: str, sealed: bytes) -> bytes:
-    blob = bytes(sealed)[len(MAGIC):]
-    ref = blob[:REF_BYTES]
+    blob = memoryview(sealed)[len(MAGIC):]  # a view: a large message is not copied
+    ref = bytes(blob[:REF_BYTES])
     return cipher.open_sealed(keys.content_key(ref), blob[REF_BYTES:], _aad(column))
 
 
