@@ -12,14 +12,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from collections.abc import Iterator
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 VERSION = b"\x01"
 KEY_BYTES = 32
 NONCE_BYTES = 12
-OVERHEAD = len(VERSION) + NONCE_BYTES + 16
+TAG_BYTES = 16
+OVERHEAD = len(VERSION) + NONCE_BYTES + TAG_BYTES
+_KEPT = 4096  # keys whose cipher is kept made (a process uses few at a time)
+_ciphers: dict[bytes, AESGCM] = {}
 
 
 class Unreadable(Exception):
@@ -31,17 +36,59 @@ def new_key() -> bytes:
     return os.urandom(KEY_BYTES)
 
 
+def _cipher(key: bytes) -> AESGCM:
+    """The AES-GCM cipher of ``key``, made once (making one costs as much as
+    sealing a short value)."""
+    made = _ciphers.get(key)
+    if made is None:
+        if len(_ciphers) >= _KEPT:
+            _ciphers.clear()
+        made = _ciphers[key] = AESGCM(key)
+    return made
+
+
+def forget(key: bytes) -> None:
+    """``key`` is destroyed: its cipher is not kept either."""
+    _ciphers.pop(key, None)
+
+
 def seal(key: bytes, plaintext: bytes, aad: bytes, prefix: bytes = b"") -> bytes:
-    """``plaintext`` encrypted and authenticated under ``key``, bound to ``aad``
-    (after ``prefix``, in one allocation: a 20 MB report is copied once, not
-    once per part put before it).
+    """``plaintext`` encrypted and authenticated under ``key``, bound to ``aad``,
+    after ``prefix``.
 
     >>> key = bytes(32)
     >>> open_sealed(key, seal(key, b"a report", b"messages.raw 7"), b"messages.raw 7")
     b'a report'
     """
     nonce = os.urandom(NONCE_BYTES)
-    return b"".join((prefix, VERSION, nonce, AESGCM(key).encrypt(nonce, plaintext, aad)))
+    return b"".join((prefix, VERSION, nonce, _cipher(key).encrypt(nonce, plaintext, aad)))
+
+
+def sealed_size(plaintext: bytes, prefix: bytes = b"") -> int:
+    """How long ``seal(…, plaintext, …, prefix)`` is."""
+    return len(prefix) + OVERHEAD + len(plaintext)
+
+
+def seal_pieces(key: bytes, plaintext: bytes, aad: bytes, prefix: bytes = b"",
+                piece: int = 1 << 20) -> Iterator[bytes]:
+    """What ``seal`` makes, in pieces of about ``piece`` bytes as they are
+    encrypted, for a writer that takes it piecewise (a large report is never
+    held sealed whole beside its text in the clear). The same GCM: the joined
+    pieces open with ``open_sealed``.
+
+    >>> key = bytes(32)
+    >>> sealed = b"".join(seal_pieces(key, b"a report", b"x", piece=3))
+    >>> open_sealed(key, sealed, b"x")
+    b'a report'
+    """
+    nonce = os.urandom(NONCE_BYTES)
+    encryptor = Cipher(algorithms.AES(key), modes.GCM(nonce)).encryptor()
+    encryptor.authenticate_additional_data(aad)
+    yield prefix + VERSION + nonce
+    view = memoryview(plaintext)
+    for start in range(0, len(view), piece):
+        yield encryptor.update(view[start:start + piece])
+    yield encryptor.finalize() + encryptor.tag
 
 
 def open_sealed(key: bytes, sealed: bytes | memoryview, aad: bytes) -> bytes:
@@ -58,7 +105,7 @@ def open_sealed(key: bytes, sealed: bytes | memoryview, aad: bytes) -> bytes:
     view = memoryview(sealed)  # slices of it copy nothing
     nonce, body = bytes(view[1:1 + NONCE_BYTES]), view[1 + NONCE_BYTES:]
     try:
-        return AESGCM(key).decrypt(nonce, body, aad)
+        return _cipher(key).decrypt(nonce, body, aad)
     except InvalidTag:
         raise Unreadable("the value does not open with this key here") from None
 

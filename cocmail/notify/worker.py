@@ -41,7 +41,7 @@ from cocmail.notify.enqueue import Enqueue, Mail
 from cocmail.notify.kinds import FAILURE, PAGE, REPORT
 from cocmail.notify.templates import Templates
 from cocmail.notify.transport import DeliveryError, Transport
-from cocmail.store import writes
+from cocmail.store import content, writes
 from cocmail.store.db import Store
 from cocmail.store.models import Message, Outbox
 from cocmail.telemetry.metrics import Metrics
@@ -191,6 +191,8 @@ class OutboxWorker:
         """Render each row (reads only); a row that cannot be rendered is retried later."""
         result: list[_Ready | _Outcome] = []
         with self.store.reading() as session:
+            content.open_case_keys(session.connection(),
+                                   select(Outbox.case_id).where(Outbox.id.in_(ids)))
             lookups = context_module.Lookups(session)
             for row in session.scalars(select(Outbox).where(Outbox.id.in_(ids))
                                        .options(selectinload(Outbox.participant))

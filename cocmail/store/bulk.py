@@ -15,11 +15,11 @@ They take plain values: the store still knows no mail.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import DateTime, bindparam, insert
+from sqlalchemy import DateTime, bindparam, func, insert, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Dialect
@@ -175,3 +175,21 @@ def execute_many(db: Connection, table: Any, rows: list[dict[str, Any]],
                                           hide_parameters=True, dialect=dialect) from exc
     finally:
         cursor.close()
+
+
+def write_blob(db: Connection, table: Any, column: str, row_id: int, size: int,
+               pieces: Iterable[bytes]) -> None:
+    """Row ``row_id``'s ``column`` set to ``pieces`` joined (``size`` bytes in
+    all), written into SQLite's blob piece by piece: a large message is not
+    copied whole into the statement as a bound value is. SQLite only."""
+    assert db.dialect.name == "sqlite", db.dialect.name
+    name = table.name
+    db.execute(update(table).where(table.c.id == row_id).values(
+        {column: func.zeroblob(size)}))
+    written = 0
+    with db.connection.dbapi_connection.blobopen(  # type: ignore[union-attr]
+            name, column, row_id) as blob:
+        for piece in pieces:
+            blob.write(piece)
+            written += len(piece)
+    assert written == size, (written, size)

@@ -21,7 +21,7 @@ inside a caller's transaction, which might roll back after the key was used.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy import select, update
@@ -175,6 +175,14 @@ class Keyring:
         self._content[ref] = key
         return key
 
+    def open_stored(self, rows: Iterable[Any]) -> None:
+        """Data keys read by the caller (rows of ``content_keys``: ref, key_id,
+        wrapped) opened and kept, those not known yet."""
+        for row in rows:
+            ref = bytes.fromhex(row.ref)
+            if ref not in self._content:
+                self._content[ref] = self.open_content_key(ref, row.key_id, row.wrapped)
+
     def open_content_key(self, ref: bytes, key_id: str, wrapped: bytes) -> bytes:
         try:
             return cipher.open_sealed(self._master_key(key_id), wrapped, content_aad(ref))
@@ -196,4 +204,6 @@ class Keyring:
         self._content[ref] = key
 
     def forget(self, ref: bytes) -> None:
-        self._content.pop(ref, None)
+        key = self._content.pop(ref, None)
+        if key is not None:
+            cipher.forget(key)

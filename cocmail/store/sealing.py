@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 from sqlalchemy import JSON, LargeBinary, Text
@@ -54,6 +55,15 @@ def _aad(column: str) -> bytes:
 
 def seal_bytes(key: bytes, ref: bytes, column: str, plaintext: bytes) -> bytes:
     return cipher.seal(key, plaintext, _aad(column), prefix=MAGIC + ref)
+
+
+def sealed_bytes_size(ref: bytes, plaintext: bytes) -> int:
+    return cipher.sealed_size(plaintext, MAGIC + ref)
+
+
+def seal_bytes_pieces(key: bytes, ref: bytes, column: str, plaintext: bytes) -> Iterator[bytes]:
+    """``seal_bytes``'s value, in pieces as it is made (``cipher.seal_pieces``)."""
+    return cipher.seal_pieces(key, plaintext, _aad(column), prefix=MAGIC + ref)
 
 
 def seal_text(key: bytes, ref: bytes, column: str, plaintext: str) -> str:

@@ -68,10 +68,12 @@ def insert_cases(db: Connection, channels: list[str], opened_at: dt.datetime) ->
     """One new case for each entry of ``channels`` (how its report reached us),
     each with a data key of its own."""
     refs = content.new_refs(db, len(channels), opened_at)
-    return bulk.insert_many(db, Case.__table__,
-                        [{"state": "new", "channel": channel, "opened_at": opened_at,
-                          "escalated_through": 0, "head_seq": 0, "key_ref": ref.hex()}
-                         for channel, ref in zip(channels, refs, strict=True)])
+    ids = bulk.insert_many(db, Case.__table__,
+                           [{"state": "new", "channel": channel, "opened_at": opened_at,
+                             "escalated_through": 0, "head_seq": 0, "key_ref": ref.hex()}
+                            for channel, ref in zip(channels, refs, strict=True)])
+    content.know_cases(db, dict(zip(ids, refs, strict=True)))
+    return ids
 
 
 def insert_participants(db: Connection, rows: list[dict[str, Any]]) -> list[int]:
@@ -116,15 +118,25 @@ def insert_messages(db: Connection, rows: list[dict[str, Any]]) -> list[int]:
     now = rows[0]["received_at"]
     refs = content.case_refs(db, [r["case_id"] for r in rows if r.get("case_id")], now)
     own = iter(content.new_refs(db, sum(1 for r in rows if not r.get("case_id")), now))
-    stored = []
+    stored, used, large = [], [], []
     for row in rows:
         ref = refs[row["case_id"]] if row.get("case_id") else next(own)
-        row = content.seal_row(db, _MESSAGES, ref, {**row, "key_ref": ref.hex()})
+        raw = row.get("raw")
+        piecewise = content.writes_piecewise(db, raw)
+        row = content.seal_row(db, _MESSAGES, ref, {**row, "key_ref": ref.hex(),
+                                                    **({"raw": None} if piecewise else {})})
         for column in ("dedupe_key", "raw_sha256"):
             if row.get(column) is not None:
                 row[column] = keyring.keyed(db, row[column])
         stored.append(row)
-    return bulk.insert_many(db, _MESSAGES, stored)
+        used.append(ref)
+        large.append(raw if piecewise else None)
+    ids = bulk.insert_many(db, _MESSAGES, stored)
+    content.know_messages(db, dict(zip(ids, used, strict=True)))
+    for message_id, ref, raw in zip(ids, used, large, strict=True):
+        if raw is not None:
+            content.write_piecewise(db, _MESSAGES, "raw", message_id, ref, raw)
+    return ids
 
 
 def set_message_case(db: Connection, message_id: int, case_id: int,

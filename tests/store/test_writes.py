@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError, StatementError
 
 from cocmail.store import bulk, content, writes
 from cocmail.store.db import Store
-from cocmail.store.models import Participant
+from cocmail.store.models import Message, Participant
 from cocmail.telemetry.masking import mask_addresses
 
 NOW = dt.datetime(2026, 11, 25, 10, tzinfo=dt.UTC)
@@ -109,3 +109,29 @@ def test_a_failed_insert_shows_none_of_its_values(store: Store) -> None:
         assert "INSERT INTO participants" in str(error)
         assert "Secretname" not in str(error)
         assert "rita.secret" not in mask_addresses(str(error))
+
+
+@pytest.mark.parametrize("sealed", [True, False], ids=["sealed", "clear"])
+def test_a_large_message_is_stored_whole_beside_small_ones(store: Store, sealed: bool) -> None:
+    # On SQLite a large raw message is written into its blob piece by piece (sealed
+    # as it goes); elsewhere, and when small, as a bound value. Either way the same
+    # bytes come back, and sealed ones are not in the database in the clear.
+    assert store.keyring is not None
+    store.keyring.sealing = sealed
+    marker = b"THE-RECORDING-"
+    large = b"".join(marker + str(n).encode() + b"\r\n" for n in range(content.LARGE // 8))
+    raws = [b"small one\r\n", large, b"small two\r\n"]
+    with store.transaction() as db:
+        [case_id] = writes.insert_cases(db, ["email"], NOW)
+        ids = writes.insert_messages(db, [
+            {"case_id": case_id, "direction": "in", "channel": "smtp", "raw_sha256": str(n),
+             "raw_size": len(raw), "raw": raw, "recipients": [], "received_at": NOW,
+             "verified": False}
+            for n, raw in enumerate(raws)])
+    with store.unit_of_work() as s:
+        stored = dict(s.execute(select(Message.id, Message.raw).where(Message.id.in_(ids))).all())
+        in_table = [bytes(value) for value in s.execute(
+            text("SELECT raw FROM messages ORDER BY id")).scalars()]
+    assert [stored[i] for i in ids] == raws
+    assert len(large) > content.LARGE
+    assert all((marker in value) is not sealed for value in in_table if len(value) > 1000)
