@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection, Row
 
 from cocmail.keys import cipher
 from cocmail.store import keyring
-from cocmail.store.db import json_text
+from cocmail.store.jsontext import json_text
 from cocmail.store.models import Case, Event
 
 

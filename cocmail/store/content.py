@@ -144,11 +144,7 @@ def seal(db: Connection, ref: bytes, column: Any, value: Any) -> Any:
     keys = keyring.of(db)
     if value is None or sealing.is_sealed(value) or not keys.sealing:
         return value
-    key = keys.content_key(ref)
-    clear = column.clear_value(value)
-    if isinstance(column, sealing.SealedBytes):
-        return sealing.seal_bytes(key, ref, column.column, bytes(clear))
-    return sealing.seal_text(key, ref, column.column, clear)
+    return column.seal(keys.content_key(ref), ref, column.clear_value(value), db.dialect)
 
 
 def seal_row(db: Connection, table: Any, ref: bytes, row: dict[str, Any]) -> dict[str, Any]:

@@ -9,14 +9,12 @@ itself (unreachable, locked past the busy timeout, read-only, full) becomes
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import orjson
 from sqlalchemy import create_engine, event, make_url
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -27,6 +25,7 @@ from cocmail.config import Database
 from cocmail.errors import StoreUnavailable, describe
 from cocmail.keys.master import MasterKeys
 from cocmail.store import sealing
+from cocmail.store.jsontext import json_text
 from cocmail.store.keyring import KEYS, Keyring
 
 log = logging.getLogger(__name__)
@@ -190,25 +189,6 @@ def make_engine(url: str, busy_timeout: dt.timedelta, pool_size: int = 8) -> Eng
     return create_engine(url, pool_pre_ping=True, pool_size=pool_size,
                          max_overflow=max(1, pool_size // 2), pool_timeout=10,
                          hide_parameters=True, json_serializer=json_text)
-
-
-def json_text(value: Any) -> str:
-    """The text of a JSON column's value. orjson writes it in a tenth of the time of
-    the json module (a new report writes eight such values: its headers and
-    recipients, its events, its mails' data), and reads the same back. What orjson
-    refuses, text with a lone surrogate (a header's undecodable bytes, as the
-    email package keeps them) or an integer past 64 bits, the json module
-    writes, as it did before.
-
-    >>> json_text({"headers": [["Subject", "hi"]], 1: None})
-    '{"headers":[["Subject","hi"]],"1":null}'
-    >>> json_text([chr(0xDCFF)])
-    '["\\\\udcff"]'
-    """
-    try:
-        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
-    except orjson.JSONEncodeError:
-        return json.dumps(value)
 
 
 def _sqlite_setup(engine: Engine, busy_timeout: dt.timedelta) -> None:

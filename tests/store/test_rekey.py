@@ -11,7 +11,7 @@ from sqlalchemy import func, select, text
 
 from cocmail.case import events
 from cocmail.keys import master
-from cocmail.store import rekey
+from cocmail.store import rekey, sealing
 from cocmail.store.db import Store
 from cocmail.store.models import ContentKey, Message, Participant
 from tests.conftest import MASTER_KEY, utc
@@ -100,7 +100,7 @@ def test_content_stored_in_the_clear_is_sealed_once_and_read_the_same(
         assert session.scalars(select(Participant.email).where(
             Participant.role == "reporter")).one() == "rita@reporter.example"
         stored = session.execute(text("SELECT text FROM messages")).scalar_one()
-    assert stored.startswith("sealed:")
+    assert sealing.is_sealed(stored)
     if db_url.startswith("sqlite"):
         store.scrub()
         path = Path(db_url.removeprefix("sqlite:///"))
