@@ -49,7 +49,8 @@ test:
 
 # Lint and type check run beside the suite (a core's worth of work the suite
 # leaves while its first daemons start); their output follows the suite's, and
-# either failing fails the run.
+# either failing fails the run. The suite names its 20 slowest tests (where the
+# 10 minutes go).
 # The suite starts about a thousand Python processes (daemons, their helpers,
 # CLI calls). Where PYTHONDONTWRITEBYTECODE is set (as on these machines) none
 # of them writes the compiled modules, and each compiled all of cocmail again
@@ -57,7 +58,7 @@ test:
 test-steps: $(STAMP) system-deps
 	@$(BIN)/python -m compileall -q cocmail tests migrations > /dev/null
 	@$(MAKE) --no-print-directory lint typecheck > .checks.log 2>&1 & checks=$$!; \
-	  $(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS); suite=$$?; \
+	  $(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal --durations=20 $(PYTEST_ARGS); suite=$$?; \
 	  wait $$checks; checked=$$?; cat .checks.log; rm -f .checks.log; \
 	  [ $$checked = 0 ] || echo "make test: lint or type check failed (above)"; \
 	  [ $$suite = 0 ] && [ $$checked = 0 ]
