@@ -55,9 +55,17 @@ class EventKind(StrEnum):
     REOPENED = "reopened"
     PURGE_REQUESTED = "purge-requested"
     PURGED = "purged"
+    # An operator's actions (cli/): the actor is ``operator(user)``.
+    MAIL_RETRIED = "mail-retried"
 
 
 SYSTEM = "cocmail"  # the actor of what cocmail did itself
+
+
+def operator(user: str) -> str:
+    """The actor of what an operator did from the command line, as the operating
+    system named them (``cli.base.os_user``)."""
+    return f"operator:{user}"
 
 # The values of an event that are the case's content: what members wrote in
 # their own words (a reason, vote details, a follow-up, a plan item; an

@@ -21,6 +21,16 @@ from cocmail.errors import ConfigError, NotFound, StoreUnavailable
 DEFAULT_CONFIG = "/etc/cocmail/config.toml"
 
 
+def _version() -> str:
+    """The installed distribution's version (what ``pyproject.toml`` says)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cocmail")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -30,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cocmail", description="Mail service for Code of Conduct committees."
     )
+    parser.add_argument("--version", action="version", version=f"cocmail {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     commands = Commands(common)
     for group in (serve, cases, quarantine, rotation, imap, outbox, retention, audit, keys):

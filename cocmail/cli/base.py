@@ -51,6 +51,19 @@ def print_rows(rows: list[dict[str, Any]], args: argparse.Namespace,
     return 0
 
 
+def os_user() -> str:
+    """Who runs this command, as the operating system knows them (the real
+    uid's name, not ``$USER``, which anyone sets): an operator's action in a
+    case's history names them."""
+    import os
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # a uid with no entry (a container's)
+        return f"uid {os.getuid()}"
+
+
 def open_store(config: Config) -> Store:
     """The store, checked to be at the schema this cocmail expects."""
     store = Store.of(config.database)

@@ -128,20 +128,35 @@ def list_quarantine(
         query = query.where(Quarantine.released_at.is_(None))
     if limit is not None:
         query = query.limit(limit)
-    return [
-        {
-            "id": q.id,
-            "reason": q.reason,
-            "detail": q.detail,
-            "received_at": _time(q.received_at),
-            "message": q.message_id,
-            "size": q.message.raw_size,
-            "claimed_case": q.claimed_case_id,
-            "released_at": _time(q.released_at),
-            "resolution": q.resolution,
-        }
-        for q in session.scalars(query).all()
-    ]
+    return [_quarantine_entry(q) for q in session.scalars(query).all()]
+
+
+def _quarantine_entry(q: Quarantine) -> dict[str, Any]:
+    return {
+        "id": q.id,
+        "reason": q.reason,
+        "detail": q.detail,
+        "received_at": _time(q.received_at),
+        "message": q.message_id,
+        "size": q.message.raw_size,
+        "claimed_case": q.claimed_case_id,
+        "released_at": _time(q.released_at),
+        "resolution": q.resolution,
+    }
+
+
+def show_quarantined(session: Session, entry_id: int) -> dict[str, Any] | None:
+    """One quarantine entry with what its message says: its listing's fields, the
+    headers as they came and the text (what the operator reads to decide on a
+    ``replay``); None when there is no such entry."""
+    entry = session.get(Quarantine, entry_id)
+    if entry is None:
+        return None
+    message = entry.message
+    headers = [[name, value] for name, value in message.headers or []]
+    return {**_quarantine_entry(entry), "headers": headers, "text": message.text, "attachments": [
+                {"filename": a.filename, "content_type": a.content_type, "size": a.size}
+                for a in message.attachments]}
 
 
 def list_outbox(

@@ -35,6 +35,17 @@ def test_case_show_and_quarantine_json_shapes(serve, db_url: str) -> None:
     [q] = server.json("quarantine", "list")
     assert {"id", "reason", "received_at"} <= set(q)
     assert q["reason"] == "automatic"
+    # What the operator reads before deciding: why, the headers as they came, the text.
+    shown = server.json("quarantine", "show", str(q["id"]))
+    assert {k: shown[k] for k in q} == q
+    assert ["Auto-Submitted", "auto-replied"] in shown["headers"]
+    assert shown["text"] == "Someone was rude to me at the meetup.\n"
+    assert shown["attachments"] == []
+    text = server.cli("quarantine", "show", str(q["id"])).stdout.decode()
+    assert f"quarantine entry {q['id']} (held)" in text and "reason: automatic" in text
+    assert "Auto-Submitted: auto-replied" in text and "rude to me" in text
+    missing = server.cli("quarantine", "show", "99")
+    assert (missing.returncode, missing.stderr) == (1, b"cocmail: no quarantine entry 99\n")
 
     # The operator decides it was a real report after all.
     result = server.cli("replay", str(q["id"]), "--open-case")
@@ -119,3 +130,14 @@ def test_serve_refuses_a_database_at_another_revision(tmp_path: Path) -> None:
                             timeout=60)
     assert result.returncode == 2
     assert b"run `cocmail db upgrade`" in result.stderr
+
+
+def test_version_is_the_one_packaged() -> None:
+    import subprocess
+    import tomllib
+
+    from tests.conftest import COCMAIL, ROOT
+
+    packaged = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    result = subprocess.run([*COCMAIL, "--version"], capture_output=True, cwd=ROOT, timeout=60)
+    assert (result.returncode, result.stdout) == (0, f"cocmail {packaged}\n".encode())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import pwd
 import signal
 import time
 from pathlib import Path
@@ -433,6 +434,35 @@ class TestDelivery:
         sink.refuse = lambda address: None
         assert server.cli("outbox", "retry", str(failed["id"])).returncode == 0
         sink.wait_for(1, where=lambda m: m.kind == "ack")
+
+    def test_after_an_outage_every_failed_mail_is_retried_at_once_and_recorded(
+            self, serve, sink: Sink, db_url: str) -> None:
+        reporters = ["rita@reporter.example", "remy@reporter.example"]
+        sink.refuse = lambda address: ("550 5.7.1 relay down for maintenance"
+                                       if address in reporters else None)
+        server: Server = serve(db_url, delivery=relay_to(sink))
+        for reporter in reporters:
+            send(server.smtp_port, message(sender=reporter), sender=reporter)
+        _wait_outbox(server, lambda rows: sum(r["status"] == "failed" for r in rows) == 2)
+        # One id, or all of them; not both, not neither.
+        for wrong in ((), ("1", "--failed")):
+            result = server.cli("outbox", "retry", *wrong)
+            assert result.returncode == 2
+            assert result.stderr == b"cocmail: outbox retry: give one OUTBOX_ID or --failed\n"
+        sink.refuse = lambda address: None
+        result = server.cli("outbox", "retry", "--failed")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith(b"2 failed mails queued again")
+        acks = sink.wait_for(2, where=lambda m: m.kind == "ack")
+        assert sorted(m.recipient for m in acks) == sorted(reporters)
+        assert server.cli("outbox", "retry", "--failed").stdout == b"no failed mail to retry\n"
+        user = pwd.getpwuid(os.getuid()).pw_name
+        for case in ("1", "2"):
+            [retried] = [e for e in server.look("case", "show", case)["events"]
+                         if e["kind"] == "mail-retried"]
+            assert retried["actor"] == f"operator:{user}"
+            assert retried["data"]["mail"] == "ack"
+        assert server.look("audit", "verify")["broken"] == []
 
     def test_temporary_failures_give_up_after_max_attempts(
             self, serve, sink: Sink, db_url: str) -> None:
