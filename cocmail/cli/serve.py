@@ -39,9 +39,6 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
     except OutdatedDatabase as exc:
         print(f"cocmail: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
-        print(f"cocmail: cannot listen: {exc.strerror or exc}", file=sys.stderr)
-        return 1
     return 0
 
 

@@ -19,6 +19,7 @@ from cocmail.config import reader
 from cocmail.config.model import (
     MEDIATOR,
     NOTIFY_TARGETS,
+    ROLES,
     Committee,
     Config,
     Database,
@@ -80,7 +81,7 @@ def _committee(t: Table) -> Committee:
                 email=mt.convert("email", reader.email),
                 employer=mt.get("employer", str, ""),
                 timezone=mt.convert("timezone", reader.timezone, "UTC"),
-                roles=tuple(mt.get("roles", list, [])),
+                roles=_roles(mt.key, mt.get("roles", list, [])),
             )
         )
         mt.done()
@@ -115,6 +116,13 @@ def _committee(t: Table) -> Committee:
     return committee
 
 
+def _roles(key: str, roles: list[Any]) -> tuple[str, ...]:
+    for role in roles:
+        if role not in ROLES:
+            raise ConfigError(f"{key}.roles", f"{role!r} is not a role (roles: {', '.join(ROLES)})")
+    return tuple(roles)
+
+
 def _relay_approval(roles: list[Any]) -> tuple[str, ...]:
     allowed = ("respondent", "witness", "reporter", "observer")
     for role in roles:
@@ -131,6 +139,9 @@ def _rotation(t: Table, committee: Committee) -> Rotation:
     for handle in order:
         if handle not in known:
             raise ConfigError("rotation.order", f"{handle!r} is not a committee member")
+    if "order" in t.data and len(set(order)) < 2:
+        raise ConfigError("rotation.order", "needs at least two members: two are on duty at "
+                                            "a time")
     rotation = Rotation(
         timezone=t.convert("timezone", reader.timezone, "UTC"),
         handoff_weekday=weekday,
@@ -330,7 +341,8 @@ def from_dict(raw: dict[str, Any], path: Path) -> Config:
     ht.done()
 
     sct = top.table("scheduler", required=False)
-    scheduler = Scheduler(tick=sct.convert("tick", parse_duration, dt.timedelta(seconds=5)))
+    scheduler = Scheduler(tick=sct.convert("tick", reader.at_least(
+        dt.timedelta(seconds=1), parse_duration), dt.timedelta(seconds=5)))
     sct.done()
 
     lt = top.table("logging", required=False)
@@ -351,7 +363,7 @@ def from_dict(raw: dict[str, Any], path: Path) -> Config:
     dt_.done()
 
     tt = top.table("templates", required=False)
-    templates = Templates(directory=tt.convert("directory", reader.path_under(base), None))
+    templates = Templates(directory=tt.convert("directory", reader.directory_under(base), None))
     tt.done()
 
     imap = _imap(top.table("imap"), base) if "imap" in raw else None

@@ -12,6 +12,8 @@ from typing import Protocol, TypeVar
 from cocmail.config.units import Endpoint
 
 NOTIFY_TARGETS = ("on-duty", "committee", "chair")
+# What a member's ``roles`` may hold: the chair is whom the last escalation step pages.
+ROLES = ("chair",)
 MEDIATOR = "mediator"  # the mediator's handle in the cases they are given
 
 

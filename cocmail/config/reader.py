@@ -137,6 +137,30 @@ def path_under(base: Path) -> Callable[[object], Path]:
     return parse
 
 
+def directory_under(base: Path) -> Callable[[object], Path]:
+    """A path (``path_under``'s) that must be a directory that exists."""
+    def parse(value: object) -> Path:
+        path = path_under(base)(value)
+        if not path.is_dir():
+            raise ValueError(f"{path} is not a directory" if path.exists()
+                             else f"{path} does not exist")
+        return path
+
+    return parse
+
+
+def at_least(least: dt.timedelta, parse: Callable[[object], dt.timedelta]
+             ) -> Callable[[object], dt.timedelta]:
+    """A duration ``parse`` reads, refused when shorter than ``least``."""
+    def checked(value: object) -> dt.timedelta:
+        duration = parse(value)
+        if duration < least:
+            raise ValueError(f"must be at least {int(least.total_seconds())}s, not {value}")
+        return duration
+
+    return checked
+
+
 def database_url(base: Path) -> Callable[[object], str]:
     def parse(value: object) -> str:
         if not isinstance(value, str):

@@ -9,28 +9,26 @@ from dataclasses import dataclass
 _DURATION = re.compile(r"(\d+)\s*([smhdwy])")
 # A year is 365 days: retention periods ("2y") are not calendar arithmetic.
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
-_SIZE = re.compile(r"(\d+)\s*(b|kb|kib|mb|mib|gb|gib)?", re.IGNORECASE)
+_SIZE = re.compile(r"(\d+)\s*(b|kb|kib|mb|mib|gb|gib)", re.IGNORECASE)
 _SIZE_UNITS = {"b": 1, "kb": 1024, "kib": 1024, "mb": 1024**2, "mib": 1024**2,
                "gb": 1024**3, "gib": 1024**3}
 
 
 def parse_duration(value: object) -> dt.timedelta:
-    """Read ``"30s"``, ``"15m"``, ``"4h"``, ``"3d"``, ``"2w"``, ``"2y"``, ``"1d12h"`` or a
-    number of seconds.
+    """Read ``"30s"``, ``"15m"``, ``"4h"``, ``"3d"``, ``"2w"``, ``"2y"`` or ``"1d12h"``.
+    A bare number is refused: which unit it meant is a guess (seconds? minutes?).
 
     >>> parse_duration("1d12h")
     datetime.timedelta(days=1, seconds=43200)
     >>> parse_duration("2y").days
     730
     >>> parse_duration(90)
-    datetime.timedelta(seconds=90)
+    Traceback (most recent call last):
+    ...
+    ValueError: a bare number, 90: give its unit, like "90s" or "90m"
     """
-    if isinstance(value, bool):
-        raise ValueError("not a duration")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("must not be negative")
-        return dt.timedelta(seconds=value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(f'a bare number, {value}: give its unit, like "{value}s" or "{value}m"')
     if not isinstance(value, str):
         raise ValueError("not a duration")
     text = value.strip().lower()
@@ -49,25 +47,24 @@ def parse_duration(value: object) -> dt.timedelta:
 
 
 def parse_size(value: object) -> int:
-    """Read ``"25MB"`` (binary units: 1 MB = 1,048,576 bytes) or a number of bytes.
+    """Read ``"25MB"``, ``"512KB"`` or ``"1000B"`` (binary units: 1 MB = 1,048,576
+    bytes). A bare number is refused: ``25`` meant 25 MB, not 25 bytes.
 
     >>> parse_size("25MB")
     26214400
-    >>> parse_size(1000)
-    1000
+    >>> parse_size(25)
+    Traceback (most recent call last):
+    ...
+    ValueError: a bare number, 25: give its unit, like "25MB" or "25KB"
     """
-    if isinstance(value, bool):
-        raise ValueError("not a size")
-    if isinstance(value, int):
-        if value <= 0:
-            raise ValueError("must be positive")
-        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(f'a bare number, {value}: give its unit, like "{value}MB" or "{value}KB"')
     if not isinstance(value, str):
         raise ValueError("not a size")
     match = _SIZE.fullmatch(value.strip())
     if match is None:
         raise ValueError(f"not a size like 25MB or 512KB: {value!r}")
-    size = int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()]
+    size = int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
     if size <= 0:
         raise ValueError("must be positive")
     return size

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import os
 import signal
+import socket
 import ssl
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -76,6 +78,17 @@ def tls_context(config: Config) -> ssl.SSLContext | None:
     return context
 
 
+def listening_socket(key: str, endpoint: Endpoint) -> socket.socket:
+    """A socket bound to ``endpoint`` and listening; a port taken (or a host not
+    ours) is a mistake in the config key ``key``, told before anything starts."""
+    family = socket.AF_INET6 if ":" in endpoint.host else socket.AF_INET
+    try:
+        return socket.create_server((endpoint.host, endpoint.port), family=family, backlog=128)
+    except OSError as exc:
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ConfigError(key, f"cannot listen on {endpoint}: {why.lower()}") from None
+
+
 class Daemon:
     def __init__(self, config: Config, clock: Clock | None = None) -> None:
         self.config = config
@@ -90,6 +103,7 @@ class Daemon:
         self.scheduler: Any = None
         self.imap: ImapPoller | None = None
         self._servers: list[asyncio.Server] = []
+        self._sockets: dict[str, list[socket.socket]] = {}  # bound, not served yet
         self._stop = asyncio.Event()
 
     async def start(self) -> None:
@@ -107,6 +121,10 @@ class Daemon:
         # A broken template override stops the start, before any mail is taken.
         Templates(self.config.templates.directory).check()
         transport.for_config(self.config.delivery)  # the relay's password is readable
+        # The certificate read and the ports taken before anything starts: a
+        # mistake in either is one line, and no process was started for nothing.
+        context = tls_context(self.config)
+        self._bind()
         prepare_database(self.store)
         unlock(self.config, self.store, self.clock.now())
         started = members.start(self.store, self.config.committee, self.clock.now())
@@ -114,7 +132,6 @@ class Daemon:
         self.outbox = OutboxProcess(self.config.path, self.metrics)
         self.outbox.start(asyncio.get_running_loop())
         self.enqueue = Enqueue.for_config(self.config, key)
-        self._start_scheduler()
         intake = wiring.intake(self.config, self.store, key, self.clock)
         if self.store.is_sqlite:
             # SQLite takes one writer at a time (more threads would only queue on
@@ -134,31 +151,50 @@ class Daemon:
                 oauth2_token("imap", imap.oauth2_token_file, None)
         finish_start_up()  # before the first message: it is stored at full speed
         smtp = self.config.smtp
-        context = tls_context(self.config)
         loop = asyncio.get_running_loop()
-        for endpoints, lmtp in ((smtp.listen, False), (smtp.lmtp_listen, True)):
+        for name, lmtp in (("smtp.listen", False), ("smtp.lmtp_listen", True)):
             handler = SmtpHandler(self.writer, self.config.committee, self.metrics,
                                   max_message_size=smtp.max_message_size, lmtp=lmtp,
                                   on_stored=self.outbox.wake, handles=started.handles)
             factory = server_factory(handler, hostname=smtp.hostname,
                                      timeout=smtp.timeout.total_seconds(),
                                      tls_context=context, max_message_size=smtp.max_message_size)
-            for endpoint in endpoints:
-                server = await loop.create_server(factory, endpoint.host, endpoint.port)
+            for sock in self._sockets.pop(name, []):
+                server = await loop.create_server(factory, sock=sock)
                 self._servers.append(server)
                 log.info("listening for %s on %s", "LMTP" if lmtp else "SMTP", bound(server))
-        if self.config.http.listen is not None:
+        for sock in self._sockets.pop("http.listen", []):
             http = HttpServer(self.health, self.render_metrics)
-            ep = self.config.http.listen
-            server = await asyncio.start_server(http.handle, ep.host, ep.port)
+            server = await asyncio.start_server(http.handle, sock=sock)
             self._servers.append(server)
             log.info("listening for HTTP (/healthz, /metrics) on %s", bound(server))
+        self._start_scheduler()
         if self.config.imap is not None:
             # Last: a start that fails (a port taken) takes nothing from the mailbox.
             self.imap = ImapPoller(self.config, self.store, self.writer, self.metrics,
                                    self.clock, asyncio.get_running_loop(),
                                    on_stored=self.outbox.wake, handles=started.handles)
             self.imap.start()
+
+    def _bind(self) -> None:
+        """Every listener's socket bound (``listening_socket``); the ones bound
+        already are closed when one cannot be."""
+        smtp, http = self.config.smtp, self.config.http.listen
+        wanted = [("smtp.listen", e) for e in smtp.listen]
+        wanted += [("smtp.lmtp_listen", e) for e in smtp.lmtp_listen]
+        wanted += [("http.listen", http)] if http is not None else []
+        try:
+            for key, endpoint in wanted:
+                self._sockets.setdefault(key, []).append(listening_socket(key, endpoint))
+        except ConfigError:
+            self._close_sockets()
+            raise
+
+    def _close_sockets(self) -> None:
+        for sockets in self._sockets.values():
+            for sock in sockets:
+                sock.close()
+        self._sockets.clear()
 
     def _start_scheduler(self) -> None:
         """APScheduler decides only when to look (``schedule/sweep.py`` what is due)."""
@@ -228,6 +264,7 @@ class Daemon:
         await self.close()
 
     async def close(self) -> None:
+        self._close_sockets()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
         for server in self._servers:

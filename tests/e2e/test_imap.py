@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from cocmail import config as config_module
 from cocmail.daemon.serve import Daemon
+from cocmail.errors import ConfigError
 from cocmail.store.db import Store
 from cocmail.store.models import Message
 from tests.conftest import (
@@ -350,7 +351,7 @@ def test_a_start_that_cannot_listen_takes_nothing_from_the_mailbox(
 
         async def start() -> None:
             try:
-                with pytest.raises(OSError, match="address already in use"):
+                with pytest.raises(ConfigError, match="address already in use"):
                     await daemon.start()
                 assert daemon.imap is None
             finally:

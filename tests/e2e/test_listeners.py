@@ -10,6 +10,8 @@ import ssl
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.certs import self_signed
 from tests.conftest import COCMAIL, CONDUCT, Server, run_cli, write_config
 from tests.mail import message
@@ -54,20 +56,37 @@ def test_unreadable_certificate_is_a_config_error(tmp_path: Path) -> None:
     result = subprocess.run([*COCMAIL, "serve", "--config", str(config)], capture_output=True,
                             timeout=60)
     assert result.returncode == 2
-    assert b"cocmail: config: smtp.tls_cert: cannot load certificate and key" in result.stderr
+    assert result.stderr.startswith(
+        b"cocmail: config: smtp.tls_cert: cannot load certificate and key")
+    assert result.stderr.count(b"\n") == 1, result.stderr  # that line, nothing before it
 
 
-def test_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
+def test_a_missing_certificate_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    config = write_config(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", {
+        "smtp": {"listen": ["127.0.0.1:0"], "tls_cert": str(tmp_path / "gone.pem"),
+                 "tls_key": str(tmp_path / "gone.key")}})
+    result = subprocess.run([*COCMAIL, "serve", "--config", str(config)], capture_output=True,
+                            timeout=60)
+    assert (result.returncode, result.stderr) == (
+        2, b"cocmail: config: smtp.tls_cert: cannot load certificate and key: "
+           b"[Errno 2] No such file or directory\n")
+
+
+@pytest.mark.parametrize("key", ["listen", "lmtp_listen", "http"])
+def test_a_port_in_use_is_one_line_naming_the_key_and_exit_2(tmp_path: Path, key: str) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        config = write_config(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}",
-                              {"smtp": {"listen": [f"127.0.0.1:{port}"]}})
+        sections = ({"http": {"listen": f"127.0.0.1:{port}"}} if key == "http"
+                    else {"smtp": {key: [f"127.0.0.1:{port}"]}})
+        config = write_config(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", sections)
         result = subprocess.run([*COCMAIL, "serve", "--config", str(config)],
                                 capture_output=True, timeout=60)
-    assert result.returncode == 1
-    assert b"cocmail: cannot listen" in result.stderr
+    name = "http.listen" if key == "http" else f"smtp.{key}"
+    assert (result.returncode, result.stderr.decode()) == (
+        2, f"cocmail: config: {name}: cannot listen on 127.0.0.1:{port}: "
+           "address already in use\n")
 
 
 def test_metrics_count_outcomes(serve, tmp_path: Path) -> None:
