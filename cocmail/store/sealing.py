@@ -218,20 +218,16 @@ class SealedJSON(TypeDecorator[Any], Sealed):
         return json.loads(open_text(_keys(dialect), self.column, value))
 
 
-class PartlySealedJSON(TypeDecorator[Any], Sealed):
+class PartlySealedJSON(SealedJSON):
     """A JSON value some of whose parts are sealed: the whole of it (a mail's
     payload, ``SealedJSON``'s way), or single values of an object (the free
-    text of an event, each sealed as its JSON). The rest stays in the clear."""
+    text of an event, each sealed as its JSON). The rest stays in the clear,
+    so a value is taken as it is given."""
 
-    impl = JSON
     cache_ok = True
 
-    def __init__(self, column: str) -> None:
-        super().__init__()
-        self.column, self.length = column, None
-
-    def clear_value(self, value: Any) -> Any:
-        return json_text(value)
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        return value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Any:
         if is_sealed(value):
